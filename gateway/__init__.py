@@ -1,0 +1,1 @@
+"""Datagate service: API, pipeline, storage, metadata, CLI. Composes privacy and lineage."""

@@ -1,0 +1,12 @@
+"""HTTP routes of the v1 API and the open health endpoints."""
+
+from fastapi import APIRouter
+
+from gateway.api import contracts, datasets, health, runs
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(datasets.router)
+api_router.include_router(contracts.router)
+api_router.include_router(runs.router)
+
+__all__ = ["api_router", "health"]

@@ -1,0 +1,31 @@
+"""Loaded contracts: columns, dtypes, checks and PII policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from gateway.api.dependencies import ServicesDep
+from gateway.errors import ContractNotFound
+
+router = APIRouter(tags=["contracts"])
+
+
+@router.get("/contracts")
+def list_contracts(services: ServicesDep) -> dict[str, Any]:
+    """Every loaded contract, and every contract file that failed to load."""
+    catalog = services.catalog
+    return {
+        "contracts": [c.describe() for _, c in sorted(catalog.contracts.items())],
+        "errors": [{"file": e.file, "reason": e.reason} for e in catalog.errors],
+    }
+
+
+@router.get("/contracts/{name}")
+def get_contract(name: str, services: ServicesDep) -> dict[str, Any]:
+    """One contract."""
+    contract = services.catalog.get(name)
+    if contract is None:
+        raise ContractNotFound(f"no contract named {name!r}")
+    return contract.describe()

@@ -1,0 +1,176 @@
+"""Datasets, their versions and data, and uploads."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.api.views import dataset_view, version_url, version_view
+from gateway.errors import DatagateError, DatasetNotFound, UnreadableUpload
+from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
+from gateway.pipeline import fail_run, run_pipeline, start_run
+from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.store import (
+    dataset_by_name,
+    list_datasets,
+    version_by_number,
+    version_count,
+    versions_of,
+)
+from gateway.uploads import UploadSpool, receive_upload
+
+router = APIRouter(tags=["datasets"])
+ANONYMOUS = "anonymous"
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Identical content is already stored; that version is returned."},
+    400: {"description": "Unreadable or empty upload.", **_PROBLEM},
+    404: {"description": "No contract for this dataset.", **_PROBLEM},
+    413: {"description": "Upload (or its decompressed content) too large.", **_PROBLEM},
+    415: {"description": "Unsupported format.", **_PROBLEM},
+    422: {"description": "Rejected by the contract; the body holds the report.", **_PROBLEM},
+}
+
+
+@router.get("/datasets")
+def get_datasets(services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+    """Every dataset with its contract and latest version."""
+    views = []
+    for dataset in list_datasets(session):
+        latest = (
+            version_by_number(session, dataset, dataset.latest_version)
+            if dataset.latest_version
+            else None
+        )
+        views.append(
+            dataset_view(
+                dataset, services.catalog.get(dataset.name), latest, version_count(session, dataset)
+            )
+        )
+    return {"datasets": views}
+
+
+@router.get("/datasets/{dataset}")
+def get_dataset(dataset: str, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+    """One dataset with its contract and latest version."""
+    row = dataset_by_name(session, dataset)
+    latest = version_by_number(session, row, row.latest_version) if row.latest_version else None
+    return dataset_view(row, services.catalog.get(dataset), latest, version_count(session, row))
+
+
+@router.get("/datasets/{dataset}/versions")
+def get_versions(dataset: str, session: SessionDep) -> dict[str, Any]:
+    """Every version of a dataset, oldest first."""
+    row = dataset_by_name(session, dataset)
+    return {
+        "dataset": dataset,
+        "versions": [version_view(dataset, v) for v in versions_of(session, row)],
+    }
+
+
+@router.get("/datasets/{dataset}/versions/{version}")
+def get_version(dataset: str, version: int, session: SessionDep) -> dict[str, Any]:
+    """One version's metadata."""
+    row = dataset_by_name(session, dataset)
+    return version_view(dataset, version_by_number(session, row, version))
+
+
+@router.get(
+    "/datasets/{dataset}/versions/{version}/data",
+    response_class=FileResponse,
+    responses={200: {"content": {media: {} for media in EXPORT_MEDIA_TYPES.values()}}},
+)
+def get_version_data(
+    dataset: str,
+    version: int,
+    services: ServicesDep,
+    session: SessionDep,
+    format: Literal["parquet", "csv", "ndjson"] = "parquet",
+) -> FileResponse:
+    """The stored (redacted) snapshot as Parquet, CSV or NDJSON."""
+    row = version_by_number(session, dataset_by_name(session, dataset), version)
+    snapshot = services.snapshots.local_path(row.storage_key)
+    filename = f"{dataset}-v{version}.{format}"
+    if format == "parquet":
+        return FileResponse(snapshot, media_type=EXPORT_MEDIA_TYPES[format], filename=filename)
+    exported = export_snapshot(snapshot, format, services.settings.tmp_dir)
+    return FileResponse(
+        exported,
+        media_type=EXPORT_MEDIA_TYPES[format],
+        filename=filename,
+        background=BackgroundTask(exported.unlink, missing_ok=True),
+    )
+
+
+@router.post(
+    "/datasets/{dataset}/uploads",
+    status_code=201,
+    responses=UPLOAD_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "description": "The file: a raw body, or multipart/form-data with field 'file'.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    },
+)
+async def upload(
+    dataset: str,
+    request: Request,
+    services: ServicesDep,
+    format: str | None = Query(None, description="csv, parquet, ndjson, json or arrow"),
+    source: str | None = Query(None, description="Where the data came from: '<namespace>:<name>'"),
+) -> JSONResponse:
+    """Upload a file: validated, redacted and stored as a new version (201) or matched (200)."""
+    contract = services.catalog.get(dataset)
+    if contract is None:
+        raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
+    uploader = ANONYMOUS
+    job = await run_in_threadpool(start_run, services, contract, source, uploader)
+    spool = UploadSpool(services.settings.tmp_dir)
+    try:
+        try:
+            received = await receive_upload(
+                request.stream(), dict(request.headers), spool, services.settings.max_upload_bytes
+            )
+        except ClientDisconnect as exc:
+            error = UnreadableUpload("the client disconnected before the upload was complete")
+            await run_in_threadpool(fail_run, services, job, error)
+            raise error from exc
+        except DatagateError as error:
+            await run_in_threadpool(fail_run, services, job, error)
+            raise
+        outcome = await run_in_threadpool(
+            run_pipeline, services, job, contract, received, spool, format, uploader
+        )
+    except DatagateError as error:
+        error.extensions.setdefault("run_id", job.run_id)
+        raise
+    finally:
+        spool.close()
+    location = version_url(dataset, outcome.version.number)
+    return JSONResponse(
+        {
+            "run_id": outcome.run_id,
+            "created": outcome.created,
+            "version": version_view(dataset, outcome.version),
+        },
+        status_code=201 if outcome.created else 200,
+        headers={"Location": location},
+    )

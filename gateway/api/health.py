@@ -1,0 +1,67 @@
+"""Liveness and readiness; open to everyone, never showing a secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from gateway.api.dependencies import ServicesDep
+from gateway.db import pending_migrations
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+def _check_database(services: Any) -> dict[str, Any]:
+    try:
+        with services.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if pending_migrations(services.engine):
+            return {"status": "fail", "detail": "database schema is not at the newest migration"}
+    except Exception as exc:
+        return {"status": "fail", "detail": f"database unreachable ({type(exc).__name__})"}
+    return {"status": "ok", "detail": services.engine.dialect.name}
+
+
+def _check_storage(services: Any) -> dict[str, Any]:
+    try:
+        services.snapshots.check_writable()
+    except OSError as exc:
+        return {"status": "fail", "detail": f"snapshot store not writable ({type(exc).__name__})"}
+    return {"status": "ok", "detail": "writable"}
+
+
+def _check_contracts(services: Any) -> dict[str, Any]:
+    catalog = services.catalog
+    result: dict[str, Any] = {
+        "status": "fail" if catalog.errors or not catalog.contracts else "ok",
+        "loaded": sorted(catalog.contracts),
+        "errors": [{"file": e.file, "reason": e.reason} for e in catalog.errors],
+    }
+    if not catalog.contracts and not catalog.errors:
+        result["detail"] = "no contracts found"
+    return result
+
+
+@router.get("/readyz")
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready when the database, storage and contracts are; 503 with each check's detail if not."""
+    checks = {
+        "database": _check_database(services),
+        "storage": _check_storage(services),
+        "contracts": _check_contracts(services),
+        "lineage": {"status": "ok", "transport": services.transport},
+    }
+    ready = all(check["status"] == "ok" for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -1,0 +1,93 @@
+"""JSON representations of metadata rows, as the API returns them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.contracts import Contract
+from gateway.models import Dataset, DatasetVersion, IngestRun
+
+API = "/api/v1"
+
+
+def version_url(dataset: str, number: int) -> str:
+    """The URL path of one version."""
+    return f"{API}/datasets/{dataset}/versions/{number}"
+
+
+def version_view(dataset: str, version: DatasetVersion) -> dict[str, Any]:
+    """A version's metadata: never data, never a raw PII value."""
+    return {
+        "dataset": dataset,
+        "version": version.number,
+        "content_hash": version.content_hash,
+        "row_count": version.row_count,
+        "byte_size": version.byte_size,
+        "schema": version.schema_fields,
+        "contract": {
+            "name": version.contract_name,
+            "version": version.contract_version,
+            "fingerprint": version.contract_fingerprint,
+        },
+        "source": version.source,
+        "uploader": version.uploader,
+        "run_id": version.run_id,
+        "validation": version.validation_summary,
+        "pii": version.pii_summary,
+        "created_at": version.created_at.isoformat(),
+        "links": {
+            "self": version_url(dataset, version.number),
+            "data": f"{version_url(dataset, version.number)}/data",
+            "run": f"{API}/runs/{version.run_id}",
+        },
+    }
+
+
+def dataset_view(
+    dataset: Dataset, contract: Contract | None, latest: DatasetVersion | None, count: int
+) -> dict[str, Any]:
+    """A dataset with its contract and latest version."""
+    return {
+        "name": dataset.name,
+        "contract": None
+        if contract is None
+        else {
+            "name": contract.dataset,
+            "version": contract.version,
+            "fingerprint": contract.fingerprint,
+            "owner": contract.owner,
+            "description": contract.description,
+        },
+        "latest_version": None if latest is None else version_view(dataset.name, latest),
+        "version_count": count,
+        "created_at": dataset.created_at.isoformat(),
+        "links": {"versions": f"{API}/datasets/{dataset.name}/versions"},
+    }
+
+
+def run_view(run: IngestRun) -> dict[str, Any]:
+    """An ingest run: status, timings per stage, reports and the resulting version."""
+    return {
+        "id": run.id,
+        "dataset": run.dataset,
+        "status": run.status,
+        "uploader": run.uploader,
+        "source": run.source,
+        "filename": run.filename,
+        "format": run.format,
+        "bytes_received": run.bytes_received,
+        "contract": {
+            "name": run.contract_name,
+            "version": run.contract_version,
+            "fingerprint": run.contract_fingerprint,
+        },
+        "version": run.version,
+        "created_version": run.created_version,
+        "timings": run.stage_timings or {},
+        "validation_report": run.validation_report,
+        "pii_report": run.pii_report,
+        "error": run.error,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "links": {"version": version_url(run.dataset, run.version) if run.version else None},
+    }

@@ -1,0 +1,41 @@
+"""The FastAPI application, built from one Settings object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.api import api_router, health
+from gateway.problems import install_problem_handlers
+from gateway.services import Services, build_services
+from gateway.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the app: migrate, load contracts, open storage, wire routes and error handlers.
+
+    Raises:
+        ValueError: a setting cannot be used.
+    """
+    services = services or build_services(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="Datagate",
+        version="0.1.0",
+        summary="Data governance and validation gateway",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,327 @@
+"""Load data contracts (Pandera polars ``DataFrameModel`` classes) from ``.py`` files.
+
+Gateway policy lives in Pandera's own ``metadata``: ``Config.metadata`` for the dataset
+(version, owner, description, on_invalid, undeclared_pii) and ``Field(metadata=...)`` per
+column (pii, redact, justification). Each contract is fingerprinted over its canonical schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from gateway.errors import ContractLoadError
+from privacy import ACTIONS, ColumnPolicy, PolicyError
+
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+ON_INVALID = frozenset({"reject"})
+UNDECLARED_PII = frozenset({"redact", "reject", "warn"})
+DEFAULT_REDACT_ACTION = "replace"
+_KNOWN_ACTIONS = frozenset(ACTIONS)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One contract column: its polars dtype, constraints, checks and PII policy."""
+
+    name: str
+    dtype: pl.DataType
+    nullable: bool
+    unique: bool
+    required: bool
+    checks: tuple[dict[str, Any], ...]
+    policy: ColumnPolicy | None
+    description: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The column as the API shows it."""
+        return {
+            "name": self.name,
+            "dtype": str(self.dtype),
+            "nullable": self.nullable,
+            "unique": self.unique,
+            "required": self.required,
+            "checks": list(self.checks),
+            "pii": None
+            if self.policy is None
+            else {
+                "entity": self.policy.entity,
+                "action": self.policy.action,
+                "justification": self.policy.justification,
+            },
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A loaded contract: the Pandera schema plus the gateway policy read from its metadata."""
+
+    dataset: str
+    model_name: str
+    schema: pa.DataFrameSchema
+    version: str
+    owner: str | None
+    description: str | None
+    on_invalid: str
+    undeclared_pii: str
+    source_file: str
+    columns: tuple[ColumnSpec, ...]
+    definition: dict[str, Any]
+    fingerprint: str
+
+    @property
+    def policies(self) -> tuple[ColumnPolicy, ...]:
+        """The PII policies of the columns that declare one."""
+        return tuple(c.policy for c in self.columns if c.policy is not None)
+
+    @property
+    def pii_columns(self) -> frozenset[str]:
+        """Names of columns whose values must never be shown raw."""
+        return frozenset(c.name for c in self.columns if c.policy is not None)
+
+    @property
+    def dtypes(self) -> dict[str, pl.DataType]:
+        """Column name to the polars dtype the contract requires."""
+        return {c.name: c.dtype for c in self.columns}
+
+    def describe(self) -> dict[str, Any]:
+        """The contract as ``GET /api/v1/contracts/{name}`` shows it."""
+        return {
+            "name": self.dataset,
+            "model": self.model_name,
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "owner": self.owner,
+            "description": self.description,
+            "source_file": self.source_file,
+            "policies": {"on_invalid": self.on_invalid, "undeclared_pii": self.undeclared_pii},
+            "strict": self.definition["strict"],
+            "columns": [c.describe() for c in self.columns],
+            "dataframe_checks": self.definition["dataframe_checks"],
+        }
+
+
+@dataclass
+class ContractCatalog:
+    """Every contract found in a folder, and every file that failed to load."""
+
+    folder: Path
+    contracts: dict[str, Contract] = field(default_factory=dict)
+    errors: list[ContractLoadError] = field(default_factory=list)
+
+    def get(self, dataset: str) -> Contract | None:
+        """The contract of ``dataset``, if one is loaded."""
+        return self.contracts.get(dataset)
+
+
+def snake_case(name: str) -> str:
+    """``CustomerOrders`` -> ``customer_orders``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _check_fn_digest(check: Any) -> str | None:
+    # Built-in checks are identified by name and statistics; a custom check's body is part of
+    # the contract, so its source is fingerprinted too.
+    fn = getattr(check, "_check_fn", None)
+    if fn is None or getattr(fn, "__module__", "").startswith("pandera"):
+        return None
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def _describe_check(check: Any) -> dict[str, Any]:
+    described: dict[str, Any] = {
+        "name": check.name,
+        "id": check.error or check.name,
+        "statistics": json.loads(json.dumps(check.statistics or {}, default=str, sort_keys=True)),
+    }
+    digest = _check_fn_digest(check)
+    if digest:
+        described["source_sha256"] = digest
+    return described
+
+
+def _column_policy(name: str, metadata: Mapping[str, Any]) -> ColumnPolicy | None:
+    entity = metadata.get("pii")
+    action = metadata.get("redact")
+    if entity is None:
+        if action is not None:
+            raise PolicyError(f"column {name!r}: 'redact' given without 'pii'")
+        return None
+    if not isinstance(entity, str):
+        raise PolicyError(f"column {name!r}: pii must be a string, got {type(entity).__name__}")
+    policy = ColumnPolicy(
+        column=name,
+        entity=entity,
+        action=action
+        if action is not None
+        else ("scan" if entity == "scan" else DEFAULT_REDACT_ACTION),
+        justification=metadata.get("justification"),
+    )
+    if policy.is_free_text:
+        if action is not None:
+            raise PolicyError(f"column {name!r}: pii 'scan' finds spans itself; drop 'redact'")
+        return policy
+    policy.check(_KNOWN_ACTIONS)
+    return policy
+
+
+def _dataset_name(model: type[pa.DataFrameModel]) -> str:
+    config = model.__dict__.get("Config")
+    explicit = getattr(config, "name", None) if config is not None else None
+    return explicit if isinstance(explicit, str) else snake_case(model.__name__)
+
+
+def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract:
+    """Turn a DataFrameModel into a Contract, checking its gateway policy.
+
+    Raises:
+        ValueError: the model's metadata holds a policy Datagate cannot apply.
+    """
+    schema = model.to_schema()
+    dataset = _dataset_name(model)
+    if not DATASET_NAME.match(dataset):
+        raise ValueError(f"dataset name {dataset!r} must match {DATASET_NAME.pattern}")
+    config = model.__config__
+    meta = dict((config.metadata if config is not None else None) or {})
+    on_invalid = meta.get("on_invalid", "reject")
+    if on_invalid not in ON_INVALID:
+        raise ValueError(
+            f"on_invalid {on_invalid!r} is not supported "
+            f"(supported: {', '.join(sorted(ON_INVALID))})"
+        )
+    undeclared = meta.get("undeclared_pii", "redact")
+    if undeclared not in UNDECLARED_PII:
+        raise ValueError(
+            f"undeclared_pii {undeclared!r} must be one of {', '.join(sorted(UNDECLARED_PII))}"
+        )
+    columns: list[ColumnSpec] = []
+    for name, column in schema.columns.items():
+        col_meta = dict(column.metadata or {})
+        columns.append(
+            ColumnSpec(
+                name=name,
+                dtype=column.dtype.type if column.dtype is not None else pl.String(),
+                nullable=bool(column.nullable),
+                unique=bool(column.unique),
+                required=bool(column.required),
+                checks=tuple(_describe_check(c) for c in column.checks),
+                policy=_column_policy(name, col_meta),
+                description=column.description,
+            )
+        )
+    definition = {
+        "dataset": dataset,
+        "strict": schema.strict,
+        "coerce": schema.coerce,
+        "unique": schema.unique,
+        "metadata": json.loads(json.dumps(meta, default=str, sort_keys=True)),
+        "columns": [
+            {
+                **c.describe(),
+                "metadata": json.loads(
+                    json.dumps(schema.columns[c.name].metadata or {}, default=str, sort_keys=True)
+                ),
+            }
+            for c in columns
+        ],
+        "dataframe_checks": [_describe_check(c) for c in schema.checks],
+    }
+    canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return Contract(
+        dataset=dataset,
+        model_name=model.__name__,
+        schema=schema,
+        version=str(meta.get("version", "0.0.0")),
+        owner=meta.get("owner"),
+        description=meta.get("description") or (inspect.getdoc(model) or None),
+        on_invalid=on_invalid,
+        undeclared_pii=undeclared,
+        source_file=source_file,
+        columns=tuple(columns),
+        definition=definition,
+        fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def _models_in(module: Any) -> list[type[pa.DataFrameModel]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, pa.DataFrameModel)
+        and obj is not pa.DataFrameModel
+        and obj.__module__ == module.__name__
+    ]
+
+
+def _import_file(path: Path) -> Any:
+    module_name = f"datagate_contracts.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def load_contracts(folder: Path) -> ContractCatalog:
+    """Load every contract in ``folder``; a broken file is recorded, never raised."""
+    catalog = ContractCatalog(folder=folder)
+    if not folder.is_dir():
+        catalog.errors.append(ContractLoadError(str(folder), "contracts folder does not exist"))
+        return catalog
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            module = _import_file(path)
+        except Exception as exc:  # a contract file is user code: any failure is reported
+            catalog.errors.append(ContractLoadError(str(path), _reason(exc)))
+            continue
+        for model in _models_in(module):
+            try:
+                contract = build_contract(model, str(path))
+            except Exception as exc:
+                catalog.errors.append(
+                    ContractLoadError(str(path), f"{model.__name__}: {_reason(exc)}")
+                )
+                continue
+            other = catalog.contracts.get(contract.dataset)
+            if other is not None:
+                catalog.errors.append(
+                    ContractLoadError(
+                        str(path),
+                        f"{model.__name__}: dataset {contract.dataset!r} is already defined "
+                        f"by {other.model_name} in {other.source_file}",
+                    )
+                )
+                continue
+            catalog.contracts[contract.dataset] = contract
+    return catalog
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return f"{type(exc).__name__}: {exc}"

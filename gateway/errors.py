@@ -1,0 +1,98 @@
+"""Datagate's domain errors, as one tree.
+
+DatagateError
+├── NotFound                      (404)
+│   ├── DatasetNotFound
+│   ├── VersionNotFound
+│   ├── RunNotFound
+│   └── ContractNotFound
+├── UploadError                   (the upload cannot be read)
+│   ├── EmptyUpload               (400)
+│   ├── UnreadableUpload          (400)
+│   ├── UnsupportedFormat         (415)
+│   └── UploadTooLarge            (413)
+├── ContractViolation             (422, carries the validation report)
+├── InvalidRequest                (400)
+└── StageFailed                   (500, an unexpected error inside one pipeline stage)
+
+ContractLoadError is not raised to callers: it is collected per file at start-up and shown
+in logs and ``/readyz``. The mapping from these types to HTTP lives in ``gateway.problems``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DatagateError(Exception):
+    """Base of every error Datagate reports to a caller."""
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class NotFound(DatagateError):
+    """The named resource does not exist."""
+
+
+class DatasetNotFound(NotFound):
+    """No contract defines this dataset."""
+
+
+class VersionNotFound(NotFound):
+    """The dataset has no such version."""
+
+
+class RunNotFound(NotFound):
+    """No ingest run has this id."""
+
+
+class ContractNotFound(NotFound):
+    """No contract has this name."""
+
+
+class UploadError(DatagateError):
+    """The uploaded body cannot be turned into a table."""
+
+
+class EmptyUpload(UploadError):
+    """The body, or the table in it, is empty."""
+
+
+class UnreadableUpload(UploadError):
+    """The body is corrupt or does not match its declared format."""
+
+
+class UnsupportedFormat(UploadError):
+    """The declared or detected format is not one Datagate reads."""
+
+
+class UploadTooLarge(UploadError):
+    """The body, or its decompressed content, exceeds ``DATAGATE_MAX_UPLOAD_BYTES``."""
+
+
+class ContractViolation(DatagateError):
+    """The data does not satisfy its contract; ``extensions['report']`` says where."""
+
+
+class InvalidRequest(DatagateError):
+    """A query parameter or header is malformed."""
+
+
+class StageFailed(DatagateError):
+    """An unexpected error inside one pipeline stage (a bug or an infrastructure fault)."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"ingest failed in stage '{stage}' ({type(cause).__name__})", stage=stage)
+        self.stage = stage
+
+
+class ContractLoadError(Exception):
+    """A contract file could not be loaded; names the file and the reason."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(f"{file}: {reason}")
+        self.file = file
+        self.reason = reason

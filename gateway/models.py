@@ -1,0 +1,119 @@
+"""Metadata tables. Schema changes go through Alembic migrations in ``gateway/migrations``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _json_column() -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Dataset(SQLModel, table=True):
+    """A dataset governed by one contract; ``latest_version`` allocates version numbers."""
+
+    __tablename__ = "dataset"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=200)
+    latest_version: int = 0
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ContractVersion(SQLModel, table=True):
+    """A contract definition as seen at some start-up, identified by its fingerprint."""
+
+    __tablename__ = "contract_version"
+    __table_args__ = (UniqueConstraint("name", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, max_length=200)
+    version: str = Field(max_length=100)
+    fingerprint: str = Field(max_length=64)
+    owner: str | None = Field(default=None, max_length=200)
+    source_file: str = Field(max_length=1000)
+    definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    first_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class IngestRun(SQLModel, table=True):
+    """One upload's journey through the pipeline, kept whatever its outcome."""
+
+    __tablename__ = "ingest_run"
+
+    id: str = Field(primary_key=True, max_length=36)
+    dataset: str = Field(index=True, max_length=200)
+    status: str = Field(max_length=20)
+    uploader: str = Field(max_length=200)
+    source: str | None = Field(default=None, max_length=1000)
+    filename: str | None = Field(default=None, max_length=1000)
+    format: str | None = Field(default=None, max_length=20)
+    bytes_received: int | None = Field(default=None, sa_column=Column(BigInteger))
+    contract_name: str | None = Field(default=None, max_length=200)
+    contract_version: str | None = Field(default=None, max_length=100)
+    contract_fingerprint: str | None = Field(default=None, max_length=64)
+    version: int | None = None
+    created_version: bool = False
+    stage_timings: dict[str, Any] | None = _json_column()
+    validation_report: dict[str, Any] | None = _json_column()
+    pii_report: dict[str, Any] | None = _json_column()
+    error: dict[str, Any] | None = _json_column()
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class DatasetVersion(SQLModel, table=True):
+    """An immutable, accepted snapshot of a dataset."""
+
+    __tablename__ = "dataset_version"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "number"),
+        UniqueConstraint("dataset_id", "content_hash"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="dataset.id", index=True)
+    number: int
+    content_hash: str = Field(max_length=64)
+    row_count: int = Field(sa_column=Column(BigInteger, nullable=False))
+    byte_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    storage_key: str = Field(max_length=1000)
+    schema_fields: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    contract_name: str = Field(max_length=200)
+    contract_version: str = Field(max_length=100)
+    contract_fingerprint: str = Field(max_length=64)
+    source: str | None = Field(default=None, max_length=1000)
+    uploader: str = Field(max_length=200)
+    run_id: str = Field(foreign_key="ingest_run.id", max_length=36)
+    validation_summary: dict[str, Any] | None = _json_column()
+    pii_summary: dict[str, Any] | None = _json_column()
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LineageEvent(SQLModel, table=True):
+    """An OpenLineage event, stored before any delivery is attempted (outbox)."""
+
+    __tablename__ = "lineage_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, max_length=36)
+    event_type: str = Field(max_length=20)
+    job_namespace: str = Field(max_length=200)
+    job_name: str = Field(max_length=400)
+    event_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    delivery_attempts: int = 0

@@ -1,0 +1,397 @@
+"""The ingest pipeline: parse → validate → redact → version → record, over one frozen Batch.
+
+``start_run`` records the run and its START event before the body is read; ``run_pipeline``
+passes a Batch through the stages and records the outcome (version, or rejection/failure)
+together with the COMPLETE or FAIL event in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+from openlineage.client.event_v2 import RunEvent
+from openlineage.client.uuid import generate_new_uuid
+
+from gateway.contracts import Contract
+from gateway.db import unit_of_work
+from gateway.errors import ContractViolation, DatagateError, InvalidRequest, StageFailed
+from gateway.formats import decompress, detect_format, read_frame
+from gateway.models import DatasetVersion, IngestRun, utcnow
+from gateway.outbox import store_event
+from gateway.problems import problem_for
+from gateway.services import Services
+from gateway.snapshots import StagedSnapshot
+from gateway.store import lock_dataset, run_by_id, version_by_hash
+from gateway.uploads import ReceivedUpload, UploadSpool
+from gateway.validation import ValidationReport, validate_frame
+from lineage import (
+    AssertionResult,
+    DatasetRef,
+    IngestJob,
+    SchemaField,
+    StoredOutput,
+    ingest_complete,
+    ingest_fail,
+    ingest_start,
+)
+from privacy import ColumnOutcome, redact_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One upload on its way through the stages; each stage returns a new Batch."""
+
+    job: IngestJob
+    contract: Contract
+    upload: ReceivedUpload
+    spool: UploadSpool
+    requested_format: str | None
+    uploader: str
+    payload: Path | None = None
+    format: str | None = None
+    compression: str | None = None
+    frame: pl.DataFrame | None = None
+    report: ValidationReport | None = None
+    pii: tuple[ColumnOutcome, ...] = ()
+    snapshot: StagedSnapshot | None = None
+    violation: ContractViolation | None = None
+    version: DatasetVersion | None = None
+    created: bool = False
+    # Shared by every Batch of one run: the orchestrator adds each stage's duration.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def require_frame(self) -> pl.DataFrame:
+        """The frame; a stage that needs it runs after parse."""
+        assert self.frame is not None, "stage ran before parse"
+        return self.frame
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What an accepted upload produced: the version, and whether this upload created it."""
+
+    run_id: str
+    version: DatasetVersion
+    created: bool
+
+
+def parse_source(source: str | None, namespace: str, dataset: str, run_id: str) -> DatasetRef:
+    """The OpenLineage input of an ingest: ``?source=<namespace>:<name>`` or the upload itself.
+
+    A URL (``s3://bucket/key``) splits into namespace ``s3://bucket`` and name ``key``;
+    credentials in it are dropped.
+
+    Raises:
+        InvalidRequest: ``source`` is neither ``namespace:name`` nor a URL.
+    """
+    if not source:
+        return DatasetRef(namespace=f"{namespace}.uploads", name=f"{dataset}/{run_id}")
+    if "://" in source:
+        parts = urlsplit(source)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        name = parts.path.lstrip("/")
+        if not parts.scheme or not (host or name):
+            raise InvalidRequest(f"source {source!r} is not a valid URL")
+        return DatasetRef(namespace=f"{parts.scheme}://{host}", name=name or "/")
+    namespace_part, sep, name_part = source.partition(":")
+    if not sep or not namespace_part or not name_part:
+        raise InvalidRequest("source must be '<namespace>:<name>' or a URL")
+    return DatasetRef(namespace=namespace_part, name=name_part)
+
+
+def source_label(ref: DatasetRef) -> str:
+    """``namespace:name`` of an input, as stored on runs and versions."""
+    return f"{ref.namespace}:{ref.name}"
+
+
+def start_run(
+    services: Services, contract: Contract, source: str | None, uploader: str
+) -> IngestJob:
+    """Record a running ingest and its START event.
+
+    Raises:
+        InvalidRequest: ``source`` is malformed.
+    """
+    run_id = str(generate_new_uuid())
+    job = IngestJob(
+        run_id=run_id,
+        namespace=services.settings.namespace,
+        dataset=contract.dataset,
+        source=parse_source(source, services.settings.namespace, contract.dataset, run_id),
+        owner=contract.owner,
+    )
+    now = utcnow()
+    event = ingest_start(job, now)
+    with unit_of_work(services.engine) as session:
+        session.add(
+            IngestRun(
+                id=run_id,
+                dataset=contract.dataset,
+                status="running",
+                uploader=uploader,
+                source=source_label(job.source) if source else None,
+                contract_name=contract.dataset,
+                contract_version=contract.version,
+                contract_fingerprint=contract.fingerprint,
+                started_at=now,
+            )
+        )
+        row = store_event(session, event)
+    services.lineage.deliver([(row.id, event)])
+    return job
+
+
+# -- stages -------------------------------------------------------------------------------
+
+
+def parse(batch: Batch, services: Services) -> Batch:
+    """Decompress, detect the format and read the upload into a frame."""
+    limit = services.settings.max_upload_bytes
+    payload, compression = decompress(batch.upload, batch.spool, limit)
+    fmt = detect_format(
+        payload, batch.requested_format, batch.upload.content_type, batch.upload.filename
+    )
+    frame = read_frame(payload, fmt, batch.contract.dtypes)
+    return replace(batch, payload=payload, format=fmt, compression=compression, frame=frame)
+
+
+def validate(batch: Batch, services: Services) -> Batch:
+    """Cast to the contract's dtypes and run every check; a failing upload stops after this."""
+    frame, report = validate_frame(batch.require_frame(), batch.contract)
+    violation = None
+    if not report.valid:
+        violation = ContractViolation(
+            f"the upload violates contract {batch.contract.dataset} {batch.contract.version}: "
+            f"{len(report.failures)} failing check(s)",
+            report=report.as_dict(),
+        )
+    return replace(batch, frame=frame, report=report, violation=violation)
+
+
+def redact(batch: Batch, services: Services) -> Batch:
+    """Apply the contract's declared PII policies as whole-column polars work."""
+    frame, outcomes = redact_frame(
+        batch.require_frame(), batch.contract.policies, services.redaction_key
+    )
+    return replace(batch, frame=frame, pii=tuple(outcomes))
+
+
+def version(batch: Batch, services: Services) -> Batch:
+    """Write the redacted frame as a durable, hashed, not yet visible Parquet file."""
+    frame = batch.require_frame().rechunk()
+    return replace(batch, snapshot=services.snapshots.stage(frame))
+
+
+def record(batch: Batch, services: Services) -> Batch:
+    """Number, publish and record the version with the run and its COMPLETE event, atomically."""
+    snapshot = batch.snapshot
+    assert snapshot is not None
+    assert batch.report is not None
+    frame = batch.require_frame()
+    published: str | None = None
+    try:
+        with unit_of_work(services.engine) as session:
+            dataset = lock_dataset(session, batch.contract.dataset)
+            existing = version_by_hash(session, dataset, snapshot.content_hash)
+            if existing is not None:
+                stored, created = existing, False
+            else:
+                number = dataset.latest_version + 1
+                key = f"{dataset.name}/v{number}-{snapshot.content_hash[:16]}.parquet"
+                services.snapshots.publish(snapshot, key)
+                published = key
+                stored = DatasetVersion(
+                    dataset_id=dataset.id,  # type: ignore[arg-type]
+                    number=number,
+                    content_hash=snapshot.content_hash,
+                    row_count=frame.height,
+                    byte_size=snapshot.byte_size,
+                    storage_key=key,
+                    schema_fields=[{"name": n, "type": str(t)} for n, t in frame.schema.items()],
+                    contract_name=batch.contract.dataset,
+                    contract_version=batch.contract.version,
+                    contract_fingerprint=batch.contract.fingerprint,
+                    source=source_label(batch.job.source),
+                    uploader=batch.uploader,
+                    run_id=batch.job.run_id,
+                    validation_summary=batch.report.summary(),
+                    pii_summary=pii_report(batch.pii),
+                    created_at=utcnow(),
+                )
+                dataset.latest_version = number
+                session.add(dataset)
+                session.add(stored)
+                created = True
+            batch = replace(batch, version=stored, created=created)
+            event = ingest_complete(batch.job, utcnow(), _stored_output(batch, services))
+            _finish_run(session, batch, "accepted")
+            row = store_event(session, event)
+            session.flush()
+    except BaseException:
+        if published is not None:
+            services.snapshots.delete(published)
+        raise
+    services.lineage.deliver([(row.id, event)])
+    return batch
+
+
+STAGES: tuple[tuple[str, Callable[[Batch, Services], Batch]], ...] = (
+    ("parse", parse),
+    ("validate", validate),
+    ("redact", redact),
+    ("version", version),
+    ("record", record),
+)
+
+
+# -- orchestration ------------------------------------------------------------------------
+
+
+def pii_report(outcomes: tuple[ColumnOutcome, ...]) -> dict[str, Any]:
+    """Per column: entity, action, method and how many values were redacted. Never a value."""
+    return {
+        "columns": [
+            {
+                "column": o.column,
+                "entity": o.entity,
+                "action": o.action,
+                "method": o.method,
+                "values_redacted": o.values_redacted,
+                **({"justification": o.justification} if o.justification else {}),
+            }
+            for o in outcomes
+        ]
+    }
+
+
+def _assertions(batch: Batch) -> list[AssertionResult]:
+    if batch.report is None:
+        return []
+    return [
+        AssertionResult(assertion=a["assertion"], success=a["success"], column=a["column"])
+        for a in batch.report.assertions
+    ]
+
+
+def _stored_output(batch: Batch, services: Services) -> StoredOutput:
+    stored = batch.version
+    assert stored is not None
+    return StoredOutput(
+        version=stored.number,
+        fields=[SchemaField(name=f["name"], type=f["type"]) for f in stored.schema_fields],
+        row_count=stored.row_count,
+        size_bytes=stored.byte_size,
+        storage_uri=services.snapshots.uri(stored.storage_key),
+        assertions=_assertions(batch),
+    )
+
+
+def _finish_run(
+    session: Any, batch: Batch, status: str, error: dict[str, Any] | None = None
+) -> None:
+    run = run_by_id(session, batch.job.run_id)
+    run.status = status
+    run.filename = batch.upload.filename
+    run.format = batch.format
+    run.bytes_received = batch.upload.size
+    run.stage_timings = {name: round(seconds, 6) for name, seconds in batch.timings.items()}
+    run.validation_report = batch.report.as_dict() if batch.report is not None else None
+    run.pii_report = pii_report(batch.pii) if batch.pii else None
+    run.error = error
+    if batch.version is not None:
+        run.version = batch.version.number
+        run.created_version = batch.created
+    run.finished_at = utcnow()
+    session.add(run)
+
+
+def fail_run(
+    services: Services, job: IngestJob, error: DatagateError, batch: Batch | None = None
+) -> None:
+    """Record a rejected or failed ingest and its FAIL event; never raises."""
+    status = "rejected" if isinstance(error, ContractViolation) else "failed"
+    problem = problem_for(error)
+    summary = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": error.detail,
+    }
+    event: RunEvent = ingest_fail(
+        job, utcnow(), f"{problem.title}: {error.detail}", _assertions(batch) if batch else ()
+    )
+    try:
+        with unit_of_work(services.engine) as session:
+            if batch is not None:
+                _finish_run(session, batch, status, summary)
+            else:
+                run = run_by_id(session, job.run_id)
+                run.status, run.error, run.finished_at = status, summary, utcnow()
+                session.add(run)
+            row = store_event(session, event)
+            session.flush()
+    except Exception:
+        log.exception("could not record the outcome of run %s", job.run_id)
+        return
+    services.lineage.deliver([(row.id, event)])
+
+
+def run_pipeline(
+    services: Services,
+    job: IngestJob,
+    contract: Contract,
+    upload: ReceivedUpload,
+    spool: UploadSpool,
+    requested_format: str | None,
+    uploader: str,
+) -> IngestOutcome:
+    """Pass the upload through every stage and record the outcome.
+
+    Raises:
+        DatagateError: the upload was rejected or failed (already recorded on the run);
+            an unexpected error is wrapped in StageFailed naming the stage.
+    """
+    batch = Batch(
+        job=job,
+        contract=contract,
+        upload=upload,
+        spool=spool,
+        requested_format=requested_format,
+        uploader=uploader,
+    )
+    try:
+        for name, stage in STAGES:
+            started = time.perf_counter()
+            try:
+                batch = stage(batch, services)
+            except DatagateError:
+                raise
+            except Exception as exc:
+                raise StageFailed(name, exc) from exc
+            finally:
+                batch.timings[name] = time.perf_counter() - started
+            if batch.violation is not None:
+                raise batch.violation
+    except DatagateError as error:
+        if isinstance(error, StageFailed):
+            log.error(
+                "run %s failed in stage %s", job.run_id, error.stage, exc_info=error.__cause__
+            )
+        fail_run(services, job, error, batch)
+        raise
+    finally:
+        if batch.snapshot is not None and not batch.created:
+            services.snapshots.discard(batch.snapshot)
+    assert batch.version is not None
+    return IngestOutcome(run_id=job.run_id, version=batch.version, created=batch.created)

@@ -1,0 +1,65 @@
+"""Everything a Datagate process needs, built once from one Settings object."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from gateway.contracts import ContractCatalog, load_contracts
+from gateway.db import make_engine, migrate
+from gateway.outbox import LineageDelivery
+from gateway.settings import Settings
+from gateway.snapshots import SnapshotStore, open_store
+from gateway.store import sync_contracts
+from lineage import configured_client, describe_transport
+from privacy import RedactionKey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """The composed parts of the gateway: database, contracts, storage, privacy, lineage."""
+
+    settings: Settings
+    engine: Engine
+    catalog: ContractCatalog
+    snapshots: SnapshotStore
+    redaction_key: RedactionKey
+    lineage: LineageDelivery
+    transport: str
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Migrate the database, load contracts and open storage; log what was found.
+
+    Raises:
+        ValueError: a setting cannot be used (e.g. a PII key that is too short).
+    """
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    catalog = load_contracts(settings.contracts_dir)
+    for error in catalog.errors:
+        log.error("contract not loaded: %s: %s", error.file, error.reason)
+    log.info("contracts loaded: %s", ", ".join(sorted(catalog.contracts)) or "none")
+    sync_contracts(engine, catalog)
+    client = configured_client(os.environ)
+    transport = describe_transport(client)
+    log.info("lineage transport: %s", transport)
+    return Services(
+        settings=settings,
+        engine=engine,
+        catalog=catalog,
+        snapshots=open_store(settings.resolved_storage_url),
+        redaction_key=RedactionKey(settings.resolved_pii_key()),
+        lineage=LineageDelivery(engine, client),
+        transport=transport,
+    )

