@@ -1,0 +1,115 @@
+"""Shared fixtures: settings per test, SQLite and a fresh PostgreSQL database, a TestClient."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from bench.generate import customers
+from gateway.app import create_app
+from gateway.db import make_engine, migrate
+from gateway.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACTS = REPO / "contracts"
+PG_HOST = os.environ.get("DATAGATE_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("DATAGATE_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("DATAGATE_TEST_PG_USER", "postgres")
+TEST_PII_KEY = "test-pii-key-" + "k" * 40
+
+
+def _pg_url(database: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def _admin_connection() -> psycopg.Connection:
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=5
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated PostgreSQL database made for this session, used as a template per test."""
+    try:
+        admin = _admin_connection()
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must run in CI ({PG_HOST}:{PG_PORT}): {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT}: {exc}")
+    name = f"datagate_tmpl_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_pg_url(name))
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_template: str) -> Iterator[str]:
+    """A PostgreSQL database of its own for one test, already migrated."""
+    name = f"datagate_test_{uuid.uuid4().hex[:10]}"
+    with _admin_connection() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        with _admin_connection() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'datagate.db'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        contracts_dir=CONTRACTS,
+        pii_key=TEST_PII_KEY,  # type: ignore[arg-type]
+        max_upload_bytes=5_000_000,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def customers_frame() -> pl.DataFrame:
+    """Fifty valid customers."""
+    return customers(50, seed=11)
+
+
+def csv_bytes(frame: pl.DataFrame) -> bytes:
+    """The frame as CSV text."""
+    return frame.write_csv().encode()

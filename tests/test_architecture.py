@@ -1,0 +1,46 @@
+"""privacy and lineage are libraries: they never import gateway (or FastAPI, or SQL)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "privacy": {"gateway", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic_settings", "lineage"},
+    "lineage": {"gateway", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic_settings", "privacy"},
+}
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    roots: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_library_package_does_not_import_the_service(package: str) -> None:
+    offenders = {
+        str(path.relative_to(REPO)): sorted(_imported_roots(path) & FORBIDDEN[package])
+        for path in (REPO / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_environment_is_read_only_where_settings_are_built() -> None:
+    # Settings reads DATAGATE_*; services hands os.environ to the OpenLineage client, whose
+    # standard configuration lives there. Nothing else looks at the environment.
+    readers = sorted(
+        str(path.relative_to(REPO))
+        for package in ("gateway", "privacy", "lineage")
+        for path in (REPO / package).rglob("*.py")
+        if "os.environ" in path.read_text() or "getenv" in path.read_text()
+    )
+    assert readers == ["gateway/services.py"]
