@@ -7,6 +7,7 @@ column (pii, redact, justification). Each contract is fingerprinted over its can
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import inspect
@@ -71,6 +72,7 @@ class Contract:
     dataset: str
     model_name: str
     schema: pa.DataFrameSchema
+    checked_schema: pa.DataFrameSchema
     version: str
     owner: str | None
     description: str | None
@@ -182,9 +184,20 @@ def _column_policy(name: str, metadata: Mapping[str, Any]) -> ColumnPolicy | Non
 
 
 def _dataset_name(model: type[pa.DataFrameModel]) -> str:
-    config = model.__dict__.get("Config")
-    explicit = getattr(config, "name", None) if config is not None else None
-    return explicit if isinstance(explicit, str) else snake_case(model.__name__)
+    # Pandera fills Config.name with the class name when the author gave none.
+    config = model.__config__
+    explicit = getattr(config, "name", None)
+    if isinstance(explicit, str) and explicit != model.__name__:
+        return explicit
+    return snake_case(model.__name__)
+
+
+def _without_coercion(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    # Datagate casts to the contract's dtypes itself (reporting cells that do not convert), so
+    # Pandera only checks; its own coercion would fail outright on a missing column.
+    checked = copy.deepcopy(schema)
+    checked.coerce = False
+    return checked
 
 
 def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract:
@@ -247,6 +260,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         dataset=dataset,
         model_name=model.__name__,
         schema=schema,
+        checked_schema=_without_coercion(schema),
         version=str(meta.get("version", "0.0.0")),
         owner=meta.get("owner"),
         description=meta.get("description") or (inspect.getdoc(model) or None),

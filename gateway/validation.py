@@ -72,13 +72,40 @@ def _bool_from_text(text: pl.Expr) -> pl.Expr:
     )
 
 
+_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
+_NAIVE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+)
+
+
+def _datetime_from_text(text: pl.Expr, target: pl.Datetime) -> pl.Expr:
+    # ISO 8601 with or without an offset ("Z" included); naive values are read in the
+    # contract's time zone, offset values converted to it.
+    text = text.str.strip_chars().str.replace(r"Z$", "+00:00")
+    unit = target.time_unit
+    aware = pl.coalesce(
+        [text.str.strptime(pl.Datetime(unit, "UTC"), f, strict=False) for f in _AWARE_FORMATS]
+    )
+    naive = pl.coalesce(
+        [text.str.strptime(pl.Datetime(unit), f, strict=False) for f in _NAIVE_FORMATS]
+    )
+    if target.time_zone is None:
+        return pl.coalesce(aware.dt.replace_time_zone(None), naive)
+    return pl.coalesce(
+        aware.dt.convert_time_zone(target.time_zone), naive.dt.replace_time_zone(target.time_zone)
+    )
+
+
 def _cast_expr(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
     col = pl.col(name)
     if source == pl.String:
         if target == pl.Date:
             return col.str.strip_chars().str.to_date(strict=False)
         if isinstance(target, pl.Datetime):
-            return col.str.strip_chars().str.to_datetime(time_unit=target.time_unit, strict=False)
+            return _datetime_from_text(col, target)
         if target == pl.Boolean:
             return _bool_from_text(col)
         if target.is_numeric():
@@ -154,7 +181,7 @@ def coerce_to_contract(
 
 def _pandera_failures(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     try:
-        contract.schema.validate(frame, lazy=True)
+        contract.checked_schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases: pl.DataFrame = exc.failure_cases
     except pa.errors.SchemaError as exc:
@@ -214,12 +241,11 @@ def _summarise(failures: pl.DataFrame, contract: Contract) -> list[dict[str, Any
         return []
     shown = failures.with_columns(
         _shown_value(contract).alias("value"), (pl.col("index") + 1).alias("row")
-    )
+    ).sort("row", nulls_last=True, maintain_order=True)
     grouped = shown.group_by(["column", "check"], maintain_order=True).agg(
         pl.col("index").drop_nulls().n_unique().alias("failing_rows"),
         pl.struct("row", "value")
         .filter(pl.col("row").is_not_null())
-        .sort_by("row")
         .head(MAX_EXAMPLES)
         .alias("examples"),
     )

@@ -32,7 +32,12 @@ def _pg_url(database: str) -> str:
 
 def _admin_connection() -> psycopg.Connection:
     return psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, connect_timeout=5
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
     )
 
 
@@ -93,7 +98,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         home=tmp_path / "home",
         database_url=database_url,
         contracts_dir=CONTRACTS,
-        pii_key=TEST_PII_KEY,  # type: ignore[arg-type]
+        pii_key=TEST_PII_KEY,
         max_upload_bytes=5_000_000,
     )
 

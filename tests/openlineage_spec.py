@@ -13,7 +13,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_DIR = Path(os.environ.get("DATAGATE_OPENLINEAGE_SPEC", REPO.parent / "shared" / "openlineage-spec"))
+SPEC_DIR = Path(
+    os.environ.get("DATAGATE_OPENLINEAGE_SPEC", REPO.parent / "shared" / "openlineage-spec")
+)
 CORE_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 _KIND_BY_BASE = {
     "RunFacet": "run",
@@ -67,7 +69,7 @@ def _check_facets(facets: dict[str, Any] | None, kind: str) -> None:
     _, known = _registry_and_facets()
     for key, facet in (facets or {}).items():
         if key not in known:
-            assert "_producer" in facet and "_schemaURL" in facet, f"custom facet {key} lacks base fields"
+            assert {"_producer", "_schemaURL"} <= set(facet), f"custom facet {key} lacks base"
             continue
         placed = [schema_id for schema_id, facet_kind in known[key] if facet_kind in (kind, "any")]
         assert placed, f"facet {key} is a {[k for _, k in known[key]]} facet, placed as {kind}"

@@ -8,12 +8,13 @@ import hmac
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 import zstandard
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from gateway.models import DatasetVersion, IngestRun, LineageEvent
 from gateway.settings import Settings
@@ -25,7 +26,7 @@ UPLOAD = "/api/v1/datasets/customers/uploads"
 PROBLEM = "application/problem+json"
 
 
-def _post(client: TestClient, body: bytes, content_type: str = "text/csv", query: str = "") -> object:
+def _post(client: TestClient, body: bytes, content_type: str = "text/csv", query: str = "") -> Any:
     return client.post(UPLOAD + query, content=body, headers={"Content-Type": content_type})
 
 
@@ -42,10 +43,12 @@ def _leftover_files(settings: Settings) -> list[Path]:
 
 def _events(client: TestClient) -> list[LineageEvent]:
     with Session(client.app.state.services.engine) as session:  # type: ignore[attr-defined]
-        return list(session.exec(select(LineageEvent).order_by(LineageEvent.id)).all())
+        return list(session.exec(select(LineageEvent).order_by(col(LineageEvent.id))).all())
 
 
-def test_csv_upload_creates_version_one_with_metadata(client: TestClient, customers_frame: pl.DataFrame) -> None:
+def test_csv_upload_creates_version_one_with_metadata(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
     response = client.post(
         UPLOAD + "?source=crm:exports/customers.csv",
         content=csv_bytes(customers_frame),
@@ -104,7 +107,10 @@ def test_identical_data_in_another_format_returns_the_existing_version(
 
 def test_multipart_upload_with_file_name(client: TestClient, customers_frame: pl.DataFrame) -> None:
     response = client.post(
-        UPLOAD, files={"file": ("customers.ndjson.gz", gzip.compress(customers_frame.write_ndjson().encode()))}
+        UPLOAD,
+        files={
+            "file": ("customers.ndjson.gz", gzip.compress(customers_frame.write_ndjson().encode()))
+        },
     )
     assert response.status_code == 201, response.text
     run = client.get(f"/api/v1/runs/{response.json()['run_id']}").json()
@@ -112,7 +118,9 @@ def test_multipart_upload_with_file_name(client: TestClient, customers_frame: pl
     assert run["format"] == "ndjson"
 
 
-def test_changed_data_becomes_the_next_version(client: TestClient, customers_frame: pl.DataFrame) -> None:
+def test_changed_data_becomes_the_next_version(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
     assert _post(client, csv_bytes(customers_frame)).status_code == 201
     changed = customers_frame.with_columns(pl.col("orders_count") + 1)
     response = _post(client, csv_bytes(changed))
@@ -129,19 +137,31 @@ def test_pseudonyms_are_keyed_hmac_and_stable_across_uploads(
 ) -> None:
     _post(client, csv_bytes(customers_frame))
     _post(client, csv_bytes(customers_frame.head(10).with_columns(pl.col("orders_count") + 7)))
-    first = pl.read_parquet(io.BytesIO(client.get("/api/v1/datasets/customers/versions/1/data").content))
-    second = pl.read_parquet(io.BytesIO(client.get("/api/v1/datasets/customers/versions/2/data").content))
+    first = pl.read_parquet(
+        io.BytesIO(client.get("/api/v1/datasets/customers/versions/1/data").content)
+    )
+    second = pl.read_parquet(
+        io.BytesIO(client.get("/api/v1/datasets/customers/versions/2/data").content)
+    )
     subkey = RedactionKey(TEST_PII_KEY.encode()).derive("pseudonym")
-    expected = [hmac.new(subkey, e.encode(), hashlib.sha256).hexdigest() for e in customers_frame["email"]]
+    expected = [
+        hmac.new(subkey, e.encode(), hashlib.sha256).hexdigest() for e in customers_frame["email"]
+    ]
     assert first["email"].to_list() == expected
     assert second["email"].to_list() == expected[:10]
 
 
-def test_downloads_hold_only_redacted_values(client: TestClient, customers_frame: pl.DataFrame) -> None:
+def test_downloads_hold_only_redacted_values(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
     frame = customers_frame.with_columns(pl.lit("Call Jane Doe on +1 202 555 0143").alias("notes"))
     _post(client, csv_bytes(frame))
     raw_values = {*frame["email"], *frame["full_name"], *frame["phone"].drop_nulls(), "Jane Doe"}
-    for fmt, media in [("parquet", "application/vnd.apache.parquet"), ("csv", "text/csv"), ("ndjson", "application/x-ndjson")]:
+    for fmt, media in [
+        ("parquet", "application/vnd.apache.parquet"),
+        ("csv", "text/csv"),
+        ("ndjson", "application/x-ndjson"),
+    ]:
         response = client.get(f"/api/v1/datasets/customers/versions/1/data?format={fmt}")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith(media)
@@ -163,8 +183,14 @@ def test_contract_violation_is_rejected_with_a_capped_redacted_report(
     client: TestClient, customers_frame: pl.DataFrame, settings: Settings
 ) -> None:
     bad = customers_frame.with_columns(
-        pl.when(pl.int_range(pl.len()) < 15).then(pl.lit("not-an-email")).otherwise(pl.col("email")).alias("email"),
-        pl.when(pl.int_range(pl.len()) == 3).then(-5.0).otherwise(pl.col("lifetime_value")).alias("lifetime_value"),
+        pl.when(pl.int_range(pl.len()) < 15)
+        .then(pl.lit("not-an-email"))
+        .otherwise(pl.col("email"))
+        .alias("email"),
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(-5.0)
+        .otherwise(pl.col("lifetime_value"))
+        .alias("lifetime_value"),
     )
     text = csv_bytes(bad).decode().replace(",enterprise,", ",galactic,", 1)
     response = _post(client, text.encode())
@@ -190,7 +216,7 @@ def test_contract_violation_is_rejected_with_a_capped_redacted_report(
     assert run["version"] is None
     assert client.get("/api/v1/datasets/customers/versions").json()["versions"] == []
     snapshots = settings.home / "snapshots"
-    assert [p for p in snapshots.rglob("*.parquet")] == []
+    assert list(snapshots.rglob("*.parquet")) == []
     assert _leftover_files(settings) == []
 
 
@@ -215,7 +241,13 @@ def test_unparseable_cells_are_contract_failures_not_server_errors(
     [
         (b"", "text/csv", "", 400, "empty-upload"),
         (b"customer_id,email\n", "text/csv", "", 400, "empty-upload"),
-        (b"PAR1 this is not parquet", "application/vnd.apache.parquet", "", 400, "unreadable-upload"),
+        (
+            b"PAR1 this is not parquet",
+            "application/vnd.apache.parquet",
+            "",
+            400,
+            "unreadable-upload",
+        ),
         (gzip.compress(b"a,b\n1,2\n")[:-8] + b"\x00" * 3, "text/csv", "", 400, "unreadable-upload"),
         (b"a,b\n1,2\n", "image/png", "", 415, "unsupported-format"),
         (b"a,b\n1,2\n", "text/csv", "?format=xml", 415, "unsupported-format"),
@@ -223,10 +255,26 @@ def test_unparseable_cells_are_contract_failures_not_server_errors(
         (gzip.compress(b"a\n" + b"1\n" * 3_000_000), "text/csv", "", 413, "upload-too-large"),
         (b"a,b\n1,2\n", "text/csv", "?source=nonsense", 400, "invalid-request"),
     ],
-    ids=["empty", "header-only", "corrupt-parquet", "truncated-gzip", "png", "format-xml", "too-large", "gzip-bomb", "bad-source"],
+    ids=[
+        "empty",
+        "header-only",
+        "corrupt-parquet",
+        "truncated-gzip",
+        "png",
+        "format-xml",
+        "too-large",
+        "gzip-bomb",
+        "bad-source",
+    ],
 )
 def test_bad_uploads_get_problem_json_and_leave_nothing_behind(
-    client: TestClient, settings: Settings, body: bytes, content_type: str, query: str, status: int, kind: str
+    client: TestClient,
+    settings: Settings,
+    body: bytes,
+    content_type: str,
+    query: str,
+    status: int,
+    kind: str,
 ) -> None:
     response = _post(client, body, content_type, query)
     assert response.status_code == status, response.text
@@ -245,13 +293,20 @@ def test_unknown_dataset_is_404_problem(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"].endswith("/dataset-not-found")
-    for path in ["/api/v1/datasets/nope", "/api/v1/datasets/customers/versions/9", "/api/v1/runs/x", "/api/v1/contracts/nope"]:
+    for path in [
+        "/api/v1/datasets/nope",
+        "/api/v1/datasets/customers/versions/9",
+        "/api/v1/runs/x",
+        "/api/v1/contracts/nope",
+    ]:
         missing = client.get(path)
         assert missing.status_code == 404, path
         assert missing.headers["content-type"] == PROBLEM
 
 
-def test_run_reports_status_and_timing_of_every_stage(client: TestClient, customers_frame: pl.DataFrame) -> None:
+def test_run_reports_status_and_timing_of_every_stage(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
     response = _post(client, csv_bytes(customers_frame))
     run = client.get(f"/api/v1/runs/{response.json()['run_id']}").json()
     assert run["status"] == "accepted"
@@ -265,7 +320,9 @@ def test_run_reports_status_and_timing_of_every_stage(client: TestClient, custom
 def test_every_ingest_stores_start_and_final_events_that_follow_the_spec(
     client: TestClient, customers_frame: pl.DataFrame
 ) -> None:
-    accepted = _post(client, csv_bytes(customers_frame), query="?source=s3://user:secret@bucket/in/c.csv")
+    accepted = _post(
+        client, csv_bytes(customers_frame), query="?source=s3://user:secret@bucket/in/c.csv"
+    )
     rejected = _post(client, csv_bytes(customers_frame.with_columns(pl.lit("XX").alias("country"))))
     events = _events(client)
     by_run: dict[str, list[str]] = {}
@@ -291,11 +348,17 @@ def test_every_ingest_stores_start_and_final_events_that_follow_the_spec(
     assert all(a["success"] for a in assertions)
     fail = next(e.payload for e in events if e.event_type == "FAIL")
     assert "Contract violation" in fail["run"]["facets"]["errorMessage"]["message"]
-    failed = [a for a in fail["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"] if not a["success"]]
+    failed = [
+        a
+        for a in fail["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
+        if not a["success"]
+    ]
     assert [(a["assertion"], a["column"]) for a in failed] == [("isin", "country")]
 
 
-def test_rejected_upload_stores_nothing_but_its_run(client: TestClient, customers_frame: pl.DataFrame) -> None:
+def test_rejected_upload_stores_nothing_but_its_run(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
     _post(client, csv_bytes(customers_frame.with_columns(pl.lit(-1).alias("orders_count"))))
     with Session(client.app.state.services.engine) as session:  # type: ignore[attr-defined]
         assert session.exec(select(DatasetVersion)).all() == []

@@ -9,8 +9,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "privacy": {"gateway", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic_settings", "lineage"},
-    "lineage": {"gateway", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic_settings", "privacy"},
+    "privacy": {
+        "gateway",
+        "fastapi",
+        "starlette",
+        "sqlmodel",
+        "sqlalchemy",
+        "pydantic_settings",
+        "lineage",
+    },
+    "lineage": {
+        "gateway",
+        "fastapi",
+        "starlette",
+        "sqlmodel",
+        "sqlalchemy",
+        "pydantic_settings",
+        "privacy",
+    },
 }
 
 

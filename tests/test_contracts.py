@@ -1,0 +1,146 @@
+"""Loading contracts from Python files: metadata, fingerprints, and errors that name the file."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.contracts import load_contracts, snake_case
+from gateway.settings import Settings
+from tests.conftest import CONTRACTS, TEST_PII_KEY
+
+GOOD = """
+import pandera.polars as pa
+
+class {cls}(pa.DataFrameModel):
+    order_id: int = pa.Field(unique=True, ge=1)
+    email: str = pa.Field(metadata={{"pii": "EMAIL_ADDRESS", "redact": "{action}"}})
+
+    class Config:
+        strict = True
+        metadata = {{"version": "{version}", "owner": "shop"}}
+"""
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_example_contracts_load_with_their_metadata() -> None:
+    catalog = load_contracts(CONTRACTS)
+    assert catalog.errors == []
+    assert set(catalog.contracts) == {"customers", "transactions"}
+    customers = catalog.contracts["customers"]
+    assert (customers.version, customers.owner, customers.on_invalid) == (
+        "1.2.0",
+        "crm-team",
+        "reject",
+    )
+    policies = {p.column: (p.entity, p.action) for p in customers.policies}
+    assert policies["email"] == ("EMAIL_ADDRESS", "hash")
+    assert policies["notes"] == ("scan", "scan")
+    described = customers.describe()
+    email = next(c for c in described["columns"] if c["name"] == "email")
+    assert email["dtype"] == "String"
+    assert email["checks"][0]["name"] == "str_matches"
+    assert email["pii"] == {"entity": "EMAIL_ADDRESS", "action": "hash", "justification": None}
+
+
+def test_dataset_name_defaults_to_snake_case_of_the_class(tmp_path: Path) -> None:
+    _write(tmp_path, "orders.py", GOOD.format(cls="CustomerOrders", action="hash", version="1.0.0"))
+    catalog = load_contracts(tmp_path)
+    assert list(catalog.contracts) == ["customer_orders"]
+    assert snake_case("HTTPLogs") == "http_logs"
+
+
+def test_fingerprint_is_stable_and_changes_with_the_schema(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _write(a, "orders.py", GOOD.format(cls="Orders", action="hash", version="1.0.0"))
+    _write(b, "orders_copy.py", GOOD.format(cls="Orders", action="hash", version="1.0.0"))
+    first = load_contracts(a).contracts["orders"].fingerprint
+    assert load_contracts(b).contracts["orders"].fingerprint == first
+    _write(b, "orders_copy.py", GOOD.format(cls="Orders", action="mask", version="1.0.0"))
+    assert load_contracts(b).contracts["orders"].fingerprint != first
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "import pandera.polars as pa\nclass Broken(pa.DataFrameModel)\n    x: int\n",
+            "SyntaxError",
+        ),
+        ("import not_a_module_anywhere\n", "ModuleNotFoundError"),
+        (GOOD.format(cls="Orders", action="shred", version="1"), "unknown redact action 'shred'"),
+        (GOOD.format(cls="Orders", action="keep", version="1"), "needs a 'justification'"),
+        (
+            GOOD.format(cls="Orders", action="hash", version="1").replace(
+                '"EMAIL_ADDRESS"', '"email"'
+            ),
+            "pii must be an entity name",
+        ),
+        (
+            GOOD.format(cls="Orders", action="hash", version="1").replace(
+                '"owner"', '"on_invalid": "explode", "o"'
+            ),
+            "on_invalid 'explode'",
+        ),
+    ],
+    ids=[
+        "syntax",
+        "import",
+        "unknown-action",
+        "keep-without-justification",
+        "bad-entity",
+        "bad-on-invalid",
+    ],
+)
+def test_broken_contract_file_is_reported_with_file_and_reason(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    path = _write(tmp_path, "orders.py", text)
+    catalog = load_contracts(tmp_path)
+    assert catalog.contracts == {}
+    assert len(catalog.errors) == 1
+    assert catalog.errors[0].file == str(path)
+    assert reason in catalog.errors[0].reason
+    assert "Traceback" not in catalog.errors[0].reason
+
+
+def test_two_contracts_for_one_dataset_are_an_error(tmp_path: Path) -> None:
+    _write(tmp_path, "a.py", GOOD.format(cls="Orders", action="hash", version="1"))
+    _write(tmp_path, "b.py", GOOD.format(cls="Orders", action="mask", version="2"))
+    catalog = load_contracts(tmp_path)
+    assert list(catalog.contracts) == ["orders"]
+    assert "already defined" in catalog.errors[0].reason
+
+
+def test_readyz_and_contracts_api_name_the_broken_file(tmp_path: Path) -> None:
+    _write(tmp_path, "orders.py", GOOD.format(cls="Orders", action="hash", version="1"))
+    broken = _write(tmp_path, "refunds.py", GOOD.format(cls="Refunds", action="shred", version="1"))
+    settings = Settings(
+        home=tmp_path / "home",
+        contracts_dir=tmp_path,
+        pii_key=TEST_PII_KEY,
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        contracts = ready.json()["checks"]["contracts"]
+        assert contracts["status"] == "fail"
+        assert contracts["errors"][0]["file"] == str(broken)
+        assert "shred" in contracts["errors"][0]["reason"]
+        listed = client.get("/api/v1/contracts").json()
+        assert [c["name"] for c in listed["contracts"]] == ["orders"]
+        assert listed["errors"][0]["file"] == str(broken)
+        one = client.get("/api/v1/contracts/orders").json()
+        assert one["columns"][1]["pii"]["action"] == "hash"
+        assert one["owner"] == "shop"
