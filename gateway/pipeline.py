@@ -41,7 +41,7 @@ from lineage import (
     ingest_fail,
     ingest_start,
 )
-from privacy import ColumnOutcome, redact_frame
+from privacy import ColumnOutcome, plan_redaction
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Batch:
     format: str | None = None
     compression: str | None = None
     frame: pl.DataFrame | None = None
+    redacted: pl.LazyFrame | None = None
     report: ValidationReport | None = None
     pii: tuple[ColumnOutcome, ...] = ()
     snapshot: StagedSnapshot | None = None
@@ -180,17 +181,17 @@ def validate(batch: Batch, services: Services) -> Batch:
 
 
 def redact(batch: Batch, services: Services) -> Batch:
-    """Apply the contract's declared PII policies as whole-column polars work."""
-    frame, outcomes = redact_frame(
+    """Plan the contract's declared PII policies as whole-column polars work."""
+    plan, outcomes = plan_redaction(
         batch.require_frame(), batch.contract.policies, services.redaction_key
     )
-    return replace(batch, frame=frame, pii=tuple(outcomes))
+    return replace(batch, redacted=plan, pii=tuple(outcomes))
 
 
 def version(batch: Batch, services: Services) -> Batch:
-    """Write the redacted frame as a durable, hashed, not yet visible Parquet file."""
-    frame = batch.require_frame().rechunk()
-    return replace(batch, snapshot=services.snapshots.stage(frame))
+    """Stream the redacted frame into a durable, hashed, not yet visible Parquet file."""
+    assert batch.redacted is not None, "version ran before redact"
+    return replace(batch, snapshot=services.snapshots.stage(batch.redacted))
 
 
 def record(batch: Batch, services: Services) -> Batch:
@@ -199,7 +200,9 @@ def record(batch: Batch, services: Services) -> Batch:
     snapshot = batch.snapshot
     assert snapshot is not None
     assert batch.report is not None
-    frame = batch.require_frame()
+    assert batch.redacted is not None
+    rows = batch.require_frame().height
+    schema = batch.redacted.collect_schema()
     published: str | None = None
     try:
         with unit_of_work(services.engine) as session:
@@ -216,10 +219,10 @@ def record(batch: Batch, services: Services) -> Batch:
                     dataset_id=dataset.id,  # type: ignore[arg-type]
                     number=number,
                     content_hash=snapshot.content_hash,
-                    row_count=frame.height,
+                    row_count=rows,
                     byte_size=snapshot.byte_size,
                     storage_key=key,
-                    schema_fields=[{"name": n, "type": str(t)} for n, t in frame.schema.items()],
+                    schema_fields=[{"name": n, "type": str(t)} for n, t in schema.items()],
                     contract_name=batch.contract.dataset,
                     contract_version=batch.contract.version,
                     contract_fingerprint=batch.contract.fingerprint,

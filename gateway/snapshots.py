@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 
 _HASH_CHUNK = 1 << 20
+ROW_GROUP_SIZE = 122_880
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class SnapshotStore(Protocol):
 
     url: str
 
-    def stage(self, frame: pl.DataFrame) -> StagedSnapshot:
-        """Write ``frame`` as Parquet (zstd) to a staging area, durably, and hash it."""
+    def stage(self, plan: pl.LazyFrame) -> StagedSnapshot:
+        """Stream ``plan`` into Parquet (zstd) in a staging area, durably, and hash the file."""
         ...
 
     def publish(self, staged: StagedSnapshot, key: str) -> None:
@@ -65,6 +66,15 @@ class SnapshotStore(Protocol):
         ...
 
 
+def write_parquet(plan: pl.LazyFrame, path: Path) -> None:
+    """Stream ``plan`` into a zstd Parquet file.
+
+    Row groups have a fixed size, so the same rows give the same bytes however the frame was
+    chunked (CSV and Parquet readers chunk differently); content hashes rely on that.
+    """
+    plan.sink_parquet(path, compression="zstd", statistics=True, row_group_size=ROW_GROUP_SIZE)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -83,10 +93,10 @@ class LocalSnapshotStore:
         self.url = root.as_uri()
         (root / self.STAGING).mkdir(parents=True, exist_ok=True)
 
-    def stage(self, frame: pl.DataFrame) -> StagedSnapshot:
+    def stage(self, plan: pl.LazyFrame) -> StagedSnapshot:
         path = self.root / self.STAGING / f"{uuid.uuid4().hex}.parquet"
         try:
-            frame.write_parquet(path, compression="zstd", statistics=True)
+            write_parquet(plan, path)
             digest = hashlib.sha256()
             with path.open("rb+") as fh:
                 while chunk := fh.read(_HASH_CHUNK):

@@ -2,7 +2,7 @@
 
 from privacy.actions import ACTIONS, RedactionAction, redaction_expr
 from privacy.policy import ColumnPolicy, PolicyError, RedactionKey
-from privacy.redactor import ColumnOutcome, redact_frame
+from privacy.redactor import ColumnOutcome, plan_redaction, redact_frame
 
 __all__ = [
     "ACTIONS",
@@ -11,6 +11,7 @@ __all__ = [
     "PolicyError",
     "RedactionAction",
     "RedactionKey",
+    "plan_redaction",
     "redact_frame",
     "redaction_expr",
 ]

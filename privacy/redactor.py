@@ -28,7 +28,18 @@ class ColumnOutcome:
 def redact_frame(
     frame: pl.DataFrame, policies: Sequence[ColumnPolicy], key: RedactionKey
 ) -> tuple[pl.DataFrame, list[ColumnOutcome]]:
-    """Apply each column policy in one polars pass.
+    """Apply each column policy to ``frame`` now (see ``plan_redaction``)."""
+    plan, outcomes = plan_redaction(frame, policies, key)
+    return plan.collect(), outcomes
+
+
+def plan_redaction(
+    frame: pl.DataFrame, policies: Sequence[ColumnPolicy], key: RedactionKey
+) -> tuple[pl.LazyFrame, list[ColumnOutcome]]:
+    """A lazy plan applying each column policy in one polars pass, and what it will redact.
+
+    The plan is meant to be streamed (e.g. into a Parquet sink), so the redacted table never
+    needs to exist in memory beside the original.
 
     Free-text (``scan``) columns have no span detector yet, so each of their non-null cells is
     withheld whole (replaced by ``<FREE_TEXT>``) rather than stored raw. Columns named by a
@@ -44,7 +55,7 @@ def redact_frame(
         else:
             replacements.append(expr.alias(policy.column))
     non_null = frame.select(pl.col(p.column).count() for p in present).row(0) if present else ()
-    redacted = frame.with_columns(replacements).drop(dropped)
+    redacted = frame.lazy().with_columns(replacements).drop(dropped)
     outcomes = [
         ColumnOutcome(
             column=p.column,

@@ -1,0 +1,107 @@
+"""A real `datagate serve` process on a free port: uploads over HTTP, concurrent versioning."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from bench.generate import customers
+from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """Base URL of a `datagate serve` process on ``database_url``."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATAGATE_HOME": str(tmp_path / "home"),
+        "DATAGATE_DATABASE_URL": database_url,
+        "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
+        "DATAGATE_PII_KEY": TEST_PII_KEY,
+        "DATAGATE_PORT": str(port),
+        "DATAGATE_LOG_LEVEL": "warning",
+    }
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [Path(sys.executable).parent / "datagate", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"datagate serve exited: {(tmp_path / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("datagate serve did not become ready in 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def _upload(base: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{base}/api/v1/datasets/customers/uploads",
+        content=body,
+        headers={"Content-Type": "text/csv"},
+        timeout=60,
+    )
+
+
+def test_serve_accepts_an_upload_and_serves_its_data(server: str) -> None:
+    frame = customers(200, seed=3)
+    created = _upload(server, csv_bytes(frame))
+    assert created.status_code == 201, created.text
+    data = httpx.get(f"{server}/api/v1/datasets/customers/versions/1/data", timeout=30)
+    stored = pl.read_parquet(io.BytesIO(data.content))
+    assert stored["customer_id"].to_list() == frame["customer_id"].to_list()
+    rejected = _upload(server, csv_bytes(frame.with_columns(pl.lit("ZZ").alias("country"))))
+    assert rejected.status_code == 422
+    assert rejected.headers["content-type"] == "application/problem+json"
+
+
+def test_parallel_uploads_get_unique_gap_free_versions(server: str) -> None:
+    distinct = [csv_bytes(customers(300, seed=100 + i)) for i in range(8)]
+    same = csv_bytes(customers(300, seed=999))
+    bodies = [*distinct, same, same, same, same]
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        responses = list(pool.map(lambda body: _upload(server, body), bodies))
+    statuses = [r.status_code for r in responses]
+    assert statuses[:8] == [201] * 8, [r.text for r in responses]
+    assert sorted(statuses[8:]) == [200, 200, 200, 201]
+    assert len({r.json()["version"]["version"] for r in responses[8:]}) == 1
+    versions = httpx.get(f"{server}/api/v1/datasets/customers/versions", timeout=30).json()[
+        "versions"
+    ]
+    assert [v["version"] for v in versions] == list(range(1, 10))
+    assert len({v["content_hash"] for v in versions}) == 9
