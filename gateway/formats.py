@@ -64,6 +64,8 @@ _COMPRESSED_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd")
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _COPY_CHUNK = 1 << 20
+_BOM = "\ufeff"
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 class _Readable(Protocol):
@@ -182,16 +184,25 @@ def safe_reason(exc: BaseException) -> str:
 
 
 def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(_UTF16_32_BOMS):
+        raise UnreadableUpload("CSV text must be UTF-8 encoded (found a UTF-16/32 byte order mark)")
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
     try:
         # Fast path: the reader parses straight into the contract's dtypes.
-        return pl.read_csv(
-            path, schema_overrides={c: dtypes.get(c, pl.String()) for c in header}, encoding="utf8"
+        frame = pl.read_csv(
+            path,
+            schema_overrides={c: dtypes.get(c.removeprefix(_BOM), pl.String()) for c in header},
+            encoding="utf8",
         )
     except pl.exceptions.ComputeError:
         # Some cell does not parse: read every column as text, so that validation can cast
         # it and report each bad cell as a contract failure instead of a reader error.
-        return pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False)
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False)
+    if frame.columns and frame.columns[0].startswith(_BOM):
+        frame = frame.rename({frame.columns[0]: frame.columns[0].removeprefix(_BOM)})
+    return frame
 
 
 def _read(path: Path, fmt: str, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:

@@ -33,7 +33,8 @@ class Services:
     transport: str
 
     def close(self) -> None:
-        """Release database connections."""
+        """Finish queued lineage deliveries and release database connections."""
+        self.lineage.close()
         self.engine.dispose()
 
 

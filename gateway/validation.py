@@ -170,13 +170,21 @@ def coerce_to_contract(
                         "column": name,
                         "check": f"dtype('{contract.dtypes[name]}')",
                         "index": rows.cast(pl.Int64),
-                        "failure_case": original.gather(rows).cast(pl.String),
+                        "failure_case": _as_text(original.gather(rows)),
                     },
                     schema=_FAILURE_SCHEMA,
                 )
             )
     failure_frame = pl.concat(failures) if failures else pl.DataFrame(schema=_FAILURE_SCHEMA)
     return cast, failure_frame
+
+
+def _as_text(values: pl.Series) -> pl.Series:
+    # Nested values (lists, structs from JSON) have no plain text form: show their type.
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError:
+        return pl.Series(values.name, [f"<{values.dtype}>"] * values.len(), dtype=pl.String)
 
 
 def _pandera_failures(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:

@@ -254,6 +254,17 @@ def test_unparseable_cells_are_contract_failures_not_server_errors(
         (b"x" * 5_000_001, "text/csv", "", 413, "upload-too-large"),
         (gzip.compress(b"a\n" + b"1\n" * 3_000_000), "text/csv", "", 413, "upload-too-large"),
         (b"a,b\n1,2\n", "text/csv", "?source=nonsense", 400, "invalid-request"),
+        (b"[1, 2, 3]", "application/json", "", 400, "unreadable-upload"),
+        (b"customer_id,email\n1,a@b.co,extra\n", "text/csv", "", 400, "unreadable-upload"),
+        ("customer_id\n1\n".encode("utf-16"), "text/csv", "", 400, "unreadable-upload"),
+        (b'{"a": 1}\n[2]\n', "application/x-ndjson", "", 400, "unreadable-upload"),
+        (
+            b"ARROW1\x00\x00garbage",
+            "application/vnd.apache.arrow.file",
+            "",
+            400,
+            "unreadable-upload",
+        ),
     ],
     ids=[
         "empty",
@@ -265,6 +276,11 @@ def test_unparseable_cells_are_contract_failures_not_server_errors(
         "too-large",
         "gzip-bomb",
         "bad-source",
+        "json-not-records",
+        "ragged-csv",
+        "utf16-csv",
+        "ndjson-mixed-shapes",
+        "corrupt-arrow",
     ],
 )
 def test_bad_uploads_get_problem_json_and_leave_nothing_behind(
@@ -364,3 +380,37 @@ def test_rejected_upload_stores_nothing_but_its_run(
         assert session.exec(select(DatasetVersion)).all() == []
         runs = session.exec(select(IngestRun)).all()
     assert [r.status for r in runs] == ["rejected"]
+
+
+def test_csv_with_a_byte_order_mark_is_accepted(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    response = _post(client, b"\xef\xbb\xbf" + csv_bytes(customers_frame))
+    assert response.status_code == 201, response.text
+    assert response.json()["version"]["schema"][0]["name"] == "customer_id"
+
+
+def test_nested_json_values_are_dtype_failures_not_server_errors(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    records = json.loads(customers_frame.head(2).write_json())
+    for record in records:
+        record["customer_id"] = {"nested": [1, 2]}
+    response = _post(client, json.dumps(records).encode(), "application/json")
+    assert response.status_code == 422, response.text
+    failure = next(f for f in response.json()["report"]["failures"] if f["column"] == "customer_id")
+    assert failure["check"] == "dtype('Int64')"
+
+
+def test_successful_upload_and_downloads_leave_no_temporary_files(
+    client: TestClient, customers_frame: pl.DataFrame, settings: Settings
+) -> None:
+    assert _post(client, gzip.compress(csv_bytes(customers_frame))).status_code == 201
+    assert _post(client, csv_bytes(customers_frame)).status_code == 200
+    for fmt in ("csv", "ndjson", "parquet"):
+        url = f"/api/v1/datasets/customers/versions/1/data?format={fmt}"
+        assert client.get(url).status_code == 200
+    assert _leftover_files(settings) == []
+    stored = list((settings.home / "snapshots" / "customers").iterdir())
+    assert len(stored) == 1
+    assert stored[0].name.startswith("v1-")

@@ -1,0 +1,125 @@
+"""Lineage delivery through the real openlineage-python client, configured its standard way."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from gateway.app import create_app
+from gateway.models import LineageEvent
+from gateway.settings import Settings
+from lineage import configured_client, describe_transport
+from tests.conftest import csv_bytes
+from tests.openlineage_spec import validate_event
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, object]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        type(self).received.append(
+            {"path": self.path, "event": json.loads(self.rfile.read(length))}
+        )
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _all_delivered(engine: Engine) -> bool:
+    with Session(engine) as session:
+        rows = session.exec(select(LineageEvent)).all()
+    return len(rows) == 2 and all(row.delivered_at is not None for row in rows)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A real HTTP server on loopback that records every POSTed event."""
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unconfigured_client_means_events_are_only_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert configured_client({}) is None
+    assert describe_transport(None).startswith("none")
+
+
+@pytest.mark.parametrize("style", ["OPENLINEAGE_URL", "OPENLINEAGE__TRANSPORT"])
+def test_configured_transport_delivers_each_event_once(
+    settings: Settings,
+    customers_frame: pl.DataFrame,
+    receiver: tuple[str, list[dict[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+    style: str,
+) -> None:
+    url, received = receiver
+    if style == "OPENLINEAGE_URL":
+        monkeypatch.setenv("OPENLINEAGE_URL", url)
+    else:
+        monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
+        monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["checks"]["lineage"]["transport"] == "HttpTransport"
+        response = client.post(
+            "/api/v1/datasets/customers/uploads",
+            content=csv_bytes(customers_frame),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 201
+        run_id = response.json()["run_id"]
+        engine = client.app.state.services.engine  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 20
+        while not _all_delivered(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _all_delivered(engine)
+    events = [r["event"] for r in received]
+    assert [(e["eventType"], e["run"]["runId"]) for e in events] == [  # type: ignore[index]
+        ("START", run_id),
+        ("COMPLETE", run_id),
+    ]
+    assert {r["path"] for r in received} == {"/api/v1/lineage"}
+    for event in events:
+        validate_event(event)  # type: ignore[arg-type]
+
+
+def test_unreachable_backend_neither_fails_nor_slows_the_upload(
+    settings: Settings, customers_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENLINEAGE_URL", "http://127.0.0.1:9")  # discard port: refused
+    with TestClient(create_app(settings)) as client:
+        started = time.monotonic()
+        response = client.post(
+            "/api/v1/datasets/customers/uploads",
+            content=csv_bytes(customers_frame),
+            headers={"Content-Type": "text/csv"},
+        )
+        elapsed = time.monotonic() - started
+        with Session(client.app.state.services.engine) as session:  # type: ignore[attr-defined]
+            rows = session.exec(select(LineageEvent)).all()
+    assert response.status_code == 201
+    assert elapsed < 5
+    assert [r.event_type for r in rows] == ["START", "COMPLETE"]
+    assert all(row.delivered_at is None for row in rows)
