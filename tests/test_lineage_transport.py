@@ -47,12 +47,17 @@ def _all_delivered(engine: Engine) -> bool:
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
     """A real HTTP server on loopback that records every POSTed event."""
-    handler = type("Receiver", (_Receiver,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    received: list[dict[str, object]] = []
+
+    class Receiver(_Receiver):
+        pass
+
+    Receiver.received = received
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
     finally:
         server.shutdown()
         server.server_close()
