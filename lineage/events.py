@@ -115,17 +115,28 @@ def _input(job: IngestJob, assertions: Sequence[AssertionResult]) -> InputDatase
     )
 
 
-def ingest_start(job: IngestJob, at: datetime) -> RunEvent:
-    """The START event: the job, its run and where the data comes from."""
+def _event(
+    state: RunState,
+    job: IngestJob,
+    at: datetime,
+    inputs: list[InputDataset],
+    outputs: list[OutputDataset],
+    run_facets: dict[str, Any] | None = None,
+) -> RunEvent:
     return RunEvent(
-        eventType=RunState.START,
+        eventType=state,
         eventTime=at.isoformat(),
-        run=Run(runId=job.run_id),
+        run=Run(runId=job.run_id, facets=run_facets or {}),
         job=_job(job),
         producer=PRODUCER,
-        inputs=[_input(job, ())],
-        outputs=[],
+        inputs=inputs,
+        outputs=outputs,
     )
+
+
+def ingest_start(job: IngestJob, at: datetime) -> RunEvent:
+    """The START event: the job, its run and where the data comes from."""
+    return _event(RunState.START, job, at, [_input(job, ())], [])
 
 
 def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEvent:
@@ -159,37 +170,17 @@ def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEv
             )
         },
     )
-    return RunEvent(
-        eventType=RunState.COMPLETE,
-        eventTime=at.isoformat(),
-        run=Run(runId=job.run_id),
-        job=_job(job),
-        producer=PRODUCER,
-        inputs=[_input(job, output.assertions)],
-        outputs=[stored],
-    )
+    return _event(RunState.COMPLETE, job, at, [_input(job, output.assertions)], [stored])
 
 
 def ingest_fail(
     job: IngestJob, at: datetime, message: str, assertions: Sequence[AssertionResult] = ()
 ) -> RunEvent:
     """The FAIL event, with ``errorMessage``; ``message`` must already be free of raw values."""
-    return RunEvent(
-        eventType=RunState.FAIL,
-        eventTime=at.isoformat(),
-        run=Run(
-            runId=job.run_id,
-            facets={
-                "errorMessage": error_message_run.ErrorMessageRunFacet(
-                    message=message, programmingLanguage="python", producer=PRODUCER
-                )
-            },
-        ),
-        job=_job(job),
-        producer=PRODUCER,
-        inputs=[_input(job, assertions)],
-        outputs=[],
+    error = error_message_run.ErrorMessageRunFacet(
+        message=message, programmingLanguage="python", producer=PRODUCER
     )
+    return _event(RunState.FAIL, job, at, [_input(job, assertions)], [], {"errorMessage": error})
 
 
 def event_to_dict(event: RunEvent) -> dict[str, Any]:

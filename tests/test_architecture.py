@@ -8,26 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FORBIDDEN = {
-    "privacy": {
-        "gateway",
-        "fastapi",
-        "starlette",
-        "sqlmodel",
-        "sqlalchemy",
-        "pydantic_settings",
-        "lineage",
-    },
-    "lineage": {
-        "gateway",
-        "fastapi",
-        "starlette",
-        "sqlmodel",
-        "sqlalchemy",
-        "pydantic_settings",
-        "privacy",
-    },
-}
+SERVICE_ONLY = {"gateway", "fastapi", "starlette", "sqlmodel", "sqlalchemy", "pydantic_settings"}
+FORBIDDEN = {"privacy": SERVICE_ONLY | {"lineage"}, "lineage": SERVICE_ONLY | {"privacy"}}
 
 
 def _imported_roots(path: Path) -> set[str]:
