@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SQLITE_BEGIN = "datagate_sqlite_begin"
 
 
 def make_engine(url: str) -> Engine:
@@ -39,9 +40,11 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers queue on the busy timeout
-        # instead of one failing when it upgrades a read lock (pysqlite's default behaviour).
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Units of work begin IMMEDIATE: the write lock is taken up front, so two writers
+        # queue on the busy timeout instead of one failing when it upgrades a read lock.
+        # Reads begin DEFERRED and, under WAL, never wait for a writer.
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
@@ -70,7 +73,8 @@ def pending_migrations(engine: Engine) -> bool:
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises."""
-    with Session(engine, expire_on_commit=False) as session:
+    writer = engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+    with Session(writer, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

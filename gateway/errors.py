@@ -21,6 +21,7 @@ in logs and ``/readyz``. The mapping from these types to HTTP lives in ``gateway
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 
@@ -96,3 +97,12 @@ class ContractLoadError(Exception):
         super().__init__(f"{file}: {reason}")
         self.file = file
         self.reason = reason
+
+
+def redacted_traceback(exc: BaseException) -> str:
+    """Where ``exc`` was raised, for logs, without its message (which may quote data values)."""
+    frames = "".join(
+        f"\n  {frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)
+    )
+    return f"{type(exc).__name__} (message withheld){frames}"

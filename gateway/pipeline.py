@@ -21,7 +21,13 @@ from openlineage.client.uuid import generate_new_uuid
 
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
-from gateway.errors import ContractViolation, DatagateError, InvalidRequest, StageFailed
+from gateway.errors import (
+    ContractViolation,
+    DatagateError,
+    InvalidRequest,
+    StageFailed,
+    redacted_traceback,
+)
 from gateway.formats import decompress, detect_format, read_frame
 from gateway.models import DatasetVersion, IngestRun, utcnow
 from gateway.outbox import store_event
@@ -347,8 +353,8 @@ def fail_run(
                 session.add(run)
             row = store_event(session, event)
             session.flush()
-    except Exception:
-        log.exception("could not record the outcome of run %s", job.run_id)
+    except Exception as exc:
+        log.error("could not record the outcome of run %s: %s", job.run_id, redacted_traceback(exc))
         return
     services.lineage.deliver([(row.id, event)])
 
@@ -391,8 +397,9 @@ def run_pipeline(
                 raise batch.violation
     except DatagateError as error:
         if isinstance(error, StageFailed):
+            cause = error.__cause__ or error
             log.error(
-                "run %s failed in stage %s", job.run_id, error.stage, exc_info=error.__cause__
+                "run %s failed in stage %s: %s", job.run_id, error.stage, redacted_traceback(cause)
             )
         fail_run(services, job, error, batch)
         raise

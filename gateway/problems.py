@@ -106,7 +106,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error on %s %s: %s",
+        request.method,
+        request.url.path,
+        errors.redacted_traceback(exc),
+    )
     return problem_response(INTERNAL, "an unexpected error occurred; it has been logged")
 
 

@@ -414,3 +414,30 @@ def test_successful_upload_and_downloads_leave_no_temporary_files(
     stored = list((settings.home / "snapshots" / "customers").iterdir())
     assert len(stored) == 1
     assert stored[0].name.startswith("v1-")
+
+
+def test_unexpected_error_names_the_stage_and_logs_no_data(
+    client: TestClient,
+    customers_frame: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gateway import pipeline
+
+    def broken_redact(batch: pipeline.Batch, services: object) -> pipeline.Batch:
+        raise ValueError("cannot handle ann.lee@example.com")
+
+    stages = tuple(
+        (name, broken_redact if name == "redact" else fn) for name, fn in pipeline.STAGES
+    )
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    response = _post(client, csv_bytes(customers_frame))
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"].endswith("/ingest-failed")
+    assert response.json()["stage"] == "redact"
+    run = client.get(f"/api/v1/runs/{response.json()['run_id']}").json()
+    assert run["status"] == "failed"
+    assert "ann.lee" not in response.text + json.dumps(run) + caplog.text
+    assert "failed in stage redact" in caplog.text
+    assert client.get("/api/v1/datasets/customers/versions").json()["versions"] == []
