@@ -11,17 +11,22 @@ from gateway.api import api_router, health
 from gateway.problems import install_problem_handlers
 from gateway.services import Services, build_services
 from gateway.settings import Settings
+from privacy import PiiEngine
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    pii_engine: PiiEngine | None = None,
+) -> FastAPI:
     """Build the app: migrate, load contracts, open storage, wire routes and error handlers.
 
     Raises:
         ValueError: a setting cannot be used.
     """
-    services = services or build_services(settings or Settings())
+    services = services or build_services(settings or Settings(), pii_engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

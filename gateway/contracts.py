@@ -23,7 +23,7 @@ import pandera.polars as pa
 import polars as pl
 
 from gateway.errors import ContractLoadError
-from privacy import ACTIONS, ColumnPolicy, PolicyError
+from privacy import ACTIONS, ColumnPolicy, DetectionConfig, PolicyError
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 ON_INVALID = frozenset({"reject"})
@@ -82,6 +82,7 @@ class Contract:
     columns: tuple[ColumnSpec, ...]
     definition: dict[str, Any]
     fingerprint: str
+    detection: DetectionConfig
 
     @property
     def policies(self) -> tuple[ColumnPolicy, ...]:
@@ -108,7 +109,12 @@ class Contract:
             "owner": self.owner,
             "description": self.description,
             "source_file": self.source_file,
-            "policies": {"on_invalid": self.on_invalid, "undeclared_pii": self.undeclared_pii},
+            "policies": {
+                "on_invalid": self.on_invalid,
+                "undeclared_pii": self.undeclared_pii,
+                "pii_entities": sorted(self.detection.entities),
+                "pii_phone_regions": list(self.detection.phone_regions),
+            },
             "strict": self.definition["strict"],
             "columns": [c.describe() for c in self.columns],
             "dataframe_checks": self.definition["dataframe_checks"],
@@ -270,6 +276,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         columns=tuple(columns),
         definition=definition,
         fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+        detection=DetectionConfig.from_metadata(meta),
     )
 
 

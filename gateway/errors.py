@@ -12,6 +12,7 @@ DatagateError
 │   ├── UnsupportedFormat         (415)
 │   └── UploadTooLarge            (413)
 ├── ContractViolation             (422, carries the validation report)
+├── UndeclaredPii                 (422, PII found in columns the contract does not declare)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
 
@@ -76,6 +77,10 @@ class UploadTooLarge(UploadError):
 
 class ContractViolation(DatagateError):
     """The data does not satisfy its contract; ``extensions['report']`` says where."""
+
+
+class UndeclaredPii(DatagateError):
+    """PII was found in undeclared columns of a contract whose ``undeclared_pii`` is reject."""
 
 
 class InvalidRequest(DatagateError):

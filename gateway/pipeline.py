@@ -26,6 +26,7 @@ from gateway.errors import (
     DatagateError,
     InvalidRequest,
     StageFailed,
+    UndeclaredPii,
     redacted_traceback,
 )
 from gateway.formats import decompress, detect_format, read_frame
@@ -47,7 +48,7 @@ from lineage import (
     ingest_fail,
     ingest_start,
 )
-from privacy import ColumnOutcome, plan_redaction
+from privacy import ColumnOutcome, plan_redaction, scan_texts
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,13 @@ def parse(batch: Batch, services: Services) -> Batch:
 
 def validate(batch: Batch, services: Services) -> Batch:
     """Cast to the contract's dtypes and run every check; a failing upload stops after this."""
-    frame, report = validate_frame(batch.require_frame(), batch.contract)
+    contract = batch.contract
+    engine = services.pii_engine
+
+    def scrub(values: list[str]) -> list[str]:
+        return scan_texts(values, engine, contract.detection)
+
+    frame, report = validate_frame(batch.require_frame(), contract, scrub)
     violation = None
     if not report.valid:
         violation = ContractViolation(
@@ -187,11 +194,35 @@ def validate(batch: Batch, services: Services) -> Batch:
 
 
 def redact(batch: Batch, services: Services) -> Batch:
-    """Plan the contract's declared PII policies as whole-column polars work."""
+    """Plan the redaction: declared columns, free text, and PII found in undeclared columns."""
+    contract = batch.contract
     plan, outcomes = plan_redaction(
-        batch.require_frame(), batch.contract.policies, services.redaction_key
+        batch.require_frame(),
+        contract.policies,
+        services.redaction_key,
+        engine=services.pii_engine,
+        detection=contract.detection,
+        undeclared=contract.undeclared_pii,
     )
-    return replace(batch, redacted=plan, pii=tuple(outcomes))
+    batch = replace(batch, redacted=plan, pii=tuple(outcomes))
+    refused = [o for o in outcomes if o.action == "reject"]
+    if refused:
+        raise UndeclaredPii(
+            f"personal data found in {len(refused)} column(s) that contract "
+            f"{contract.dataset} {contract.version} does not declare",
+            report=pii_report(tuple(refused)),
+        )
+    for outcome in outcomes:
+        if outcome.action == "warn":
+            log.warning(
+                "run %s: column %s looks like %s (share %.2f of %d sampled values); kept (warn)",
+                batch.job.run_id,
+                outcome.column,
+                outcome.entity,
+                outcome.share or 0.0,
+                outcome.sample_size or 0,
+            )
+    return batch
 
 
 def version(batch: Batch, services: Services) -> Batch:
@@ -271,20 +302,27 @@ STAGES: tuple[tuple[str, Callable[[Batch, Services], Batch]], ...] = (
 
 
 def pii_report(outcomes: tuple[ColumnOutcome, ...]) -> dict[str, Any]:
-    """Per column: entity, action, method and how many values were redacted. Never a value."""
-    return {
-        "columns": [
-            {
-                "column": o.column,
-                "entity": o.entity,
-                "action": o.action,
-                "method": o.method,
-                "values_redacted": o.values_redacted,
-                **({"justification": o.justification} if o.justification else {}),
-            }
-            for o in outcomes
-        ]
-    }
+    """Per column: entity, action, method, counts and detection evidence. Never a value."""
+    columns = []
+    for o in outcomes:
+        column: dict[str, Any] = {
+            "column": o.column,
+            "entity": o.entity or None,
+            "action": o.action,
+            "method": o.method,
+            "values_redacted": o.values_redacted,
+        }
+        optional = {
+            "justification": o.justification,
+            "spans": o.spans or None,
+            "sample_size": o.sample_size,
+            "share": o.share,
+            "score": o.score,
+            "model": o.model,
+        }
+        column.update({k: v for k, v in optional.items() if v is not None})
+        columns.append(column)
+    return {"columns": columns}
 
 
 def _assertions(batch: Batch) -> list[AssertionResult]:
@@ -332,7 +370,7 @@ def fail_run(
     services: Services, job: IngestJob, error: DatagateError, batch: Batch | None = None
 ) -> None:
     """Record a rejected or failed ingest and its FAIL event; never raises."""
-    status = "rejected" if isinstance(error, ContractViolation) else "failed"
+    status = "rejected" if isinstance(error, ContractViolation | UndeclaredPii) else "failed"
     problem = problem_for(error)
     summary = {
         "type": problem.type,

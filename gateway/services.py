@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
 from gateway.store import sync_contracts
 from lineage import configured_client, describe_transport
-from privacy import RedactionKey
+from privacy import PiiEngine, RedactionKey
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,18 @@ class Services:
     catalog: ContractCatalog
     snapshots: SnapshotStore
     redaction_key: RedactionKey
+    pii_engine: PiiEngine
     lineage: LineageDelivery
     transport: str
 
     def close(self) -> None:
-        """Finish queued lineage deliveries and release database connections."""
+        """Finish queued lineage deliveries, stop PII workers, release database connections."""
         self.lineage.close()
+        self.pii_engine.close()
         self.engine.dispose()
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> Services:
     """Migrate the database, load contracts and open storage; log what was found.
 
     Raises:
@@ -52,6 +54,12 @@ def build_services(settings: Settings) -> Services:
         log.error("contract not loaded: %s: %s", error.file, error.reason)
     log.info("contracts loaded: %s", ", ".join(sorted(catalog.contracts)) or "none")
     sync_contracts(engine, catalog)
+    engine_for_pii = pii_engine or PiiEngine(settings.spacy_model or None)
+    status = engine_for_pii.status
+    if engine_for_pii.has_model:
+        log.info("PII engine: %s, model %s", status["mode"], status["model"])
+    else:
+        log.warning("PII engine runs pattern-only: %s", status["reason"])
     client = configured_client(os.environ)
     transport = describe_transport(client)
     log.info("lineage transport: %s", transport)
@@ -61,6 +69,7 @@ def build_services(settings: Settings) -> Services:
         catalog=catalog,
         snapshots=open_store(settings.resolved_storage_url),
         redaction_key=RedactionKey(settings.resolved_pii_key()),
+        pii_engine=engine_for_pii,
         lineage=LineageDelivery(engine, client),
         transport=transport,
     )

@@ -6,6 +6,7 @@ The report never holds a raw value of a column with a PII policy, and holds at m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,7 +245,12 @@ def _shown_value(contract: Contract) -> pl.Expr:
     )
 
 
-def _summarise(failures: pl.DataFrame, contract: Contract) -> list[dict[str, Any]]:
+Scrub = Callable[[list[str]], list[str]]
+
+
+def _summarise(
+    failures: pl.DataFrame, contract: Contract, scrub: Scrub | None
+) -> list[dict[str, Any]]:
     if failures.is_empty():
         return []
     shown = failures.with_columns(
@@ -257,7 +263,7 @@ def _summarise(failures: pl.DataFrame, contract: Contract) -> list[dict[str, Any
         .head(MAX_EXAMPLES)
         .alias("examples"),
     )
-    return [
+    summary = [
         {
             "column": row["column"],
             "check": row["check"],
@@ -266,6 +272,19 @@ def _summarise(failures: pl.DataFrame, contract: Contract) -> list[dict[str, Any
         }
         for row in grouped.iter_rows(named=True)
     ]
+    if scrub is not None:
+        # Values of undeclared columns are shown, but PII found inside them is replaced.
+        displayed: list[dict[str, Any]] = [
+            example
+            for failure in summary
+            if failure["column"] not in contract.pii_columns
+            for example in failure["examples"]
+            if example["value"] is not None
+        ]
+        values = [str(e["value"]) for e in displayed]
+        for example, clean in zip(displayed, scrub(values), strict=True):
+            example["value"] = clean
+    return summary
 
 
 def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, Any]]:
@@ -296,9 +315,12 @@ def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, An
 
 
 def validate_frame(
-    frame: pl.DataFrame, contract: Contract
+    frame: pl.DataFrame, contract: Contract, scrub: Scrub | None = None
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Cast ``frame`` to the contract's dtypes and run every check, collecting all failures."""
+    """Cast ``frame`` to the contract's dtypes and run every check, collecting all failures.
+
+    ``scrub`` replaces PII inside example values of columns without a PII policy.
+    """
     cast, parse_failures = coerce_to_contract(frame, contract)
     checked = _pandera_failures(cast, contract)
     if not parse_failures.is_empty() and not checked.is_empty():
@@ -317,7 +339,7 @@ def validate_frame(
             "fingerprint": contract.fingerprint,
         },
         rows=frame.height,
-        failures=_summarise(failures, contract),
+        failures=_summarise(failures, contract, scrub),
         assertions=_assertions(contract, failures),
     )
     return cast, report

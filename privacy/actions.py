@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from typing import Any
 
 import polars as pl
 import polars_hash  # noqa: F401  (registers the ``chash`` expression namespace)
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from privacy.policy import ColumnPolicy, RedactionKey
 
@@ -27,6 +31,46 @@ def keyed_pseudonym(values: pl.Expr, key: RedactionKey) -> pl.Expr:
 
 def _hash(values: pl.Expr, policy: ColumnPolicy, key: RedactionKey) -> pl.Expr:
     return keyed_pseudonym(values, key)
+
+
+ENCRYPTED_PREFIX = "dgenc1:"
+
+
+def _siv(key: RedactionKey) -> AESSIV:
+    return AESSIV(key.derive_raw("encrypt"))
+
+
+def encrypt_values(values: pl.Series, key: RedactionKey) -> pl.Series:
+    """Deterministic AES-SIV tokens (equal values give equal tokens), once per distinct value."""
+    text = values.cast(pl.String)
+    distinct = text.drop_nulls().unique()
+    cipher = _siv(key)
+    tokens = [
+        ENCRYPTED_PREFIX + base64.urlsafe_b64encode(cipher.encrypt(v.encode(), None)).decode()
+        for v in distinct.to_list()
+    ]
+    return text.replace(distinct, pl.Series(tokens, dtype=pl.String))
+
+
+def decrypt_token(token: str, key: RedactionKey) -> str:
+    """The original text of an ``encrypt`` token.
+
+    Raises:
+        ValueError: not a token, or not made with this key.
+    """
+    if not token.startswith(ENCRYPTED_PREFIX):
+        raise ValueError("not a Datagate encrypted value")
+    try:
+        raw = base64.urlsafe_b64decode(token[len(ENCRYPTED_PREFIX) :].encode())
+        return _siv(key).decrypt(raw, None).decode()
+    except (InvalidTag, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValueError("the value was not encrypted with this key, or is damaged") from exc
+
+
+def _encrypt(values: pl.Expr, policy: ColumnPolicy, key: RedactionKey) -> pl.Expr:
+    return values.map_batches(
+        lambda batch: encrypt_values(batch, key), return_dtype=pl.String, is_elementwise=True
+    )
 
 
 def _mask(values: pl.Expr, policy: ColumnPolicy, key: RedactionKey) -> pl.Expr:
@@ -51,6 +95,7 @@ ACTIONS: dict[str, RedactionAction] = {
     "hash": _hash,
     "mask": _mask,
     "replace": _replace,
+    "encrypt": _encrypt,
     "drop": _drop,
     "keep": _keep,
 }

@@ -25,6 +25,10 @@ class RedactionKey:
         """A 64-character ASCII sub-key for ``purpose`` (HMAC block size, so used as-is)."""
         return hmac.new(self.secret, purpose.encode(), hashlib.sha256).hexdigest().encode()
 
+    def derive_raw(self, purpose: str) -> bytes:
+        """A 64-byte binary sub-key for ``purpose`` (e.g. AES-256-SIV)."""
+        return hmac.new(self.secret, purpose.encode(), hashlib.sha512).digest()
+
     def __repr__(self) -> str:
         return "RedactionKey(<secret>)"
 

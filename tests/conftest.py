@@ -17,6 +17,7 @@ from bench.generate import customers
 from gateway.app import create_app
 from gateway.db import make_engine, migrate
 from gateway.settings import Settings
+from privacy import PiiEngine
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = REPO / "contracts"
@@ -24,6 +25,7 @@ PG_HOST = os.environ.get("DATAGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DATAGATE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("DATAGATE_TEST_PG_USER", "postgres")
 TEST_PII_KEY = "test-pii-key-" + "k" * 40
+SPACY_MODEL = Settings.model_fields["spacy_model"].default
 
 
 def _pg_url(database: str) -> str:
@@ -103,9 +105,15 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def pii_engine() -> PiiEngine:
+    """The real Presidio + spaCy engine, loaded once for the session."""
+    return PiiEngine(SPACY_MODEL)
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+def client(settings: Settings, pii_engine: PiiEngine) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, pii_engine=pii_engine)) as test_client:
         yield test_client
 
 

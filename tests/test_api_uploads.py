@@ -74,7 +74,10 @@ def test_csv_upload_creates_version_one_with_metadata(
         "email": "hash",
         "full_name": "mask",
         "phone": "replace",
-        "notes": "replace",
+        "notes": "scan",
+        "country": "none",
+        "city": "none",
+        "segment": "none",
     }
     listed = client.get("/api/v1/datasets/customers/versions").json()["versions"]
     assert [v["version"] for v in listed] == [1]
@@ -154,9 +157,11 @@ def test_pseudonyms_are_keyed_hmac_and_stable_across_uploads(
 def test_downloads_hold_only_redacted_values(
     client: TestClient, customers_frame: pl.DataFrame
 ) -> None:
-    frame = customers_frame.with_columns(pl.lit("Call Jane Doe on +1 202 555 0143").alias("notes"))
+    frame = customers_frame.with_columns(
+        pl.lit("Spoke with Mary Jones, call back on +1 202 555 0143").alias("notes")
+    )
     _post(client, csv_bytes(frame))
-    raw_values = {*frame["email"], *frame["full_name"], *frame["phone"].drop_nulls(), "Jane Doe"}
+    raw_values = {*frame["email"], *frame["full_name"], *frame["phone"].drop_nulls(), "Mary Jones"}
     for fmt, media in [
         ("parquet", "application/vnd.apache.parquet"),
         ("csv", "text/csv"),
@@ -175,7 +180,9 @@ def test_downloads_hold_only_redacted_values(
         text = response.content.decode("latin-1")
         assert not [v for v in raw_values if v in text]
         assert stored["phone"].drop_nulls().unique().to_list() == ["<PHONE_NUMBER>"]
-        assert stored["notes"].unique().to_list() == ["<FREE_TEXT>"]
+        assert stored["notes"].unique().to_list() == [
+            "Spoke with <PERSON>, call back on <PHONE_NUMBER>"
+        ]
         assert stored["full_name"].str.contains(r"[A-Za-z]").sum() == 0
 
 

@@ -1,0 +1,85 @@
+"""Undeclared columns: a deterministic sample is analysed to decide whether a column holds PII."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+
+from privacy.engine import PiiEngine
+from privacy.recognizers import DetectionConfig
+
+SAMPLE_SIZE = 1_000
+# A column is classified as an entity when at least this share of sampled values is one.
+ENTITY_SHARE = 0.5
+# A value "is" an entity when the entity's span covers this much of its non-space characters.
+COVERAGE = 0.6
+# Below the entity share, a column with PII spans in this share of values is free text.
+FREE_TEXT_SHARE = 0.05
+FREE_TEXT_WORDS = 4
+SAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The decision about one undeclared column and its evidence. Never a value."""
+
+    column: str
+    kind: str  # "entity", "free_text" or "clean"
+    entity: str | None
+    share: float
+    score: float
+    sample_size: int
+    entities_in_sample: dict[str, int]
+
+
+def sample_values(values: pl.Series, size: int = SAMPLE_SIZE) -> pl.Series:
+    """Up to ``size`` non-null values, the same ones for the same column every time."""
+    present = values.drop_nulls().cast(pl.String)
+    present = present.filter(present.str.strip_chars() != "")
+    if present.len() <= size:
+        return present
+    return present.sample(size, seed=SAMPLE_SEED)
+
+
+def classify_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -> Finding:
+    """Decide whether a text column is one PII entity, free text with PII, or clean."""
+    sample = sample_values(values)
+    if sample.len() == 0:
+        return Finding(values.name, "clean", None, 0.0, 0.0, 0, {})
+    # Each distinct sampled value is analysed once and counted as often as it was sampled.
+    counts = sample.value_counts()
+    distinct = counts[sample.name]
+    frequencies: list[int] = counts["count"].to_list()
+    whole: Counter[str] = Counter()
+    scores: dict[str, list[float]] = {}
+    anywhere: Counter[str] = Counter()
+    values_with_pii = 0
+    detected = engine.detect(distinct, config)
+    for text, frequency, spans in zip(distinct.to_list(), frequencies, detected, strict=True):
+        if not spans:
+            continue
+        values_with_pii += frequency
+        meaningful = len(text.replace(" ", "")) or 1
+        for entity in {s.entity for s in spans}:
+            anywhere[entity] += frequency
+        for span in spans:
+            covered = len(text[span.start : span.end].replace(" ", ""))
+            if covered / meaningful >= COVERAGE:
+                whole[span.entity] += frequency
+                scores.setdefault(span.entity, []).append(span.score)
+                break
+    size = sample.len()
+    if whole:
+        entity, count = whole.most_common(1)[0]
+        share = count / size
+        if share >= ENTITY_SHARE:
+            score = sum(scores[entity]) / len(scores[entity])
+            return Finding(values.name, "entity", entity, share, score, size, dict(anywhere))
+    share = values_with_pii / size
+    # Free text is written in sentences; short values (cities, codes) are not scanned as text.
+    words = sample.str.count_matches(r"\S+").median()
+    sentence_like = float(words) if isinstance(words, int | float) else 0.0
+    kind = "free_text" if share >= FREE_TEXT_SHARE and sentence_like >= FREE_TEXT_WORDS else "clean"
+    return Finding(values.name, kind, None, share, 0.0, size, dict(anywhere))

@@ -1,0 +1,58 @@
+"""Free-text columns: PII spans inside each cell are replaced, the rest of the text is kept.
+
+Analysis runs once per distinct value (polars ``unique``), the results are mapped back onto the
+column with a vectorized ``replace``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+
+from privacy.engine import PiiEngine, replace_spans
+from privacy.recognizers import DetectionConfig
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """The scanned column, and how many spans of each entity were replaced in it (all rows)."""
+
+    values: pl.Series
+    spans: dict[str, int]
+    cells_changed: int
+    distinct_values: int
+
+
+def scan_texts(texts: list[str], engine: PiiEngine, config: DetectionConfig) -> list[str]:
+    """Each text with its PII spans replaced by ``<ENTITY>`` placeholders."""
+    series = pl.Series(texts, dtype=pl.String)
+    return [replace_spans(t, s) for t, s in zip(texts, engine.detect(series, config), strict=True)]
+
+
+def scan_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -> ScanResult:
+    """Find and replace PII spans in every cell of a text column."""
+    counts = values.drop_nulls().value_counts()
+    name = values.name
+    distinct = counts[name].cast(pl.String)
+    detected = engine.detect(distinct, config)
+    old: list[str] = []
+    new: list[str] = []
+    spans: Counter[str] = Counter()
+    cells_changed = 0
+    for text, frequency, found in zip(distinct, counts["count"], detected, strict=True):
+        if not found:
+            continue
+        old.append(text)
+        new.append(replace_spans(text, found))
+        cells_changed += frequency
+        for span in found:
+            spans[span.entity] += frequency
+    scanned = values.cast(pl.String).replace(old, new) if old else values.cast(pl.String)
+    return ScanResult(
+        values=scanned,
+        spans=dict(spans),
+        cells_changed=cells_changed,
+        distinct_values=len(distinct),
+    )
