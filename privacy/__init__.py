@@ -5,10 +5,10 @@ A library: no settings, no database, never imports gateway.
 
 from privacy.actions import ACTIONS, RedactionAction, decrypt_token, redaction_expr
 from privacy.classify import Finding, classify_column
-from privacy.engine import PiiEngine, Span
+from privacy.detection import DEFAULT_ENTITIES, DetectionConfig, Span, replace_spans
+from privacy.engine import PiiEngine
 from privacy.freetext import scan_column, scan_texts
 from privacy.policy import ColumnPolicy, PolicyError, RedactionKey
-from privacy.recognizers import DEFAULT_ENTITIES, DetectionConfig
 from privacy.redactor import ColumnOutcome, plan_redaction, redact_frame
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "plan_redaction",
     "redact_frame",
     "redaction_expr",
+    "replace_spans",
     "scan_column",
     "scan_texts",
 ]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
-from privacy.recognizers import DetectionConfig
 
 SAMPLE_SIZE = 1_000
 # A column is classified as an entity when at least this share of sampled values is one.
@@ -35,12 +35,13 @@ class Finding:
 
 
 def sample_values(values: pl.Series, size: int = SAMPLE_SIZE) -> pl.Series:
-    """Up to ``size`` non-null values, the same ones for the same column every time."""
-    present = values.drop_nulls().cast(pl.String)
-    present = present.filter(present.str.strip_chars() != "")
-    if present.len() <= size:
-        return present
-    return present.sample(size, seed=SAMPLE_SEED)
+    """Up to ``size`` non-blank values, the same ones for the same column every time.
+
+    Rows are sampled before nulls and blanks are dropped, so a large column is never copied.
+    """
+    picked = values if values.len() <= size else values.sample(size, seed=SAMPLE_SEED)
+    text = picked.drop_nulls().cast(pl.String)
+    return text.filter(text.str.strip_chars() != "")
 
 
 def classify_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -> Finding:

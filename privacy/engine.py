@@ -1,261 +1,103 @@
-"""One Presidio AnalyzerEngine per process, on the installed spaCy model, and a fast span finder.
+"""The PII engine the gateway talks to: detection runs in worker processes that hold the models.
 
-Nothing here reaches the network: the spaCy model comes from an installed package (never
-downloaded), and email validation uses tldextract's bundled suffix list. Without the model the
-engine runs pattern-only and says so in ``status``.
+Presidio and spaCy (with its model) weigh about 300 MB per process. Keeping them in a small pool
+of spawned workers keeps the ingest process lean, lets a large column be analysed by several
+workers at once, and loads the model once per worker, not per request. ``workers=0`` runs the
+detector in this process instead (tests, scripts).
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
-import re
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import spacy
-from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry
-from presidio_analyzer.nlp_engine import SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-from privacy.recognizers import (
-    DEFAULT_ENTITIES,
-    NER_LABELS,
-    DetectionConfig,
-    pattern_recognizers,
-)
+from privacy.detection import DetectionConfig, Span
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from privacy.detector import Detector
 
-NER_SCORE = 0.85
-NER_BATCH = 256
-# Columns with at least this many distinct values are analysed by worker processes.
-PARALLEL_THRESHOLD = 4_000
-_CHUNK = 1_000
-_NON_NER_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
-# Cheap polars pre-filters: a cell that cannot hold the entity is not given to its recognizer.
-_CANDIDATES: dict[str, str] = {
-    "EMAIL_ADDRESS": r"@",
-    "PHONE_NUMBER": r"\d(?:[\s().\-/+]*\d){6}",
-    "CREDIT_CARD": r"\d(?:[\s\-]*\d){11}",
-    "IBAN_CODE": r"(?i)[a-z]{2}\s*\d{2}",
-    "US_SSN": r"\d{3}[\s.\-]?\d{2}[\s.\-]?\d{4}",
-    "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:",
-    "URL": r"(?i)https?://|www\.|\.[a-z]{2,}",
-    "DATE_TIME": r"\d",
-}
+CHUNK = 1_000
+
+_worker_detector: Detector | None = None
 
 
-@dataclass(frozen=True, order=True)
-class Span:
-    """A detected entity inside a text: [start, end) character offsets."""
+def _init_worker(spacy_model: str | None) -> None:
+    global _worker_detector
+    from privacy.detector import Detector
 
-    start: int
-    end: int
-    entity: str
-    score: float
+    _worker_detector = Detector(spacy_model)
 
 
-def load_spacy_model(name: str) -> spacy.language.Language:
-    """The installed model with only its NER component (never downloads).
-
-    Raises:
-        OSError: the model package is not installed.
-    """
-    return spacy.load(name, exclude=list(_NON_NER_PIPES))
+def _worker_status() -> dict[str, Any]:
+    assert _worker_detector is not None
+    return _worker_detector.status
 
 
-class _InstalledModelNlpEngine(SpacyNlpEngine):
-    """Presidio's spaCy engine on an installed model, NER only; a blank tokenizer without one."""
-
-    def __init__(self, language: spacy.language.Language) -> None:
-        super().__init__(models=[{"lang_code": "en", "model_name": language.meta.get("name", "")}])
-        self._language = language
-
-    def load(self) -> None:
-        self.nlp = {"en": self._language}  # type: ignore[assignment]
-
-
-# -- worker processes ----------------------------------------------------------------------
-
-_worker_nlp: spacy.language.Language | None = None
-
-
-def _init_worker(model_name: str) -> None:
-    global _worker_nlp
-    _worker_nlp = load_spacy_model(model_name)
-
-
-def _ner_chunk(texts: list[str], labels: dict[str, str]) -> list[list[tuple[int, int, str]]]:
-    assert _worker_nlp is not None
-    return _ner(_worker_nlp, texts, labels)
-
-
-def _ner(
-    nlp: spacy.language.Language, texts: Sequence[str], labels: dict[str, str]
-) -> list[list[tuple[int, int, str]]]:
-    return [
-        [(e.start_char, e.end_char, labels[e.label_]) for e in doc.ents if e.label_ in labels]
-        for doc in nlp.pipe(texts, batch_size=NER_BATCH)
-    ]
-
-
-# -- the engine ----------------------------------------------------------------------------
+def _worker_detect(texts: list[str], config: DetectionConfig) -> list[list[Span]]:
+    assert _worker_detector is not None
+    return _worker_detector.detect(texts, config)
 
 
 class PiiEngine:
-    """Finds PII spans in texts with Presidio's recognizers and the spaCy NER model."""
+    """Finds PII spans in texts; the models live in ``workers`` processes (0: in this one)."""
 
     def __init__(self, spacy_model: str | None, workers: int | None = None) -> None:
         self.model_name = spacy_model
-        self.unavailable_reason: str | None = None
-        self._nlp: spacy.language.Language | None = None
-        if spacy_model:
-            try:
-                self._nlp = load_spacy_model(spacy_model)
-            except OSError as exc:
-                self.unavailable_reason = f"spaCy model {spacy_model!r} is not installed ({exc})"
-        else:
-            self.unavailable_reason = "no spaCy model configured"
-        self.model_version = self._nlp.meta.get("version") if self._nlp is not None else None
-        language = self._nlp if self._nlp is not None else spacy.blank("en")
-        nlp_engine = _InstalledModelNlpEngine(language)
-        nlp_engine.load()
-        recognizers: list[EntityRecognizer] = pattern_recognizers(
-            DetectionConfig(entities=DEFAULT_ENTITIES)
-        )
-        if self._nlp is not None:
-            recognizers.append(SpacyRecognizer(supported_entities=sorted(NER_LABELS)))
-        self.analyzer = AnalyzerEngine(
-            registry=RecognizerRegistry(recognizers=recognizers, supported_languages=["en"]),
-            nlp_engine=nlp_engine,
-            supported_languages=["en"],
-        )
-        self._workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._local: Detector | None = None
         self._pool: ProcessPoolExecutor | None = None
+        if self.workers == 0:
+            from privacy.detector import Detector
 
-    @property
-    def has_model(self) -> bool:
-        """True when the NER model is loaded (PERSON and other NER entities are found)."""
-        return self._nlp is not None
+            self._local = Detector(spacy_model)
+            self._status = self._local.status
+        else:
+            self._status = self._executor().submit(_worker_status).result()
 
-    @property
-    def status(self) -> dict[str, Any]:
-        """What the engine runs on, for start-up logs, ``/readyz`` and PII reports."""
-        if self._nlp is None:
-            return {"mode": "patterns-only", "model": None, "reason": self.unavailable_reason}
-        return {"mode": "ner+patterns", "model": f"{self.model_name} {self.model_version}"}
-
-    @property
-    def model_label(self) -> str:
-        """The model as recorded in PII reports."""
-        return str(self.status["model"] or "patterns-only")
-
-    def close(self) -> None:
-        """Stop worker processes, if any were started."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def detect(self, texts: pl.Series, config: DetectionConfig) -> list[list[Span]]:
-        """Spans of the configured entities in each text, overlaps resolved by score then length."""
-        values: list[str] = texts.cast(pl.String).fill_null("").to_list()
-        found: list[list[Span]] = [[] for _ in values]
-        for recognizer in _recognizers(config):
-            (entity,) = recognizer.supported_entities
-            pattern = _CANDIDATES.get(entity)
-            rows = (
-                texts.cast(pl.String).str.contains(pattern).fill_null(False).arg_true().to_list()
-                if pattern
-                else range(len(values))
-            )
-            for row in rows:
-                for result in recognizer.analyze(values[row], [entity], None):  # type: ignore[arg-type]
-                    if result.score >= config.min_score:
-                        found[row].append(Span(result.start, result.end, entity, result.score))
-        resolved = [_resolve_overlaps(spans) for spans in found]
-        if config.ner_entities and self._nlp is not None:
-            labels = {
-                label: entity for entity in config.ner_entities for label in NER_LABELS[entity]
-            }
-            for row, ner_spans in enumerate(self._ner(values, labels)):
-                # Pattern matches are validated (checksums, formats) and win over the model.
-                kept = resolved[row]
-                for start, end, entity in ner_spans:
-                    if _plausible(entity, values[row][start:end]) and not _overlaps(
-                        start, end, kept
-                    ):
-                        kept.append(Span(start, end, entity, NER_SCORE))
-                kept.sort()
-        return resolved
-
-    def _ner(self, texts: list[str], labels: dict[str, str]) -> list[list[tuple[int, int, str]]]:
-        assert self._nlp is not None
-        if len(texts) < PARALLEL_THRESHOLD or self._workers < 2 or not self.model_name:
-            return _ner(self._nlp, texts, labels)
+    def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent runs polars and server threads that must not be
-            # copied mid-lock. Workers load the model once and are kept for later columns.
+            # copied mid-lock.
             self._pool = ProcessPoolExecutor(
-                max_workers=self._workers,
+                max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(self.model_name,),
             )
-        chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
-        results: list[list[tuple[int, int, str]]] = []
-        for part in self._pool.map(_ner_chunk, chunks, [labels] * len(chunks)):
-            results.extend(part)
-        return results
+        return self._pool
 
+    @property
+    def has_model(self) -> bool:
+        """True when the NER model is loaded (PERSON and other NER entities are found)."""
+        return bool(self._status["mode"] != "patterns-only")
 
-@cache
-def _recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
-    # One recognizer per entity, so each can be given only its candidate cells.
-    return [
-        recognizer
-        for recognizer in pattern_recognizers(config)
-        if len(recognizer.supported_entities) == 1
-    ]
+    @property
+    def status(self) -> dict[str, Any]:
+        """Mode, model and (pattern-only) the reason, for start-up logs and ``/readyz``."""
+        return dict(self._status)
 
+    @property
+    def model_label(self) -> str:
+        """The model as recorded in PII reports."""
+        return str(self._status["model"] or "patterns-only")
 
-def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:
-    return any(start < span.end and span.start < end for span in spans)
+    def detect(self, texts: pl.Series, config: DetectionConfig) -> list[list[Span]]:
+        """Spans of the configured entities in each text (nulls count as empty texts)."""
+        values: list[str] = texts.cast(pl.String).fill_null("").to_list()
+        if self._local is not None:
+            return self._local.detect(values, config)
+        chunks = [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+        found: list[list[Span]] = []
+        for part in self._executor().map(_worker_detect, chunks, [config] * len(chunks)):
+            found.extend(part)
+        return found
 
-
-_NAME_WORD = re.compile(r"[A-Z][a-z]")
-
-
-def _plausible(entity: str, text: str) -> bool:
-    # The small model tags dotted numbers and product codes ("SKU-1234-B") as names; a name
-    # has at least one capitalised word, any NER entity at least one letter.
-    if entity == "PERSON":
-        return _NAME_WORD.search(text) is not None
-    return any(character.isalpha() for character in text)
-
-
-def _resolve_overlaps(spans: list[Span]) -> list[Span]:
-    if len(spans) < 2:
-        return spans
-    kept: list[Span] = []
-    for span in sorted(spans, key=lambda s: (-s.score, s.start - s.end)):
-        if not _overlaps(span.start, span.end, kept):
-            kept.append(span)
-    return sorted(kept)
-
-
-def replace_spans(text: str, spans: Sequence[Span]) -> str:
-    """``text`` with each span replaced by its ``<ENTITY>`` placeholder."""
-    parts: list[str] = []
-    cursor = 0
-    for span in sorted(spans):
-        parts.append(text[cursor : span.start])
-        parts.append(f"<{span.entity}>")
-        cursor = span.end
-    parts.append(text[cursor:])
-    return "".join(parts)
+    def close(self) -> None:
+        """Stop the worker processes (started again on the next use)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from privacy.engine import PiiEngine, replace_spans
-from privacy.recognizers import DetectionConfig
+from privacy.detection import DetectionConfig, replace_spans
+from privacy.engine import PiiEngine
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
 from presidio_analyzer.predefined_recognizers import (
@@ -26,27 +24,7 @@ from presidio_analyzer.predefined_recognizers import (
 )
 from tldextract import TLDExtract
 
-from privacy.policy import PolicyError
-
-DEFAULT_ENTITIES = frozenset(
-    {
-        "PERSON",
-        "EMAIL_ADDRESS",
-        "PHONE_NUMBER",
-        "CREDIT_CARD",
-        "IBAN_CODE",
-        "US_SSN",
-        "IP_ADDRESS",
-    }
-)
-# Entities found by the spaCy NER model, with the model labels that mean them.
-NER_LABELS: Mapping[str, frozenset[str]] = {
-    "PERSON": frozenset({"PERSON"}),
-    "LOCATION": frozenset({"GPE", "LOC", "FAC"}),
-    "NRP": frozenset({"NORP"}),
-    "ORGANIZATION": frozenset({"ORG"}),
-}
-DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR")
+from privacy.detection import CustomPattern, DetectionConfig
 
 
 @cache
@@ -125,84 +103,15 @@ _PATTERN_RECOGNIZERS: Mapping[str, tuple[Factory, ...]] = {
     "UK_NHS": (lambda regions: NhsRecognizer(),),
     "UK_NINO": (lambda regions: UkNinoRecognizer(),),
 }
-KNOWN_ENTITIES = frozenset(_PATTERN_RECOGNIZERS) | frozenset(NER_LABELS)
 
 
-@dataclass(frozen=True)
-class CustomPattern:
-    """A contract's own pattern recognizer (``Config.metadata['pii_recognizers']``)."""
-
-    entity: str
-    patterns: tuple[tuple[str, str, float], ...]
-    context: tuple[str, ...] = ()
-
-    def build(self) -> PatternRecognizer:
-        """The Presidio PatternRecognizer for this entity."""
-        return PatternRecognizer(
-            supported_entity=self.entity,
-            name=f"contract:{self.entity}",
-            patterns=[Pattern(name=n, regex=r, score=s) for n, r, s in self.patterns],
-            context=list(self.context),
-        )
-
-
-@dataclass(frozen=True)
-class DetectionConfig:
-    """Which entities to look for, and how: built from a contract's metadata."""
-
-    entities: frozenset[str] = DEFAULT_ENTITIES
-    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
-    custom: tuple[CustomPattern, ...] = field(default_factory=tuple)
-    min_score: float = 0.4
-
-    @property
-    def ner_entities(self) -> frozenset[str]:
-        """The requested entities that need the NER model."""
-        return self.entities & frozenset(NER_LABELS)
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> DetectionConfig:
-        """The config a contract's ``Config.metadata`` asks for.
-
-        Keys: ``pii_entities`` (the set), ``pii_entities_extra`` (added to it),
-        ``pii_phone_regions`` and ``pii_recognizers`` (custom patterns).
-
-        Raises:
-            PolicyError: an unknown entity or a malformed recognizer.
-        """
-        custom = tuple(_custom_pattern(item) for item in metadata.get("pii_recognizers", ()))
-        custom_entities = {c.entity for c in custom}
-        entities = set(metadata.get("pii_entities", DEFAULT_ENTITIES))
-        entities |= set(metadata.get("pii_entities_extra", ()))
-        unknown = entities - KNOWN_ENTITIES - custom_entities
-        if unknown:
-            raise PolicyError(
-                f"unknown PII entities {sorted(unknown)}; known: {sorted(KNOWN_ENTITIES)} "
-                "or those of pii_recognizers"
-            )
-        regions = tuple(metadata.get("pii_phone_regions", DEFAULT_PHONE_REGIONS))
-        return cls(
-            entities=frozenset(entities | custom_entities), phone_regions=regions, custom=custom
-        )
-
-
-def _custom_pattern(item: Any) -> CustomPattern:
-    try:
-        entity = str(item["entity"])
-        patterns = tuple(
-            (str(p.get("name", entity)), str(p["regex"]), float(p.get("score", 0.8)))
-            for p in item["patterns"]
-        )
-        context = tuple(str(c) for c in item.get("context", ()))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PolicyError(
-            "pii_recognizers entries need 'entity' and 'patterns' [{'regex', 'score'}]"
-        ) from exc
-    if not patterns:
-        raise PolicyError(f"pii_recognizers entry for {entity} has no patterns")
-    recognizer = CustomPattern(entity=entity, patterns=patterns, context=context)
-    recognizer.build()  # compiles the regexes: a bad one fails at contract load
-    return recognizer
+def _custom_recognizer(custom: CustomPattern) -> PatternRecognizer:
+    return PatternRecognizer(
+        supported_entity=custom.entity,
+        name=f"contract:{custom.entity}",
+        patterns=[Pattern(name=n, regex=r, score=s) for n, r, s in custom.patterns],
+        context=list(custom.context),
+    )
 
 
 def pattern_recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
@@ -212,7 +121,7 @@ def pattern_recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
         for entity in sorted(config.entities)
         for factory in _PATTERN_RECOGNIZERS.get(entity, ())
     ]
-    built.extend(c.build() for c in config.custom)
+    built.extend(_custom_recognizer(c) for c in config.custom)
     return built
 
 

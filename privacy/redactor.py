@@ -10,10 +10,10 @@ import polars as pl
 
 from privacy.actions import redaction_expr
 from privacy.classify import classify_column
+from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
 from privacy.freetext import scan_column
 from privacy.policy import ColumnPolicy, RedactionKey
-from privacy.recognizers import DetectionConfig
 
 FREE_TEXT = "FREE_TEXT"
 UNDECLARED_POLICIES = frozenset({"redact", "reject", "warn"})

@@ -108,7 +108,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def pii_engine() -> PiiEngine:
     """The real Presidio + spaCy engine, loaded once for the session."""
-    return PiiEngine(SPACY_MODEL)
+    return PiiEngine(SPACY_MODEL, workers=0)
 
 
 @pytest.fixture

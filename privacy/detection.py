@@ -1,0 +1,140 @@
+"""What to detect (entities, regions, custom patterns) and what was found (spans). Plain data.
+
+This module imports neither Presidio nor spaCy: a contract's detection settings are checked in
+the gateway process, while detection itself runs where the models are loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from privacy.policy import PolicyError
+
+DEFAULT_ENTITIES = frozenset(
+    {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
+)
+# Entities found by the spaCy NER model, with the model labels that mean them.
+NER_LABELS: Mapping[str, frozenset[str]] = {
+    "PERSON": frozenset({"PERSON"}),
+    "LOCATION": frozenset({"GPE", "LOC", "FAC"}),
+    "NRP": frozenset({"NORP"}),
+    "ORGANIZATION": frozenset({"ORG"}),
+}
+# Entities found by Presidio pattern recognizers (see privacy.recognizers). Country-specific
+# ones (UK_NHS, US_PASSPORT, ...) are only used when a contract asks for them.
+PATTERN_ENTITIES = frozenset(
+    {
+        "EMAIL_ADDRESS",
+        "PHONE_NUMBER",
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "US_SSN",
+        "IP_ADDRESS",
+        "URL",
+        "DATE_TIME",
+        "MAC_ADDRESS",
+        "US_BANK_NUMBER",
+        "US_DRIVER_LICENSE",
+        "US_PASSPORT",
+        "UK_NHS",
+        "UK_NINO",
+    }
+)
+KNOWN_ENTITIES = PATTERN_ENTITIES | frozenset(NER_LABELS)
+DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR")
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A detected entity inside a text: [start, end) character offsets."""
+
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def replace_spans(text: str, spans: Sequence[Span]) -> str:
+    """``text`` with each span replaced by its ``<ENTITY>`` placeholder."""
+    parts: list[str] = []
+    cursor = 0
+    for span in sorted(spans):
+        parts.append(text[cursor : span.start])
+        parts.append(f"<{span.entity}>")
+        cursor = span.end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class CustomPattern:
+    """A contract's own pattern recognizer (``Config.metadata['pii_recognizers']``)."""
+
+    entity: str
+    patterns: tuple[tuple[str, str, float], ...]
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Which entities to look for, and how: built from a contract's metadata."""
+
+    entities: frozenset[str] = DEFAULT_ENTITIES
+    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
+    custom: tuple[CustomPattern, ...] = field(default_factory=tuple)
+    min_score: float = 0.4
+
+    @property
+    def ner_entities(self) -> frozenset[str]:
+        """The requested entities that need the NER model."""
+        return self.entities & frozenset(NER_LABELS)
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> DetectionConfig:
+        """The config a contract's ``Config.metadata`` asks for.
+
+        Keys: ``pii_entities`` (the set), ``pii_entities_extra`` (added to it),
+        ``pii_phone_regions`` and ``pii_recognizers`` (custom patterns).
+
+        Raises:
+            PolicyError: an unknown entity or a malformed recognizer.
+        """
+        custom = tuple(_custom_pattern(item) for item in metadata.get("pii_recognizers", ()))
+        custom_entities = {c.entity for c in custom}
+        entities = set(metadata.get("pii_entities", DEFAULT_ENTITIES))
+        entities |= set(metadata.get("pii_entities_extra", ()))
+        unknown = entities - KNOWN_ENTITIES - custom_entities
+        if unknown:
+            raise PolicyError(
+                f"unknown PII entities {sorted(unknown)}; known: {sorted(KNOWN_ENTITIES)} "
+                "or those of pii_recognizers"
+            )
+        regions = tuple(metadata.get("pii_phone_regions", DEFAULT_PHONE_REGIONS))
+        return cls(
+            entities=frozenset(entities | custom_entities), phone_regions=regions, custom=custom
+        )
+
+
+def _custom_pattern(item: Any) -> CustomPattern:
+    try:
+        entity = str(item["entity"])
+        patterns = tuple(
+            (str(p.get("name", entity)), str(p["regex"]), float(p.get("score", 0.8)))
+            for p in item["patterns"]
+        )
+        context = tuple(str(c) for c in item.get("context", ()))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PolicyError(
+            "pii_recognizers entries need 'entity' and 'patterns' [{'regex', 'score'}]"
+        ) from exc
+    if not patterns:
+        raise PolicyError(f"pii_recognizers entry for {entity} has no patterns")
+    for name, regex, _ in patterns:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise PolicyError(f"pii_recognizers {entity}/{name}: bad regex ({exc})") from exc
+    return CustomPattern(entity=entity, patterns=patterns, context=context)

@@ -1,0 +1,173 @@
+"""The detector: one Presidio AnalyzerEngine per process on the installed spaCy model.
+
+Nothing here reaches the network: the spaCy model comes from an installed package (never
+downloaded), and email validation uses tldextract's bundled suffix list. Without the model the
+detector runs pattern-only and says so in ``status``. Importing this module loads Presidio and
+spaCy, so the gateway runs it in worker processes (see ``privacy.engine``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import polars as pl
+import spacy
+from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry
+from presidio_analyzer.nlp_engine import SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+from privacy.detection import DEFAULT_ENTITIES, NER_LABELS, DetectionConfig, Span
+from privacy.recognizers import pattern_recognizers
+
+NER_SCORE = 0.85
+NER_BATCH = 256
+_NON_NER_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
+# Cheap polars pre-filters: a cell that cannot hold the entity is not given to its recognizer.
+_CANDIDATES: dict[str, str] = {
+    "EMAIL_ADDRESS": r"@",
+    "PHONE_NUMBER": r"\d(?:[\s().\-/+]*\d){6}",
+    "CREDIT_CARD": r"\d(?:[\s\-]*\d){11}",
+    "IBAN_CODE": r"(?i)[a-z]{2}\s*\d{2}",
+    "US_SSN": r"\d{3}[\s.\-]?\d{2}[\s.\-]?\d{4}",
+    "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:",
+    "URL": r"(?i)https?://|www\.|\.[a-z]{2,}",
+    "DATE_TIME": r"\d",
+}
+
+
+def load_spacy_model(name: str) -> spacy.language.Language:
+    """The installed model with only its NER component (never downloads).
+
+    Raises:
+        OSError: the model package is not installed.
+    """
+    return spacy.load(name, exclude=list(_NON_NER_PIPES))
+
+
+class _InstalledModelNlpEngine(SpacyNlpEngine):
+    """Presidio's spaCy engine on an installed model, NER only; a blank tokenizer without one."""
+
+    def __init__(self, language: spacy.language.Language) -> None:
+        super().__init__(models=[{"lang_code": "en", "model_name": language.meta.get("name", "")}])
+        self._language = language
+
+    def load(self) -> None:
+        self.nlp = {"en": self._language}  # type: ignore[assignment]
+
+
+def _ner(
+    nlp: spacy.language.Language, texts: Sequence[str], labels: dict[str, str]
+) -> list[list[tuple[int, int, str]]]:
+    return [
+        [(e.start_char, e.end_char, labels[e.label_]) for e in doc.ents if e.label_ in labels]
+        for doc in nlp.pipe(texts, batch_size=NER_BATCH)
+    ]
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+class Detector:
+    """Finds PII spans with Presidio's recognizers and the spaCy NER model, in this process."""
+
+    def __init__(self, spacy_model: str | None) -> None:
+        self.model_name = spacy_model
+        self.unavailable_reason: str | None = None
+        self._nlp: spacy.language.Language | None = None
+        if spacy_model:
+            try:
+                self._nlp = load_spacy_model(spacy_model)
+            except OSError as exc:
+                self.unavailable_reason = f"spaCy model {spacy_model!r} is not installed ({exc})"
+        else:
+            self.unavailable_reason = "no spaCy model configured"
+        language = self._nlp if self._nlp is not None else spacy.blank("en")
+        nlp_engine = _InstalledModelNlpEngine(language)
+        nlp_engine.load()
+        recognizers: list[EntityRecognizer] = pattern_recognizers(
+            DetectionConfig(entities=DEFAULT_ENTITIES)
+        )
+        if self._nlp is not None:
+            recognizers.append(SpacyRecognizer(supported_entities=sorted(NER_LABELS)))
+        self.analyzer = AnalyzerEngine(
+            registry=RecognizerRegistry(recognizers=recognizers, supported_languages=["en"]),
+            nlp_engine=nlp_engine,
+            supported_languages=["en"],
+        )
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """What the detector runs on, for start-up logs, ``/readyz`` and PII reports."""
+        if self._nlp is None:
+            return {"mode": "patterns-only", "model": None, "reason": self.unavailable_reason}
+        version = self._nlp.meta.get("version")
+        return {"mode": "ner+patterns", "model": f"{self.model_name} {version}"}
+
+    def detect(self, texts: list[str], config: DetectionConfig) -> list[list[Span]]:
+        """Spans of the configured entities in each text; validated patterns win overlaps."""
+        series = pl.Series(texts, dtype=pl.String)
+        found: list[list[Span]] = [[] for _ in texts]
+        for recognizer in _recognizers(config):
+            (entity,) = recognizer.supported_entities
+            pattern = _CANDIDATES.get(entity)
+            rows = (
+                series.str.contains(pattern).fill_null(False).arg_true().to_list()
+                if pattern
+                else range(len(texts))
+            )
+            for row in rows:
+                for result in recognizer.analyze(texts[row], [entity], None):  # type: ignore[arg-type]
+                    if result.score >= config.min_score:
+                        found[row].append(Span(result.start, result.end, entity, result.score))
+        resolved = [_resolve_overlaps(spans) for spans in found]
+        if config.ner_entities and self._nlp is not None:
+            labels = {
+                label: entity for entity in config.ner_entities for label in NER_LABELS[entity]
+            }
+            for row, ner_spans in enumerate(_ner(self._nlp, texts, labels)):
+                kept = resolved[row]
+                for start, end, entity in ner_spans:
+                    if _plausible(entity, texts[row][start:end]) and not _overlaps(
+                        start, end, kept
+                    ):
+                        kept.append(Span(start, end, entity, NER_SCORE))
+                kept.sort()
+        return resolved
+
+
+@cache
+def _recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
+    # One recognizer per entity, so each can be given only its candidate cells.
+    return [
+        recognizer
+        for recognizer in pattern_recognizers(config)
+        if len(recognizer.supported_entities) == 1
+    ]
+
+
+def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:
+    return any(start < span.end and span.start < end for span in spans)
+
+
+_NAME_WORD = re.compile(r"[A-Z][a-z]")
+
+
+def _plausible(entity: str, text: str) -> bool:
+    # The small model tags dotted numbers and product codes ("SKU-1234-B") as names; a name
+    # has at least one capitalised word, any NER entity at least one letter.
+    if entity == "PERSON":
+        return _NAME_WORD.search(text) is not None
+    return any(character.isalpha() for character in text)
+
+
+def _resolve_overlaps(spans: list[Span]) -> list[Span]:
+    if len(spans) < 2:
+        return spans
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (-s.score, s.start - s.end)):
+        if not _overlaps(span.start, span.end, kept):
+            kept.append(span)
+    return sorted(kept)
