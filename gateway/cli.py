@@ -13,6 +13,8 @@ from gateway.settings import Settings
 app = typer.Typer(help="Datagate: data governance and validation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+privacy_app = typer.Typer(help="Privacy administration.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 
 def _configure_logging(level: str) -> None:
@@ -67,6 +69,25 @@ def db_upgrade() -> None:
 # memory of an ingest near the size of its data instead of holding every transient buffer.
 # Set before polars is imported; an operator's own setting wins.
 JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
+
+@privacy_app.command("decrypt")
+def privacy_decrypt(
+    values: Annotated[list[str], typer.Argument(help="Values stored by the 'encrypt' action.")],
+) -> None:
+    """Decrypt values stored with redact 'encrypt' (needs DATAGATE_PII_KEY: admins only)."""
+    from privacy import RedactionKey, decrypt_token
+
+    key = RedactionKey(Settings().resolved_pii_key())
+    failed = False
+    for value in values:
+        try:
+            typer.echo(decrypt_token(value, key))
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

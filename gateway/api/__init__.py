@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter
 
-from gateway.api import contracts, datasets, health, runs
+from gateway.api import contracts, datasets, health, privacy, runs
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(datasets.router)
 api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
+api_router.include_router(privacy.router)
 
 __all__ = ["api_router", "health"]

@@ -1,0 +1,52 @@
+"""Privacy officers' endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.subjects import search_subjects
+
+router = APIRouter(tags=["privacy"])
+
+
+class SubjectSearch(BaseModel):
+    """Raw identifiers of one data subject (emails, phone numbers, ids as uploaded)."""
+
+    identifiers: list[str] = Field(min_length=1, max_length=100)
+
+
+@router.post("/privacy/subjects/search")
+async def subjects_search(
+    request: SubjectSearch, services: ServicesDep, session: SessionDep
+) -> dict[str, Any]:
+    """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers.
+
+    The identifiers are pseudonymised with the same keyed HMAC as uploads and never stored,
+    logged or echoed back.
+    """
+    matches, searched = await run_in_threadpool(
+        search_subjects,
+        session,
+        services.snapshots,
+        [i for i in request.identifiers if i.strip()],
+        services.redaction_key,
+    )
+    return {
+        "identifiers_searched": len(request.identifiers),
+        "versions_searched": searched,
+        "matches": [
+            {
+                "dataset": m.dataset,
+                "version": m.version,
+                "column": m.column,
+                "rows": m.rows,
+                "links": {"version": f"/api/v1/datasets/{m.dataset}/versions/{m.version}"},
+            }
+            for m in matches
+        ],
+    }
