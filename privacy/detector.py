@@ -118,10 +118,15 @@ class Detector:
                 if pattern
                 else range(len(texts))
             )
+            numeric = entity in _NUMERIC_ENTITIES
             for row in rows:
-                for result in recognizer.analyze(texts[row], [entity], None):  # type: ignore[arg-type]
-                    if result.score >= config.min_score:
-                        found[row].append(Span(result.start, result.end, entity, result.score))
+                text = texts[row]
+                for result in recognizer.analyze(text, [entity], None):  # type: ignore[arg-type]
+                    if result.score < config.min_score:
+                        continue
+                    if numeric and _inside_code(text, result.start, result.end):
+                        continue
+                    found[row].append(Span(result.start, result.end, entity, result.score))
         resolved = [_resolve_overlaps(spans) for spans in found]
         if config.ner_entities and self._nlp is not None:
             labels = {
@@ -153,13 +158,24 @@ def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:
 
 
 _NAME_WORD = re.compile(r"[A-Z][a-z]")
+_NUMERIC_ENTITIES = frozenset(
+    {"PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "US_BANK_NUMBER", "UK_NHS", "US_PASSPORT"}
+)
+_GLUED_BEFORE = re.compile(r"(?:[A-Za-z]|[A-Za-z0-9]-)$")
+_GLUED_AFTER = re.compile(r"(?!x\d)(?:[A-Za-z]|-[A-Za-z0-9])")
+
+
+def _inside_code(text: str, start: int, end: int) -> bool:
+    # "ORD-2023-529959" or "SKU-88812345B": digits glued to letters are part of an identifier
+    # (order, product, ticket), not a phone, card or SSN. A phone extension ("x123") is not glue.
+    return bool(_GLUED_BEFORE.search(text, 0, start) or _GLUED_AFTER.match(text, end))
 
 
 def _plausible(entity: str, text: str) -> bool:
-    # The small model tags dotted numbers and product codes ("SKU-1234-B") as names; a name
-    # has at least one capitalised word, any NER entity at least one letter.
+    # The small model tags dotted numbers and codes ("Order ORD-2026-734440") as names; a name
+    # has a capitalised word and no digit, any NER entity at least one letter.
     if entity == "PERSON":
-        return _NAME_WORD.search(text) is not None
+        return _NAME_WORD.search(text) is not None and not any(c.isdigit() for c in text)
     return any(character.isalpha() for character in text)
 
 
