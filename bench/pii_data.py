@@ -38,7 +38,7 @@ STRUCTURED_PII = ("email", "phone", *UNDECLARED)
 
 @dataclass(frozen=True)
 class MixedTable:
-    """The table and its ground truth: one row per PII value planted (row, column, entity, value)."""
+    """The table, and its ground truth: (row, column, entity, value) per planted PII value."""
 
     frame: pl.DataFrame
     truth: pl.DataFrame
@@ -137,6 +137,7 @@ def mixed_table(rows: int, seed: int = 42, with_free_text: bool = True) -> Mixed
             "ip": fake.ipv4(),
         }
         draw = rng.random()
+        entities: tuple[str, ...]
         if draw < 0.30:
             template, entities = rng.choice(_PII_NOTES)
         elif draw < 0.34:
@@ -210,5 +211,5 @@ def measure(table: MixedTable, redacted: pl.DataFrame) -> Quality:
     if "notes" in original.columns and table.pii_free_notes.len():
         before = original["notes"].gather(table.pii_free_notes)
         after = redacted["notes"].gather(table.pii_free_notes)
-        altered = float((before != after).mean() or 0.0)
+        altered = int((before != after).sum()) / before.len()
     return Quality(recall=recall, non_pii_cells_changed=non_pii, pii_free_notes_altered=altered)
