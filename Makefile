@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-privacy clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
+
+bench-privacy: $(STAMP)
+	$(BIN)/python -m bench.privacy
 
 clean:
 	rm -rf $(VENV) .datagate .pytest_cache .mypy_cache .ruff_cache

@@ -132,13 +132,22 @@ class Detector:
             labels = {
                 label: entity for entity in config.ner_entities for label in NER_LABELS[entity]
             }
-            for row, ner_spans in enumerate(_ner(self._nlp, texts, labels)):
+            if "PERSON" in config.ner_entities:
+                for label in _NAME_SHAPED_LABELS:
+                    labels.setdefault(label, _MAYBE_PERSON)
+            candidates = series.str.contains(_NAME_WORD.pattern).fill_null(False).arg_true()
+            ner_rows = candidates.to_list()
+            ner_found = _ner(self._nlp, [texts[r] for r in ner_rows], labels)
+            for row, ner_spans in zip(ner_rows, ner_found, strict=True):
                 kept = resolved[row]
-                for start, end, entity in ner_spans:
-                    if _plausible(entity, texts[row][start:end]) and not _overlaps(
-                        start, end, kept
+                for start, end, label in ner_spans:
+                    named = _entity_of(label, texts[row][start:end])
+                    if (
+                        named
+                        and _plausible(named, texts[row][start:end])
+                        and not _overlaps(start, end, kept)
                     ):
-                        kept.append(Span(start, end, entity, NER_SCORE))
+                        kept.append(Span(start, end, named, NER_SCORE))
                 kept.sort()
         return resolved
 
@@ -158,6 +167,36 @@ def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:
 
 
 _NAME_WORD = re.compile(r"[A-Z][a-z]")
+# The small model often labels a person's full name as an organisation or a place. A span of
+# those labels shaped like a name (two or three capitalised words, no company word) is a PERSON.
+_MAYBE_PERSON = "MAYBE_PERSON"
+_NAME_SHAPED_LABELS = ("ORG", "LOC", "GPE", "FAC", "DATE")
+_NAME_SHAPE = re.compile(r"^(?:[A-Z][a-z'\u2019-]+\s){1,2}[A-Z][a-z'\u2019-]+$")
+_NOT_NAME_WORDS = frozenset(
+    (
+        # organisations
+        "inc ltd llc plc corp corporation company co group bank university college school "
+        "hospital foundation institute association agency department council partners "
+        "holdings services solutions systems technologies international "
+        # places
+        "new san los las saint st fort port north south east west lake mount city county "
+        "island islands river valley beach park street avenue road "
+        # dates
+        "monday tuesday wednesday thursday friday saturday sunday christmas easter eve "
+        "year years week weeks month months quarter morning evening night"
+    ).split()
+)
+
+
+def _entity_of(label: str, text: str) -> str | None:
+    if label != _MAYBE_PERSON:
+        return label
+    words = text.lower().replace(".", "").split()
+    if _NAME_SHAPE.match(text) and not _NOT_NAME_WORDS.intersection(words):
+        return "PERSON"
+    return None
+
+
 _NUMERIC_ENTITIES = frozenset(
     {"PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "US_BANK_NUMBER", "UK_NHS", "US_PASSPORT"}
 )

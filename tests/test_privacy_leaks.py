@@ -137,11 +137,11 @@ def test_planted_pii_appears_nowhere(
     events = [r for r in rows if '"eventType"' in r]
     assert len(events) >= 6
     files: list[str] = []
-    for path in (tmp_path / "home").rglob("*"):
-        if path.is_file() and path.suffix == ".parquet":
-            files.append(pl.read_parquet(path).write_csv())
-        elif path.is_file() and path.name != "pii.key":
-            files.append(path.read_bytes().decode("latin-1"))
+    for stored in (tmp_path / "home").rglob("*"):
+        if stored.is_file() and stored.suffix == ".parquet":
+            files.append(pl.read_parquet(stored).write_csv())
+        elif stored.is_file() and stored.name != "pii.key":
+            files.append(stored.read_bytes().decode("latin-1"))
     structured = table.truth.filter(
         ~((pl.col("column") == "notes") & (pl.col("entity") == "PERSON"))
     )
@@ -155,4 +155,4 @@ def test_planted_pii_appears_nowhere(
         "lineage events": "\n".join(events),
     }
     leaks = {where: sorted(v for v in planted if v in text)[:5] for where, text in places.items()}
-    assert leaks == dict.fromkeys(places, [])
+    assert leaks == {where: [] for where in places}
