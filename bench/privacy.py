@@ -234,6 +234,16 @@ def main() -> None:
     second.append(_summary("Presidio batch engines", batch_table, batch, batch_seconds, args.rows))
     _print(second)
     engine.close()
+    # The baselines ran on subsets: compare recall with Datagate's on exactly those rows.
+    ours_on = {
+        rows: _summary("datagate on the same rows", sub, ours.head(rows), 1.0, rows)
+        for rows, sub in ((args.naive_rows, naive_table), (args.batch_rows, batch_table))
+    }
+    for rows, summary in ours_on.items():
+        print(
+            f"  datagate on the first {rows:,} rows: recall(structured) "
+            f"{summary['min_structured_recall']:.3f}  recall(PERSON) {summary['person_recall']:.3f}"
+        )
 
     speedup_structured = first[0]["rows_per_s"] / first[1]["rows_per_s"]
     speedup_naive = second[0]["rows_per_s"] / second[1]["rows_per_s"]
@@ -247,10 +257,11 @@ def main() -> None:
         "structured: no non-PII cell changed": first[0]["non_pii_changed"] == 0,
         f"free text: x{speedup_naive:.1f} vs naive (target >= 20)": speedup_naive >= 20,
         f"free text: x{speedup_batch:.1f} vs batch (target >= 5)": speedup_batch >= 5,
-        "free text: recall >= naive and batch": second[0]["min_structured_recall"]
-        >= max(second[1]["min_structured_recall"], second[2]["min_structured_recall"])
-        and (second[0]["person_recall"] or 0)
-        >= max(second[1]["person_recall"] or 0, second[2]["person_recall"] or 0),
+        "free text: recall >= naive and batch on the same rows": all(
+            ours_on[rows]["min_structured_recall"] >= theirs["min_structured_recall"]
+            and (ours_on[rows]["person_recall"] or 0) >= (theirs["person_recall"] or 0)
+            for rows, theirs in ((args.naive_rows, second[1]), (args.batch_rows, second[2]))
+        ),
     }
     print()
     for label, ok in checks.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import polars as pl
@@ -19,7 +18,13 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegist
 from presidio_analyzer.nlp_engine import SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-from privacy.detection import DEFAULT_ENTITIES, NER_LABELS, DetectionConfig, Span
+from privacy.detection import (
+    DEFAULT_PHONE_REGIONS,
+    NER_LABELS,
+    PATTERN_ENTITIES,
+    DetectionConfig,
+    Span,
+)
 from privacy.recognizers import pattern_recognizers
 
 NER_SCORE = 0.85
@@ -87,8 +92,10 @@ class Detector:
         language = self._nlp if self._nlp is not None else spacy.blank("en")
         nlp_engine = _InstalledModelNlpEngine(language)
         nlp_engine.load()
+        # The process's one AnalyzerEngine: its registry holds the recognizers of every known
+        # pattern entity (Presidio's, with Datagate's additions) and its NLP engine the model.
         recognizers: list[EntityRecognizer] = pattern_recognizers(
-            DetectionConfig(entities=DEFAULT_ENTITIES)
+            DetectionConfig(entities=PATTERN_ENTITIES)
         )
         if self._nlp is not None:
             recognizers.append(SpacyRecognizer(supported_entities=sorted(NER_LABELS)))
@@ -97,6 +104,26 @@ class Detector:
             nlp_engine=nlp_engine,
             supported_languages=["en"],
         )
+        self._registered: dict[DetectionConfig, list[EntityRecognizer]] = {}
+
+    def _recognizers(self, config: DetectionConfig) -> list[EntityRecognizer]:
+        # One single-entity recognizer at a time, so each sees only its candidate cells. The
+        # registry's recognizers serve the default phone regions; other settings and a
+        # contract's own patterns get recognizers of their own.
+        if config not in self._registered:
+            if config.phone_regions == DEFAULT_PHONE_REGIONS:
+                chosen = self.analyzer.registry.get_recognizers(
+                    language="en", entities=sorted(config.entities & PATTERN_ENTITIES)
+                )
+                extra = pattern_recognizers(
+                    DetectionConfig(entities=frozenset(), custom=config.custom)
+                )
+            else:
+                chosen, extra = pattern_recognizers(config), []
+            self._registered[config] = [
+                r for r in [*chosen, *extra] if len(r.supported_entities) == 1
+            ]
+        return self._registered[config]
 
     @property
     def status(self) -> dict[str, Any]:
@@ -110,7 +137,7 @@ class Detector:
         """Spans of the configured entities in each text; validated patterns win overlaps."""
         series = pl.Series(texts, dtype=pl.String)
         found: list[list[Span]] = [[] for _ in texts]
-        for recognizer in _recognizers(config):
+        for recognizer in self._recognizers(config):
             (entity,) = recognizer.supported_entities
             pattern = _CANDIDATES.get(entity)
             rows = (
@@ -150,16 +177,6 @@ class Detector:
                         kept.append(Span(start, end, named, NER_SCORE))
                 kept.sort()
         return resolved
-
-
-@cache
-def _recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
-    # One recognizer per entity, so each can be given only its candidate cells.
-    return [
-        recognizer
-        for recognizer in pattern_recognizers(config)
-        if len(recognizer.supported_entities) == 1
-    ]
 
 
 def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:

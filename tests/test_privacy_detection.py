@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,10 +30,15 @@ PROBLEM = "application/problem+json"
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Any attempt to open a connection fails the test."""
     attempts: list[object] = []
+    this_thread = threading.get_ident()
 
     def refuse(*args: object, **kwargs: object) -> None:
-        attempts.append(args)
-        raise AssertionError(f"network access attempted: {args}")
+        # Only this test's thread counts: other tests' background threads (a lineage
+        # delivery retrying an unreachable backend) may still be running.
+        if threading.get_ident() == this_thread:
+            attempts.append(args)
+            raise AssertionError(f"network access attempted: {args}")
+        raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
