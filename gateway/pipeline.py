@@ -71,7 +71,9 @@ class Batch:
     report: ValidationReport | None = None
     pii: tuple[ColumnOutcome, ...] = ()
     snapshot: StagedSnapshot | None = None
-    violation: ContractViolation | None = None
+    # Set by a stage that refuses the upload; the orchestrator raises it after the stage, so the
+    # refused Batch (with its report) is the one recorded on the run.
+    refusal: DatagateError | None = None
     version: DatasetVersion | None = None
     created: bool = False
     # Shared by every Batch of one run: the orchestrator adds each stage's duration.
@@ -183,14 +185,14 @@ def validate(batch: Batch, services: Services) -> Batch:
         return scan_texts(values, engine, contract.detection)
 
     frame, report = validate_frame(batch.require_frame(), contract, scrub)
-    violation = None
+    refusal = None
     if not report.valid:
-        violation = ContractViolation(
+        refusal = ContractViolation(
             f"the upload violates contract {batch.contract.dataset} {batch.contract.version}: "
             f"{len(report.failures)} failing check(s)",
             report=report.as_dict(),
         )
-    return replace(batch, frame=frame, report=report, violation=violation)
+    return replace(batch, frame=frame, report=report, refusal=refusal)
 
 
 def redact(batch: Batch, services: Services) -> Batch:
@@ -204,10 +206,10 @@ def redact(batch: Batch, services: Services) -> Batch:
         detection=contract.detection,
         undeclared=contract.undeclared_pii,
     )
-    batch = replace(batch, redacted=plan, pii=tuple(outcomes))
     refused = [o for o in outcomes if o.action == "reject"]
+    refusal = None
     if refused:
-        raise UndeclaredPii(
+        refusal = UndeclaredPii(
             f"personal data found in {len(refused)} column(s) that contract "
             f"{contract.dataset} {contract.version} does not declare",
             report=pii_report(tuple(refused)),
@@ -222,7 +224,7 @@ def redact(batch: Batch, services: Services) -> Batch:
                 outcome.share or 0.0,
                 outcome.sample_size or 0,
             )
-    return batch
+    return replace(batch, redacted=plan, pii=tuple(outcomes), refusal=refusal)
 
 
 def version(batch: Batch, services: Services) -> Batch:
@@ -431,8 +433,8 @@ def run_pipeline(
                 raise StageFailed(name, exc) from exc
             finally:
                 batch.timings[name] = time.perf_counter() - started
-            if batch.violation is not None:
-                raise batch.violation
+            if batch.refusal is not None:
+                raise batch.refusal
     except DatagateError as error:
         if isinstance(error, StageFailed):
             cause = error.__cause__ or error

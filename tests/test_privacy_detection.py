@@ -220,6 +220,7 @@ def test_undeclared_pii_with_reject_policy_is_a_422_without_values(
     assert not [v for v in frame["contact"] if v in response.text]
     run = leads_client.get(f"/api/v1/runs/{response.json()['run_id']}").json()
     assert run["status"] == "rejected"
+    assert {c["column"]: c["action"] for c in run["pii_report"]["columns"]}["contact"] == "reject"
     assert leads_client.get("/api/v1/datasets/leads/versions").json()["versions"] == []
 
 
