@@ -21,6 +21,9 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates every migration context (readiness checks open one); gateway.db logs
+    # what was applied.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.command()

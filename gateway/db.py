@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN = "datagate_sqlite_begin"
@@ -59,7 +61,15 @@ def _alembic_config(connection: Any) -> Config:
 def migrate(engine: Engine) -> None:
     """Apply every pending Alembic migration."""
     with engine.begin() as connection:
+        before = MigrationContext.configure(connection).get_current_heads()
         command.upgrade(_alembic_config(connection), "head")
+        after = MigrationContext.configure(connection).get_current_heads()
+    if before != after:
+        log.info(
+            "database migrated from %s to %s",
+            ",".join(before) or "empty",
+            ",".join(after),
+        )
 
 
 def pending_migrations(engine: Engine) -> bool:
