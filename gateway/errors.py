@@ -13,6 +13,7 @@ DatagateError
 │   └── UploadTooLarge            (413)
 ├── ContractViolation             (422, carries the validation report)
 ├── UndeclaredPii                 (422, PII found in columns the contract does not declare)
+├── InvalidLineageEvent           (400, the reason names the offending field)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
 
@@ -81,6 +82,10 @@ class ContractViolation(DatagateError):
 
 class UndeclaredPii(DatagateError):
     """PII was found in undeclared columns of a contract whose ``undeclared_pii`` is reject."""
+
+
+class InvalidLineageEvent(DatagateError):
+    """A posted OpenLineage event does not conform to the spec."""
 
 
 class InvalidRequest(DatagateError):

@@ -102,18 +102,23 @@ class DatasetVersion(SQLModel, table=True):
 
 
 class LineageEvent(SQLModel, table=True):
-    """An OpenLineage event, stored before any delivery is attempted (outbox)."""
+    """An OpenLineage event: Datagate's own (outbox, delivered later) or accepted from outside."""
 
     __tablename__ = "lineage_event"
 
     id: int | None = Field(default=None, primary_key=True)
-    run_id: str = Field(index=True, max_length=36)
-    event_type: str = Field(max_length=20)
-    job_namespace: str = Field(max_length=200)
-    job_name: str = Field(max_length=400)
+    origin: str = Field(default="datagate", max_length=20)
+    event_kind: str = Field(default="RunEvent", max_length=20)
+    run_id: str | None = Field(default=None, index=True, max_length=36)
+    event_type: str | None = Field(default=None, max_length=20)
+    job_namespace: str | None = Field(default=None, max_length=1000)
+    job_name: str | None = Field(default=None, max_length=1000)
     event_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     delivered_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
     )
     delivery_attempts: int = 0
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -157,8 +157,8 @@ def start_run(
                 started_at=now,
             )
         )
-        row = store_event(session, event)
-    services.lineage.deliver([(row.id, event)])
+        store_event(session, event)
+    services.lineage.notify()
     return job
 
 
@@ -281,13 +281,12 @@ def record(batch: Batch, services: Services) -> Batch:
             # The run row is written in this transaction, so its "record" time excludes the commit.
             batch.timings["record"] = time.perf_counter() - started
             _finish_run(session, batch, "accepted")
-            row = store_event(session, event)
-            session.flush()
+            store_event(session, event)
     except BaseException:
         if published is not None:
             services.snapshots.delete(published)
         raise
-    services.lineage.deliver([(row.id, event)])
+    services.lineage.notify()
     return batch
 
 
@@ -391,12 +390,11 @@ def fail_run(
                 run = run_by_id(session, job.run_id)
                 run.status, run.error, run.finished_at = status, summary, utcnow()
                 session.add(run)
-            row = store_event(session, event)
-            session.flush()
+            store_event(session, event)
     except Exception as exc:
         log.error("could not record the outcome of run %s: %s", job.run_id, redacted_traceback(exc))
         return
-    services.lineage.deliver([(row.id, event)])
+    services.lineage.notify()
 
 
 def run_pipeline(

@@ -48,6 +48,10 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     (errors.UploadError, Problem(400, "bad-upload", "Bad upload")),
     (errors.ContractViolation, Problem(422, "contract-violation", "Contract violation")),
     (errors.UndeclaredPii, Problem(422, "undeclared-pii", "Undeclared personal data")),
+    (
+        errors.InvalidLineageEvent,
+        Problem(400, "invalid-lineage-event", "Invalid OpenLineage event"),
+    ),
     (errors.InvalidRequest, Problem(400, "invalid-request", "Invalid request")),
     (errors.StageFailed, Problem(500, "ingest-failed", "Ingest failed")),
 )

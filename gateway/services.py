@@ -70,6 +70,11 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         snapshots=open_store(settings.resolved_storage_url),
         redaction_key=RedactionKey(settings.resolved_pii_key()),
         pii_engine=engine_for_pii,
-        lineage=LineageDelivery(engine, client),
+        lineage=LineageDelivery(
+            engine,
+            client,
+            retry_seconds=settings.lineage_retry_seconds,
+            max_retry_seconds=settings.lineage_retry_max_seconds,
+        ),
         transport=transport,
     )

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    lineage_retry_seconds: float = Field(2.0, gt=0, description="First delivery retry delay.")
+    lineage_retry_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
 
     @property
     def resolved_database_url(self) -> str:

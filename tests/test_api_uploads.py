@@ -351,7 +351,7 @@ def test_every_ingest_stores_start_and_final_events_that_follow_the_spec(
     by_run: dict[str, list[str]] = {}
     for event in events:
         validate_event(event.payload)
-        by_run.setdefault(event.run_id, []).append(event.event_type)
+        by_run.setdefault(str(event.run_id), []).append(str(event.event_type))
     assert by_run[accepted.json()["run_id"]] == ["START", "COMPLETE"]
     assert by_run[rejected.json()["run_id"]] == ["START", "FAIL"]
     complete = next(e.payload for e in events if e.event_type == "COMPLETE")

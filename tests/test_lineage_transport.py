@@ -19,7 +19,8 @@ from gateway.app import create_app
 from gateway.models import LineageEvent
 from gateway.settings import Settings
 from lineage import configured_client, describe_transport
-from tests.conftest import csv_bytes
+from privacy import PiiEngine
+from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
 from tests.openlineage_spec import validate_event
 
 
@@ -38,10 +39,10 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def _all_delivered(engine: Engine) -> bool:
+def _all_delivered(engine: Engine, expected: int = 2) -> bool:
     with Session(engine) as session:
         rows = session.exec(select(LineageEvent)).all()
-    return len(rows) == 2 and all(row.delivered_at is not None for row in rows)
+    return len(rows) == expected and all(row.delivered_at is not None for row in rows)
 
 
 @pytest.fixture
@@ -128,3 +129,73 @@ def test_unreachable_backend_neither_fails_nor_slows_the_upload(
     assert elapsed < 5
     assert [r.event_type for r in rows] == ["START", "COMPLETE"]
     assert all(row.delivered_at is None for row in rows)
+
+
+def test_failing_backend_gets_every_event_exactly_once_after_it_recovers(
+    tmp_path: Path,
+    database_url: str,
+    pii_engine: PiiEngine,
+    customers_frame: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    received: list[dict[str, object]] = []
+    refusals = {"left": 5}
+
+    class Flaky(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if refusals["left"] > 0:
+                refusals["left"] -= 1
+                self.send_response(503)
+            else:
+                received.append(json.loads(body))
+                self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
+    monkeypatch.setenv(
+        "OPENLINEAGE__TRANSPORT__URL", f"http://127.0.0.1:{server.server_address[1]}"
+    )
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__RETRY", '{"total": 0}')
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        contracts_dir=CONTRACTS,
+        pii_key=TEST_PII_KEY,
+        lineage_retry_seconds=0.1,
+        lineage_retry_max_seconds=0.5,
+    )
+    try:
+        with TestClient(create_app(settings, pii_engine=pii_engine)) as client:
+            runs = []
+            for seed in (1, 2, 3):
+                frame = customers_frame.with_columns(pl.col("orders_count") + seed)
+                response = client.post(
+                    "/api/v1/datasets/customers/uploads",
+                    content=csv_bytes(frame),
+                    headers={"Content-Type": "text/csv"},
+                )
+                assert response.status_code == 201
+                runs.append(response.json()["run_id"])
+            engine = client.app.state.services.engine  # type: ignore[attr-defined]
+            deadline = time.monotonic() + 30
+            while not _all_delivered(engine, 6) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            backlog = client.get("/readyz").json()["checks"]["lineage"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refusals["left"] == 0
+    assert backlog["pending"] == 0
+    assert backlog["delivery_failures"] >= 1
+    delivered = [(e["run"]["runId"], e["eventType"]) for e in received]  # type: ignore[index]
+    assert sorted(delivered) == sorted(
+        (run, state) for run in runs for state in ("START", "COMPLETE")
+    )
+    for run in runs:
+        assert delivered.index((run, "START")) < delivered.index((run, "COMPLETE"))

@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from gateway.api import contracts, datasets, health, privacy, runs
+from gateway.api import contracts, datasets, health, lineage, privacy, runs
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(datasets.router)
 api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
 api_router.include_router(privacy.router)
+api_router.include_router(lineage.router)
 
 __all__ = ["api_router", "health"]

@@ -1,0 +1,58 @@
+"""OpenLineage in: the same contract as Marquez's endpoint, so any producer's client works."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.dependencies import ServicesDep
+from gateway.db import unit_of_work
+from gateway.errors import InvalidLineageEvent
+from gateway.outbox import store_external_event
+from gateway.problems import PROBLEM_MEDIA_TYPE
+from lineage.validation import InvalidEvent, validate_event
+
+router = APIRouter(tags=["lineage"])
+MAX_EVENT_BYTES = 5 * 1024 * 1024
+
+
+@router.post(
+    "/lineage",
+    status_code=201,
+    response_class=Response,
+    responses={
+        400: {"description": "Not a valid OpenLineage event.", "content": {PROBLEM_MEDIA_TYPE: {}}}
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def post_lineage(request: Request, services: ServicesDep) -> Response:
+    """Accept an OpenLineage RunEvent, DatasetEvent or JobEvent, validate it and store it."""
+    body = await request.body()
+    if len(body) > MAX_EVENT_BYTES:
+        raise InvalidLineageEvent(f"an event is limited to {MAX_EVENT_BYTES} bytes")
+    try:
+        event: Any = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidLineageEvent(
+            f"the body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+        ) from exc
+    try:
+        kind = validate_event(event)
+    except InvalidEvent as exc:
+        raise InvalidLineageEvent(str(exc)) from exc
+
+    def store() -> None:
+        with unit_of_work(services.engine) as session:
+            store_external_event(session, event, kind)
+
+    await run_in_threadpool(store)
+    return Response(status_code=201)
