@@ -13,6 +13,7 @@ DatagateError
 │   └── UploadTooLarge            (413)
 ├── ContractViolation             (422, carries the validation report)
 ├── UndeclaredPii                 (422, PII found in columns the contract does not declare)
+├── UnknownDatasetVersion         (422, a training input that is not a stored version)
 ├── InvalidLineageEvent           (400, the reason names the offending field)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
@@ -82,6 +83,10 @@ class ContractViolation(DatagateError):
 
 class UndeclaredPii(DatagateError):
     """PII was found in undeclared columns of a contract whose ``undeclared_pii`` is reject."""
+
+
+class UnknownDatasetVersion(DatagateError):
+    """A training run names a dataset version Datagate does not hold."""
 
 
 class InvalidLineageEvent(DatagateError):

@@ -49,6 +49,10 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     (errors.ContractViolation, Problem(422, "contract-violation", "Contract violation")),
     (errors.UndeclaredPii, Problem(422, "undeclared-pii", "Undeclared personal data")),
     (
+        errors.UnknownDatasetVersion,
+        Problem(422, "unknown-dataset-version", "Unknown dataset version"),
+    ),
+    (
         errors.InvalidLineageEvent,
         Problem(400, "invalid-lineage-event", "Invalid OpenLineage event"),
     ),

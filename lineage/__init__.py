@@ -1,30 +1,38 @@
 """OpenLineage events for Datagate. A library: no settings, no database, never imports gateway."""
 
 from lineage.events import (
+    MODEL_NAMESPACE,
     PRODUCER,
     AssertionResult,
     DatasetRef,
+    DatasetVersionRef,
     IngestJob,
     SchemaField,
     StoredOutput,
+    TrainingJob,
     event_to_dict,
     ingest_complete,
     ingest_fail,
     ingest_start,
+    training_event,
 )
 from lineage.transport import configured_client, describe_transport
 
 __all__ = [
+    "MODEL_NAMESPACE",
     "PRODUCER",
     "AssertionResult",
     "DatasetRef",
+    "DatasetVersionRef",
     "IngestJob",
     "SchemaField",
     "StoredOutput",
+    "TrainingJob",
     "configured_client",
     "describe_transport",
     "event_to_dict",
     "ingest_complete",
     "ingest_fail",
     "ingest_start",
+    "training_event",
 ]

@@ -18,9 +18,11 @@ from openlineage.client.event_v2 import (
 )
 from openlineage.client.facet_v2 import (
     data_quality_assertions_dataset,
+    dataset_type_dataset,
     dataset_version_dataset,
     datasource_dataset,
     error_message_run,
+    execution_parameters_run,
     job_type_job,
     output_statistics_output_dataset,
     ownership_dataset,
@@ -187,3 +189,106 @@ def event_to_dict(event: RunEvent) -> dict[str, Any]:
     """The event as the JSON object the OpenLineage spec defines."""
     result: dict[str, Any] = json.loads(Serde.to_json(event))
     return result
+
+
+# -- training runs ---------------------------------------------------------------------------
+
+MODEL_NAMESPACE = "model"
+TRAINING_METRICS_FACET = "datagate_trainingMetrics"
+TRAINING_METRICS_SCHEMA = f"{PRODUCER}/spec/facets/TrainingMetricsRunFacet.json"
+
+
+@dataclass(frozen=True)
+class DatasetVersionRef:
+    """One exact version of a dataset, as a training input."""
+
+    namespace: str
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A training run: which model version it produces from which dataset versions."""
+
+    run_id: str
+    namespace: str
+    job_name: str
+    model: str
+    model_version: str
+    inputs: tuple[DatasetVersionRef, ...]
+    parameters: tuple[tuple[str, str], ...] = ()
+    metrics: tuple[tuple[str, float], ...] = ()
+
+
+def _training_run_facets(job: TrainingJob, state: RunState, message: str | None) -> dict[str, Any]:
+    facets: dict[str, Any] = {}
+    if job.parameters:
+        facets["parameters"] = execution_parameters_run.ExecutionParametersRunFacet(
+            parameters=[
+                execution_parameters_run.ExecutionParameter(key=k, value=v)
+                for k, v in job.parameters
+            ],
+            producer=PRODUCER,
+        )
+    if job.metrics and state != RunState.START:
+        facets[TRAINING_METRICS_FACET] = {
+            "_producer": PRODUCER,
+            "_schemaURL": TRAINING_METRICS_SCHEMA,
+            "metrics": dict(job.metrics),
+        }
+    if state == RunState.FAIL:
+        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+            message=message or "training failed", programmingLanguage="python", producer=PRODUCER
+        )
+    return facets
+
+
+def training_event(
+    job: TrainingJob, state: RunState, at: datetime, message: str | None = None
+) -> RunEvent:
+    """START, COMPLETE or FAIL of a training job: exact input versions in, the model out."""
+    inputs = [
+        InputDataset(
+            namespace=ref.namespace,
+            name=ref.name,
+            facets={
+                "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+                    datasetVersion=str(ref.version), producer=PRODUCER
+                )
+            },
+        )
+        for ref in job.inputs
+    ]
+    model = OutputDataset(
+        namespace=MODEL_NAMESPACE,
+        name=job.model,
+        facets={
+            "datasetType": dataset_type_dataset.DatasetTypeDatasetFacet(
+                datasetType="MODEL", producer=PRODUCER
+            ),
+            "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+                datasetVersion=job.model_version, producer=PRODUCER
+            ),
+        },
+    )
+    return RunEvent(
+        eventType=state,
+        eventTime=at.isoformat(),
+        run=Run(runId=job.run_id, facets=_training_run_facets(job, state, message)),
+        job=Job(
+            namespace=job.namespace,
+            name=job.job_name,
+            facets={
+                "jobType": job_type_job.JobTypeJobFacet(
+                    processingType="BATCH",
+                    integration="DATAGATE",
+                    jobType="TRAINING",
+                    producer=PRODUCER,
+                )
+            },
+        ),
+        producer=PRODUCER,
+        inputs=inputs,
+        outputs=[model],
+    )

@@ -105,3 +105,82 @@ def test_parallel_uploads_get_unique_gap_free_versions(server: str) -> None:
     ]
     assert [v["version"] for v in versions] == list(range(1, 10))
     assert len({v["content_hash"] for v in versions}) == 9
+
+
+def test_the_openlineage_client_sends_events_to_datagate_unchanged(
+    server: str, database_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from openlineage.client import OpenLineageClient
+    from openlineage.client.event_v2 import (
+        DatasetEvent,
+        InputDataset,
+        Job,
+        JobEvent,
+        OutputDataset,
+        Run,
+        RunEvent,
+        RunState,
+        StaticDataset,
+    )
+    from openlineage.client.facet_v2 import schema_dataset
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+    from openlineage.client.uuid import generate_new_uuid
+    from sqlmodel import Session, select
+
+    from gateway.db import make_engine
+    from gateway.models import LineageEvent
+
+    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=server)))
+    now = datetime.now(UTC).isoformat()
+    producer = "https://example.com/airflow"
+    run = Run(runId=str(generate_new_uuid()))
+    job = Job(namespace="airflow", name="features.build")
+    inputs = [InputDataset(namespace="datagate", name="customers")]
+    outputs = [
+        OutputDataset(
+            namespace="warehouse",
+            name="features",
+            facets={
+                "schema": schema_dataset.SchemaDatasetFacet(
+                    fields=[schema_dataset.SchemaDatasetFacetFields(name="x", type="int")]
+                )
+            },
+        )
+    ]
+    for state in (RunState.START, RunState.COMPLETE):
+        client.emit(
+            RunEvent(
+                eventType=state,
+                eventTime=now,
+                run=run,
+                job=job,
+                producer=producer,
+                inputs=inputs,
+                outputs=outputs,
+            )
+        )
+    client.emit(
+        DatasetEvent(
+            eventTime=now,
+            producer=producer,
+            dataset=StaticDataset(namespace="warehouse", name="features"),
+        )
+    )
+    client.emit(JobEvent(eventTime=now, producer=producer, job=job, inputs=inputs, outputs=outputs))
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            stored = session.exec(
+                select(LineageEvent).where(LineageEvent.origin == "external")
+            ).all()
+    finally:
+        engine.dispose()
+    assert sorted(e.event_kind for e in stored) == [
+        "DatasetEvent",
+        "JobEvent",
+        "RunEvent",
+        "RunEvent",
+    ]
+    assert {e.run_id for e in stored if e.event_kind == "RunEvent"} == {run.runId}

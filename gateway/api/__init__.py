@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from gateway.api import contracts, datasets, health, lineage, privacy, runs
+from gateway.api import contracts, datasets, health, lineage, privacy, runs, training
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(datasets.router)
@@ -10,5 +10,6 @@ api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
 api_router.include_router(privacy.router)
 api_router.include_router(lineage.router)
+api_router.include_router(training.router)
 
 __all__ = ["api_router", "health"]

@@ -1,0 +1,128 @@
+"""A small Python client for producers and training pipelines.
+
+client = DatagateClient("http://datagate:8000")
+client.upload("customers", Path("customers.csv"), source="crm:exports/customers.csv")
+with client.training_run("fraud-detector", version="7", inputs=[("customers", 3)]) as run:
+    ...  # train; run.metrics["auc"] = 0.91
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class DatagateError(Exception):
+    """Datagate answered with a problem+json error."""
+
+    def __init__(self, problem: dict[str, Any]) -> None:
+        super().__init__(f"{problem.get('status')} {problem.get('title')}: {problem.get('detail')}")
+        self.problem = problem
+
+
+@dataclass
+class TrainingRun:
+    """An open training run; metrics set here are reported when it completes."""
+
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class DatagateClient:
+    """Talks to a Datagate server over HTTP."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        if response.is_error:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"status": response.status_code, "title": response.reason_phrase}
+            raise DatagateError(problem)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def upload(
+        self,
+        dataset: str,
+        data: Path | bytes,
+        *,
+        source: str | None = None,
+        format: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a file or bytes; returns the run id and the version (new or identical).
+
+        Raises:
+            DatagateError: rejected (422, with the report in ``problem``) or refused.
+        """
+        params = {k: v for k, v in {"source": source, "format": format}.items() if v}
+        if isinstance(data, Path):
+            with data.open("rb") as fh:
+                response = self._http.post(
+                    f"/api/v1/datasets/{dataset}/uploads",
+                    params=params,
+                    files={"file": (data.name, fh)},
+                )
+        else:
+            response = self._http.post(
+                f"/api/v1/datasets/{dataset}/uploads", params=params, content=data
+            )
+        return self._json(response)
+
+    def report_training(self, **report: Any) -> dict[str, Any]:
+        """POST one training-run report (see ``POST /api/v1/training-runs``)."""
+        return self._json(self._http.post("/api/v1/training-runs", json=report))
+
+    @contextmanager
+    def training_run(
+        self,
+        model: str,
+        version: str,
+        inputs: Sequence[tuple[str, int]],
+        *,
+        job: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Iterator[TrainingRun]:
+        """Report START on entry and COMPLETE (or FAIL, if the block raises) on exit.
+
+        Raises:
+            DatagateError: an input is not a stored dataset version, or the report is invalid.
+        """
+        common: dict[str, Any] = {
+            "model": {"name": model, "version": version},
+            "inputs": [{"dataset": d, "version": v} for d, v in inputs],
+        }
+        if job:
+            common["job"] = job
+        if parameters:
+            common["parameters"] = parameters
+        started = self.report_training(**common, status="START")
+        run = TrainingRun(run_id=started["run_id"])
+        try:
+            yield run
+        except BaseException as exc:
+            self.report_training(
+                **common, status="FAIL", run_id=run.run_id, error=type(exc).__name__
+            )
+            raise
+        self.report_training(
+            **common, status="COMPLETE", run_id=run.run_id, metrics=run.metrics or None
+        )
