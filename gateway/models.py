@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -122,3 +122,22 @@ class LineageEvent(SQLModel, table=True):
     next_attempt_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class LineageEdge(SQLModel, table=True):
+    """One dataset read or written by one job run, with the dataset version when known."""
+
+    __tablename__ = "lineage_edge"
+    __table_args__ = (
+        Index("ix_lineage_edge_dataset", "dataset", "direction"),
+        Index("ix_lineage_edge_job", "job", "direction"),
+        Index("ix_lineage_edge_run", "run_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="lineage_event.id")
+    run_id: str | None = Field(default=None, max_length=36)
+    job: str = Field(max_length=1100)
+    dataset: str = Field(max_length=1100)
+    direction: str = Field(max_length=3)
+    dataset_version: str | None = Field(default=None, max_length=200)

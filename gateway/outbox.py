@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
-from gateway.models import LineageEvent, utcnow
+from gateway.models import LineageEdge, LineageEvent, utcnow
 from lineage import event_to_dict
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def store_event(session: Session, event: RunEvent) -> LineageEvent:
         payload=payload,
     )
     session.add(row)
+    _add_edges(session, row)
     return row
 
 
@@ -65,7 +66,43 @@ def store_external_event(session: Session, payload: dict[str, Any], kind: str) -
         payload=payload,
     )
     session.add(row)
+    _add_edges(session, row)
     return row
+
+
+def node_id(kind: str, namespace: str, name: str) -> str:
+    """Marquez's node id: ``dataset:<namespace>:<name>`` or ``job:<namespace>:<name>``."""
+    return f"{kind}:{namespace}:{name}"
+
+
+def _version_of(dataset: dict[str, Any]) -> str | None:
+    version = ((dataset.get("facets") or {}).get("version") or {}).get("datasetVersion")
+    return None if version is None else str(version)
+
+
+def _add_edges(session: Session, row: LineageEvent) -> None:
+    # The graph is kept as edges (run, job, dataset, direction, version) so that lineage and
+    # audit queries are indexed lookups, whatever the size of the history.
+    job = row.payload.get("job")
+    if not isinstance(job, dict):
+        return
+    session.flush()  # the event's id
+    assert row.id is not None
+    job_node = node_id("job", str(job.get("namespace")), str(job.get("name")))
+    for direction, key in (("in", "inputs"), ("out", "outputs")):
+        for dataset in row.payload.get(key) or []:
+            session.add(
+                LineageEdge(
+                    event_id=row.id,
+                    run_id=row.run_id,
+                    job=job_node,
+                    dataset=node_id(
+                        "dataset", str(dataset.get("namespace")), str(dataset.get("name"))
+                    ),
+                    direction=direction,
+                    dataset_version=_version_of(dataset),
+                )
+            )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from gateway.api import contracts, datasets, health, lineage, privacy, runs, training
+from gateway.api import audit, contracts, datasets, health, lineage, privacy, runs, training
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(datasets.router)
@@ -11,5 +11,6 @@ api_router.include_router(runs.router)
 api_router.include_router(privacy.router)
 api_router.include_router(lineage.router)
 api_router.include_router(training.router)
+api_router.include_router(audit.router)
 
 __all__ = ["api_router", "health"]

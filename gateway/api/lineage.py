@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import ServicesDep
+from gateway.api.dependencies import ServicesDep, SessionDep
 from gateway.db import unit_of_work
 from gateway.errors import InvalidLineageEvent
+from gateway.graph import MAX_DEPTH, lineage_graph
 from gateway.outbox import store_external_event
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from lineage.validation import InvalidEvent, validate_event
@@ -56,3 +57,13 @@ async def post_lineage(request: Request, services: ServicesDep) -> Response:
 
     await run_in_threadpool(store)
     return Response(status_code=201)
+
+
+@router.get("/lineage")
+def get_lineage(
+    session: SessionDep,
+    node_id: str = Query(alias="nodeId", pattern=r"^(dataset|job):.+:.+$"),
+    depth: int = Query(20, ge=0, le=MAX_DEPTH),
+) -> dict[str, Any]:
+    """The lineage graph around a node, in Marquez's shape, with the dataset versions seen."""
+    return lineage_graph(session, node_id, depth)

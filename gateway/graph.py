@@ -1,0 +1,260 @@
+"""Lineage graph and audit answers, from the stored edges (Datagate's and external events)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from gateway.errors import NotFound
+from gateway.models import Dataset, DatasetVersion, IngestRun, LineageEdge
+from gateway.outbox import node_id
+from lineage import MODEL_NAMESPACE
+
+MAX_DEPTH = 50
+
+
+def _split(node: str) -> tuple[str, str, str]:
+    kind, _, rest = node.partition(":")
+    # Namespaces may hold ':' (s3://bucket); names rarely do: split on the last one.
+    namespace, _, name = rest.rpartition(":")
+    return kind, namespace, name
+
+
+def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
+    """Marquez's graph shape around ``start``: nodes within ``depth`` hops, with their edges.
+
+    Raises:
+        NotFound: no event mentions the node.
+    """
+    edges: set[tuple[str, str]] = set()
+    versions: dict[str, set[str]] = {}
+    seen = {start}
+    frontier = {start}
+    for _ in range(min(depth, MAX_DEPTH) + 1):
+        datasets = [n for n in frontier if n.startswith("dataset:")]
+        jobs = [n for n in frontier if n.startswith("job:")]
+        if not datasets and not jobs:
+            break
+        rows = session.exec(
+            select(
+                LineageEdge.job,
+                LineageEdge.dataset,
+                LineageEdge.direction,
+                LineageEdge.dataset_version,
+            )
+            .where(or_(col(LineageEdge.dataset).in_(datasets), col(LineageEdge.job).in_(jobs)))
+            .distinct()
+        ).all()
+        found: set[str] = set()
+        for job, dataset, direction, version in rows:
+            edges.add((dataset, job) if direction == "in" else (job, dataset))
+            if version is not None:
+                versions.setdefault(dataset, set()).add(version)
+            found.update((job, dataset))
+        frontier = found - seen
+        seen |= found
+    if (
+        not edges
+        and not session.exec(
+            select(LineageEdge.id).where(
+                or_(col(LineageEdge.dataset) == start, col(LineageEdge.job) == start)
+            )
+        ).first()
+    ):
+        raise NotFound(f"no lineage mentions {start!r}")
+    nodes = sorted({n for edge in edges for n in edge} | {start})
+    graph = []
+    for node in nodes:
+        kind, namespace, name = _split(node)
+        data: dict[str, Any] = {"namespace": namespace, "name": name}
+        if kind == "dataset":
+            data["versions"] = sorted(versions.get(node, ()))
+            if namespace == MODEL_NAMESPACE:
+                data["type"] = "MODEL"
+        graph.append(
+            {
+                "id": node,
+                "type": "DATASET" if kind == "dataset" else "JOB",
+                "data": data,
+                "inEdges": [{"origin": a, "destination": b} for a, b in sorted(edges) if b == node],
+                "outEdges": [
+                    {"origin": a, "destination": b} for a, b in sorted(edges) if a == node
+                ],
+            }
+        )
+    return {"graph": graph}
+
+
+def _upload_of(session: Session, dataset: str, version: int) -> dict[str, Any] | None:
+    row = session.exec(
+        select(DatasetVersion, IngestRun)
+        .where(DatasetVersion.dataset_id == Dataset.id, Dataset.name == dataset)
+        .where(DatasetVersion.number == version, IngestRun.id == DatasetVersion.run_id)
+    ).first()
+    if row is None:
+        return None
+    stored, run = row
+    return {
+        "uploader": stored.uploader,
+        "uploaded_at": stored.created_at.isoformat(),
+        "source": stored.source,
+        "run_id": stored.run_id,
+        "filename": run.filename,
+        "content_hash": stored.content_hash,
+        "row_count": stored.row_count,
+        "contract": {
+            "name": stored.contract_name,
+            "version": stored.contract_version,
+            "fingerprint": stored.contract_fingerprint,
+        },
+        "validation": stored.validation_summary,
+        "pii": stored.pii_summary,
+    }
+
+
+def model_provenance(session: Session, namespace: str, model: str, version: str) -> dict[str, Any]:
+    """Every dataset version a model version was trained on, and each one's upload.
+
+    Raises:
+        NotFound: no training run produced that model version.
+    """
+    model_node = node_id("dataset", MODEL_NAMESPACE, model)
+    runs = session.exec(
+        select(LineageEdge.run_id, LineageEdge.job)
+        .where(LineageEdge.dataset == model_node, LineageEdge.direction == "out")
+        .where(LineageEdge.dataset_version == version)
+        .distinct()
+    ).all()
+    if not runs:
+        raise NotFound(f"no training run produced model {model!r} version {version!r}")
+    training = []
+    for run_id, job in sorted(runs, key=lambda r: (r[1], r[0] or "")):
+        inputs = session.exec(
+            select(LineageEdge.dataset, LineageEdge.dataset_version)
+            .where(LineageEdge.run_id == run_id, LineageEdge.direction == "in")
+            .distinct()
+        ).all()
+        described = []
+        for dataset, dataset_version in sorted(inputs, key=lambda i: (i[0], i[1] or "")):
+            _, ds_namespace, ds_name = _split(dataset)
+            entry: dict[str, Any] = {
+                "dataset": dataset,
+                "name": ds_name,
+                "version": dataset_version,
+            }
+            if ds_namespace == namespace and dataset_version and dataset_version.isdigit():
+                entry["upload"] = _upload_of(session, ds_name, int(dataset_version))
+            described.append(entry)
+        training.append({"run_id": run_id, "job": job, "inputs": described})
+    return {"model": {"name": model, "version": version}, "training_runs": training}
+
+
+def version_impact(session: Session, namespace: str, dataset: str, version: int) -> dict[str, Any]:
+    """Every run, model and downstream dataset that consumed a dataset version, transitively.
+
+    Version-exact at the start (only runs that read that version); downstream datasets are
+    followed at the versions the consuming runs wrote, or by name when no version is known.
+    """
+    start = node_id("dataset", namespace, dataset)
+    queue: deque[tuple[str, str | None, list[str]]] = deque([(start, str(version), [start])])
+    visited: set[tuple[str, str | None]] = set()
+    models: list[dict[str, Any]] = []
+    downstream: list[dict[str, Any]] = []
+    jobs: dict[str, list[str]] = {}
+    while queue:
+        node, node_version, path = queue.popleft()
+        if (node, node_version) in visited:
+            continue
+        visited.add((node, node_version))
+        query = select(LineageEdge.run_id, LineageEdge.job).where(
+            LineageEdge.dataset == node, LineageEdge.direction == "in"
+        )
+        if node_version is not None:
+            query = query.where(
+                or_(
+                    col(LineageEdge.dataset_version) == node_version,
+                    col(LineageEdge.dataset_version).is_(None),
+                )
+            )
+        for run_id, job in session.exec(query.distinct()).all():
+            jobs.setdefault(job, [*path, job])
+            outputs = session.exec(
+                select(LineageEdge.dataset, LineageEdge.dataset_version)
+                .where(LineageEdge.direction == "out")
+                .where(LineageEdge.run_id == run_id if run_id else LineageEdge.job == job)
+                .distinct()
+            ).all()
+            for output, output_version in outputs:
+                route = [*path, job, output]
+                _, out_namespace, out_name = _split(output)
+                if out_namespace == MODEL_NAMESPACE:
+                    models.append({"model": out_name, "version": output_version, "path": route})
+                    continue
+                if (output, output_version) not in visited:
+                    downstream.append({"dataset": output, "version": output_version, "path": route})
+                    queue.append((output, output_version, route))
+    unique_models = {(m["model"], m["version"]): m for m in models}
+    unique_downstream = {(d["dataset"], d["version"]): d for d in downstream}
+    return {
+        "dataset": {"name": dataset, "version": version, "node": start},
+        "models": sorted(unique_models.values(), key=lambda m: (m["model"], str(m["version"]))),
+        "jobs": [{"job": job, "path": path} for job, path in sorted(jobs.items())],
+        "datasets": sorted(
+            unique_downstream.values(), key=lambda d: (d["dataset"], str(d["version"]))
+        ),
+    }
+
+
+def provenance_markdown(report: dict[str, Any]) -> str:
+    """The provenance report as Markdown for a ticket."""
+    model = report["model"]
+    lines = [f"# Provenance of model {model['name']} version {model['version']}", ""]
+    for run in report["training_runs"]:
+        lines += [f"## Training run {run['run_id']} ({run['job']})", ""]
+        lines += [
+            "| input | version | uploader | uploaded at | source | contract | fingerprint "
+            "| valid |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for item in run["inputs"]:
+            upload = item.get("upload") or {}
+            contract = upload.get("contract") or {}
+            validation = upload.get("validation") or {}
+            lines.append(
+                f"| {item['dataset']} | {item['version']} | {upload.get('uploader', '')} "
+                f"| {upload.get('uploaded_at', '')} | {upload.get('source', '')} "
+                f"| {contract.get('name', '')} {contract.get('version', '')} "
+                f"| {str(contract.get('fingerprint', ''))[:12]} | {validation.get('valid', '')} |"
+            )
+        lines.append("")
+        for item in run["inputs"]:
+            columns = ((item.get("upload") or {}).get("pii") or {}).get("columns") or []
+            redacted = [c for c in columns if c.get("action") not in (None, "none")]
+            if redacted:
+                lines.append(f"PII handling of {item['dataset']} v{item['version']}:")
+                lines += [
+                    f"- {c['column']}: {c.get('entity') or '-'} → {c['action']} "
+                    f"({c['method']}, {c['values_redacted']} values)"
+                    for c in redacted
+                ]
+                lines.append("")
+    return "\n".join(lines)
+
+
+def impact_markdown(report: dict[str, Any]) -> str:
+    """The impact report as Markdown for a ticket."""
+    origin = report["dataset"]
+    lines = [f"# Impact of {origin['name']} version {origin['version']}", "", "## Models", ""]
+    lines += [
+        f"- {m['model']} v{m['version']}: {' → '.join(m['path'])}" for m in report["models"]
+    ] or ["- none"]
+    lines += ["", "## Downstream datasets", ""]
+    lines += [
+        f"- {d['dataset']} v{d['version']}: {' → '.join(d['path'])}" for d in report["datasets"]
+    ] or ["- none"]
+    lines += ["", "## Jobs", ""]
+    lines += [f"- {j['job']}" for j in report["jobs"]] or ["- none"]
+    return "\n".join(lines) + "\n"
