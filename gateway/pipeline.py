@@ -33,6 +33,7 @@ from gateway.formats import decompress, detect_format, read_frame
 from gateway.models import DatasetVersion, IngestRun, utcnow
 from gateway.outbox import store_event
 from gateway.problems import problem_for
+from gateway.profiling import profile_frame
 from gateway.services import Services
 from gateway.snapshots import StagedSnapshot
 from gateway.store import lock_dataset, run_by_id, version_by_hash
@@ -40,8 +41,10 @@ from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import ValidationReport, validate_frame
 from lineage import (
     AssertionResult,
+    ColumnMapping,
     DatasetRef,
     IngestJob,
+    InputMetrics,
     SchemaField,
     StoredOutput,
     ingest_complete,
@@ -345,7 +348,25 @@ def _stored_output(batch: Batch, services: Services) -> StoredOutput:
         size_bytes=stored.byte_size,
         storage_uri=services.snapshots.uri(stored.storage_key),
         assertions=_assertions(batch),
+        metrics=_metrics(batch),
+        columns=_column_mappings(stored, batch.pii),
+        pii=pii_report(batch.pii)["columns"],
     )
+
+
+def _metrics(batch: Batch) -> InputMetrics | None:
+    return None if batch.frame is None else profile_frame(batch.frame, batch.upload.size)
+
+
+def _column_mappings(
+    stored: DatasetVersion, outcomes: tuple[ColumnOutcome, ...]
+) -> list[ColumnMapping]:
+    # Every stored column comes from the upload column of the same name; redacted ones say how.
+    actions = {o.column: o.action for o in outcomes if o.action not in ("none", "warn")}
+    return [
+        ColumnMapping(column=f["name"], source_column=f["name"], action=actions.get(f["name"]))
+        for f in stored.schema_fields
+    ]
 
 
 def _finish_run(
@@ -380,7 +401,11 @@ def fail_run(
         "detail": error.detail,
     }
     event: RunEvent = ingest_fail(
-        job, utcnow(), f"{problem.title}: {error.detail}", _assertions(batch) if batch else ()
+        job,
+        utcnow(),
+        f"{problem.title}: {error.detail}",
+        _assertions(batch) if batch else (),
+        _metrics(batch) if batch else None,
     )
     try:
         with unit_of_work(services.engine) as session:

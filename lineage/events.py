@@ -17,7 +17,9 @@ from openlineage.client.event_v2 import (
     RunState,
 )
 from openlineage.client.facet_v2 import (
+    column_lineage_dataset,
     data_quality_assertions_dataset,
+    data_quality_metrics_input_dataset,
     dataset_type_dataset,
     dataset_version_dataset,
     datasource_dataset,
@@ -75,6 +77,37 @@ class IngestJob:
 
 
 @dataclass(frozen=True)
+class ColumnMetrics:
+    """Null and distinct counts of one column of the evaluated upload."""
+
+    column: str
+    nulls: int
+    distinct: int
+
+
+@dataclass(frozen=True)
+class InputMetrics:
+    """What was measured on the upload: rows, bytes, per-column counts."""
+
+    row_count: int
+    size_bytes: int
+    columns: Sequence[ColumnMetrics] = ()
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """A stored column and the upload column it came from; ``action`` set when redacted."""
+
+    column: str
+    source_column: str
+    action: str | None = None
+
+
+PII_FACET = "datagate_pii"
+PII_FACET_SCHEMA = f"{PRODUCER}/spec/facets/PiiDatasetFacet.json"
+
+
+@dataclass(frozen=True)
 class StoredOutput:
     """The dataset version an accepted ingest produced."""
 
@@ -84,6 +117,9 @@ class StoredOutput:
     size_bytes: int
     storage_uri: str
     assertions: Sequence[AssertionResult] = field(default_factory=tuple)
+    metrics: InputMetrics | None = None
+    columns: Sequence[ColumnMapping] = field(default_factory=tuple)
+    pii: Sequence[dict[str, Any]] = field(default_factory=tuple)
 
 
 def _job(job: IngestJob) -> Job:
@@ -98,8 +134,52 @@ def _job(job: IngestJob) -> Job:
     )
 
 
-def _input(job: IngestJob, assertions: Sequence[AssertionResult]) -> InputDataset:
+def _metrics_facet(metrics: InputMetrics) -> Any:
+    facet = data_quality_metrics_input_dataset
+    return facet.DataQualityMetricsInputDatasetFacet(
+        rowCount=metrics.row_count,
+        bytes=metrics.size_bytes,
+        columnMetrics={
+            c.column: facet.ColumnMetrics(nullCount=c.nulls, distinctCount=c.distinct)
+            for c in metrics.columns
+        },
+        producer=PRODUCER,
+    )
+
+
+def _column_lineage(job: IngestJob, columns: Sequence[ColumnMapping]) -> Any:
+    lineage = column_lineage_dataset
+    fields = {}
+    for mapping in columns:
+        masked = mapping.action is not None and mapping.action != "keep"
+        transformation = lineage.Transformation(
+            type="DIRECT",
+            subtype="TRANSFORMATION" if mapping.action else "IDENTITY",
+            description=f"redact: {mapping.action}" if mapping.action else "",
+            masking=masked,
+        )
+        fields[mapping.column] = lineage.Fields(
+            inputFields=[
+                lineage.InputField(
+                    namespace=job.source.namespace,
+                    name=job.source.name,
+                    field=mapping.source_column,
+                    transformations=[transformation],
+                )
+            ],
+            # The older form, which Marquez reads.
+            transformationType="MASKED" if masked else "IDENTITY",
+            transformationDescription=transformation.description,
+        )
+    return lineage.ColumnLineageDatasetFacet(fields=fields, producer=PRODUCER)
+
+
+def _input(
+    job: IngestJob, assertions: Sequence[AssertionResult], metrics: InputMetrics | None = None
+) -> InputDataset:
     input_facets: dict[str, Any] = {}
+    if metrics is not None:
+        input_facets["dataQualityMetrics"] = _metrics_facet(metrics)
     if assertions:
         input_facets["dataQualityAssertions"] = (
             data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
@@ -162,6 +242,14 @@ def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEv
         facets["ownership"] = ownership_dataset.OwnershipDatasetFacet(
             owners=[ownership_dataset.Owner(name=job.owner, type="TEAM")], producer=PRODUCER
         )
+    if output.columns:
+        facets["columnLineage"] = _column_lineage(job, output.columns)
+    if output.pii:
+        facets[PII_FACET] = {
+            "_producer": PRODUCER,
+            "_schemaURL": PII_FACET_SCHEMA,
+            "columns": list(output.pii),
+        }
     stored = OutputDataset(
         namespace=job.namespace,
         name=job.dataset,
@@ -172,17 +260,23 @@ def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEv
             )
         },
     )
-    return _event(RunState.COMPLETE, job, at, [_input(job, output.assertions)], [stored])
+    inputs = [_input(job, output.assertions, output.metrics)]
+    return _event(RunState.COMPLETE, job, at, inputs, [stored])
 
 
 def ingest_fail(
-    job: IngestJob, at: datetime, message: str, assertions: Sequence[AssertionResult] = ()
+    job: IngestJob,
+    at: datetime,
+    message: str,
+    assertions: Sequence[AssertionResult] = (),
+    metrics: InputMetrics | None = None,
 ) -> RunEvent:
     """The FAIL event, with ``errorMessage``; ``message`` must already be free of raw values."""
     error = error_message_run.ErrorMessageRunFacet(
         message=message, programmingLanguage="python", producer=PRODUCER
     )
-    return _event(RunState.FAIL, job, at, [_input(job, assertions)], [], {"errorMessage": error})
+    inputs = [_input(job, assertions, metrics)]
+    return _event(RunState.FAIL, job, at, inputs, [], {"errorMessage": error})
 
 
 def event_to_dict(event: RunEvent) -> dict[str, Any]:

@@ -369,6 +369,22 @@ def test_every_ingest_stores_start_and_final_events_that_follow_the_spec(
     assert output["facets"]["ownership"]["owners"][0]["name"] == "crm-team"
     assertions = complete["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
     assert all(a["success"] for a in assertions)
+    metrics = complete["inputs"][0]["inputFacets"]["dataQualityMetrics"]
+    assert metrics["rowCount"] == 50
+    assert metrics["columnMetrics"]["customer_id"]["nullCount"] == 0
+    assert metrics["columnMetrics"]["customer_id"]["distinctCount"] == 50
+    assert metrics["columnMetrics"]["notes"]["nullCount"] == 50
+    lineage = output["facets"]["columnLineage"]["fields"]
+    email = lineage["email"]
+    assert email["transformationType"] == "MASKED"
+    assert email["inputFields"][0]["field"] == "email"
+    assert email["inputFields"][0]["namespace"] == "s3://bucket"
+    assert email["inputFields"][0]["transformations"][0]["masking"] is True
+    assert lineage["customer_id"]["transformationType"] == "IDENTITY"
+    assert lineage["customer_id"]["inputFields"][0]["transformations"][0]["masking"] is False
+    pii = {c["column"]: c["action"] for c in output["facets"]["datagate_pii"]["columns"]}
+    assert pii["email"] == "hash"
+    assert output["facets"]["datagate_pii"]["_schemaURL"].startswith("https://")
     fail = next(e.payload for e in events if e.event_type == "FAIL")
     assert "Contract violation" in fail["run"]["facets"]["errorMessage"]["message"]
     failed = [

@@ -144,3 +144,15 @@ def test_impact_follows_consumers_transitively_and_exactly_per_version(history: 
     markdown = history.get("/api/v1/audit/datasets/customers/versions/1/impact?format=md").text
     assert "- fraud v3: dataset:datagate:customers → job:airflow:features.build" in markdown
     assert history.get("/api/v1/audit/datasets/customers/versions/7/impact").status_code == 404
+
+
+def test_subject_search_lists_the_models_trained_on_the_versions_found(
+    history: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    email = customers_frame["email"][0]
+    body = history.post("/api/v1/privacy/subjects/search", json={"identifiers": [email]}).json()
+    assert [(m["dataset"], m["version"]) for m in body["matches"]] == [
+        ("customers", 1),
+        ("customers", 2),
+    ]
+    assert [(m["model"], m["version"]) for m in body["models"]] == [("churn", "1"), ("fraud", "3")]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.graph import version_impact
 from gateway.subjects import search_subjects
 
 router = APIRouter(tags=["privacy"])
@@ -24,7 +25,8 @@ class SubjectSearch(BaseModel):
 async def subjects_search(
     request: SubjectSearch, services: ServicesDep, session: SessionDep
 ) -> dict[str, Any]:
-    """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers.
+    """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers, and
+    the models trained on them (directly or through downstream datasets).
 
     The identifiers are pseudonymised with the same keyed HMAC as uploads and never stored,
     logged or echoed back.
@@ -36,6 +38,11 @@ async def subjects_search(
         [i for i in request.identifiers if i.strip()],
         services.redaction_key,
     )
+    namespace = services.settings.namespace
+    models: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for dataset, version in sorted({(m.dataset, m.version) for m in matches}):
+        for model in version_impact(session, namespace, dataset, version)["models"]:
+            models.setdefault((model["model"], model["version"]), model)
     return {
         "identifiers_searched": len(request.identifiers),
         "versions_searched": searched,
@@ -49,4 +56,5 @@ async def subjects_search(
             }
             for m in matches
         ],
+        "models": [models[key] for key in sorted(models, key=lambda k: (k[0], str(k[1])))],
     }
