@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-privacy clean
+.PHONY: run test lint bench bench-privacy bench-lineage clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-privacy: $(STAMP)
 	$(BIN)/python -m bench.privacy
+
+bench-lineage: $(STAMP)
+	$(BIN)/python -m bench.lineage
 
 clean:
 	rm -rf $(VENV) .datagate .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,7 @@ def _split(node: str) -> tuple[str, str, str]:
 
 
 def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
-    """Marquez's graph shape around ``start``: nodes within ``depth`` hops, with their edges.
+    """Marquez's graph shape around ``start``: nodes within ``depth`` job hops, with their edges.
 
     Raises:
         NotFound: no event mentions the node.
@@ -33,7 +33,8 @@ def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
     versions: dict[str, set[str]] = {}
     seen = {start}
     frontier = {start}
-    for _ in range(min(depth, MAX_DEPTH) + 1):
+    # Like Marquez, depth counts jobs: each job hop is two node hops (dataset → job → dataset).
+    for _ in range(2 * min(depth, MAX_DEPTH) + 1):
         datasets = [n for n in frontier if n.startswith("dataset:")]
         jobs = [n for n in frontier if n.startswith("job:")]
         if not datasets and not jobs:
