@@ -6,10 +6,12 @@ import logging
 import os
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
+from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
@@ -32,6 +34,7 @@ class Services:
     pii_engine: PiiEngine
     lineage: LineageDelivery
     transport: str
+    metrics: CollectorRegistry
 
     def close(self) -> None:
         """Finish queued lineage deliveries, stop PII workers, release database connections."""
@@ -63,6 +66,12 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     client = configured_client(os.environ)
     transport = describe_transport(client)
     log.info("lineage transport: %s", transport)
+    lineage = LineageDelivery(
+        engine,
+        client,
+        retry_seconds=settings.lineage_retry_seconds,
+        max_retry_seconds=settings.lineage_retry_max_seconds,
+    )
     return Services(
         settings=settings,
         engine=engine,
@@ -70,11 +79,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         snapshots=open_store(settings.resolved_storage_url),
         redaction_key=RedactionKey(settings.resolved_pii_key()),
         pii_engine=engine_for_pii,
-        lineage=LineageDelivery(
-            engine,
-            client,
-            retry_seconds=settings.lineage_retry_seconds,
-            max_retry_seconds=settings.lineage_retry_max_seconds,
-        ),
+        lineage=lineage,
         transport=transport,
+        metrics=build_registry(lineage),
     )

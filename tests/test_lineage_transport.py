@@ -125,10 +125,12 @@ def test_unreachable_backend_neither_fails_nor_slows_the_upload(
         elapsed = time.monotonic() - started
         with Session(client.app.state.services.engine) as session:  # type: ignore[attr-defined]
             rows = session.exec(select(LineageEvent)).all()
+        metrics = client.get("/metrics").text
     assert response.status_code == 201
     assert elapsed < 5
     assert [r.event_type for r in rows] == ["START", "COMPLETE"]
     assert all(row.delivered_at is None for row in rows)
+    assert "datagate_lineage_outbox_pending 2.0" in metrics
 
 
 def test_failing_backend_gets_every_event_exactly_once_after_it_recovers(
@@ -187,12 +189,15 @@ def test_failing_backend_gets_every_event_exactly_once_after_it_recovers(
             while not _all_delivered(engine, 6) and time.monotonic() < deadline:
                 time.sleep(0.05)
             backlog = client.get("/readyz").json()["checks"]["lineage"]
+            metrics = client.get("/metrics").text
     finally:
         server.shutdown()
         server.server_close()
     assert refusals["left"] == 0
     assert backlog["pending"] == 0
     assert backlog["delivery_failures"] >= 1
+    assert "datagate_lineage_outbox_pending 0.0" in metrics
+    assert "datagate_lineage_delivery_failures_total 5.0" in metrics
     delivered = [(e["run"]["runId"], e["eventType"]) for e in received]  # type: ignore[index]
     assert sorted(delivered) == sorted(
         (run, state) for run in runs for state in ("START", "COMPLETE")

@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gateway.api.dependencies import ServicesDep
 from gateway.db import pending_migrations
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")
