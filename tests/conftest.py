@@ -126,3 +126,14 @@ def customers_frame() -> pl.DataFrame:
 def csv_bytes(frame: pl.DataFrame) -> bytes:
     """The frame as CSV text."""
     return frame.write_csv().encode()
+
+
+def upload_versions(client: TestClient, frame: pl.DataFrame, count: int, query: str = "") -> None:
+    """Upload ``count`` distinct variants of ``frame`` as customers versions 1..count."""
+    for bump in range(count):
+        response = client.post(
+            f"/api/v1/datasets/customers/uploads{query}",
+            content=csv_bytes(frame.with_columns(pl.col("orders_count") + bump)),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 201, response.text

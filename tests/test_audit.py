@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import csv_bytes
+from tests.conftest import upload_versions
 
 
 def _external_run(
@@ -38,13 +38,7 @@ def _external_run(
 def history(client: TestClient, customers_frame: pl.DataFrame) -> TestClient:
     """customers v1 and v2; model churn v1 on customers v1; an external pipeline reads v1 into
     warehouse features f1, and an external training job turns f1 into model fraud v3."""
-    for bump in (0, 1):
-        response = client.post(
-            "/api/v1/datasets/customers/uploads?source=crm:exports/customers.csv",
-            content=csv_bytes(customers_frame.with_columns(pl.col("orders_count") + bump)),
-            headers={"Content-Type": "text/csv"},
-        )
-        assert response.status_code == 201
+    upload_versions(client, customers_frame, 2, "?source=crm:exports/customers.csv")
     trained = client.post(
         "/api/v1/training-runs",
         json={

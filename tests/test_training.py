@@ -11,18 +11,8 @@ from sqlmodel import Session, col, select
 
 from gateway.client import DatagateClient, DatagateError
 from gateway.models import LineageEvent
-from tests.conftest import csv_bytes
+from tests.conftest import upload_versions
 from tests.openlineage_spec import validate_event
-
-
-def _upload_two_versions(client: TestClient, frame: pl.DataFrame) -> None:
-    for bump in (0, 1):
-        response = client.post(
-            "/api/v1/datasets/customers/uploads",
-            content=csv_bytes(frame.with_columns(pl.col("orders_count") + bump)),
-            headers={"Content-Type": "text/csv"},
-        )
-        assert response.status_code == 201
 
 
 def _training_events(client: TestClient) -> list[dict[str, Any]]:
@@ -38,7 +28,7 @@ def _training_events(client: TestClient) -> list[dict[str, Any]]:
 def test_a_reported_run_links_the_exact_input_versions_to_the_model(
     client: TestClient, customers_frame: pl.DataFrame
 ) -> None:
-    _upload_two_versions(client, customers_frame)
+    upload_versions(client, customers_frame, 2)
     response = client.post(
         "/api/v1/training-runs",
         json={
@@ -73,7 +63,7 @@ def test_a_reported_run_links_the_exact_input_versions_to_the_model(
 def test_unknown_dataset_versions_are_refused(
     client: TestClient, customers_frame: pl.DataFrame
 ) -> None:
-    _upload_two_versions(client, customers_frame)
+    upload_versions(client, customers_frame, 2)
     response = client.post(
         "/api/v1/training-runs",
         json={
@@ -90,7 +80,7 @@ def test_unknown_dataset_versions_are_refused(
 def test_client_reports_start_then_complete_or_fail(
     client: TestClient, customers_frame: pl.DataFrame
 ) -> None:
-    _upload_two_versions(client, customers_frame)
+    upload_versions(client, customers_frame, 2)
     datagate = DatagateClient("http://testserver", http=client)  # type: ignore[arg-type]
     with datagate.training_run("churn", version="3", inputs=[("customers", 2)]) as run:
         run.metrics["f1"] = 0.8
