@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +16,39 @@ db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 privacy_app = typer.Typer(help="Privacy administration.", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+FIRST_ADMIN_KEY_FILE = "admin.key"
+
+
+def _migrated_engine(settings: Settings) -> Any:
+    from gateway.db import make_engine, migrate
+
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    return engine
+
+
+def _first_start_admin_key(settings: Settings) -> None:
+    # The embedded default must be usable at once: with no key yet and no DATAGATE_ADMIN_KEY,
+    # create an admin key and leave it in a 0600 file for the person who started the server.
+    from gateway.keys import create_key, list_keys
+
+    if settings.admin_key is not None:
+        return
+    engine = _migrated_engine(settings)
+    try:
+        if list_keys(engine):
+            return
+        _, secret = create_key(engine, "admin", "first-admin")
+    finally:
+        engine.dispose()
+    path = settings.home / FIRST_ADMIN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    typer.echo(f"created an admin API key; it is in {path.resolve()} (mode 0600)")
 
 
 def _configure_logging(level: str) -> None:
@@ -37,6 +71,7 @@ def serve(
 
     settings = Settings()
     _configure_logging(settings.log_level)
+    _first_start_admin_key(settings)
     uvicorn.run(
         "gateway.cli:build_app",
         factory=True,
@@ -59,19 +94,91 @@ def build_app() -> object:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations to DATAGATE_DATABASE_URL."""
-    from gateway.db import make_engine, migrate
-
     settings = Settings()
     _configure_logging(settings.log_level)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
+    engine = _migrated_engine(settings)
     typer.echo(f"database at head ({engine.dialect.name})")
+    engine.dispose()
 
 
 # polars allocates through its own jemalloc; returning freed pages at once keeps the peak
 # memory of an ingest near the size of its data instead of holding every transient buffer.
 # Set before polars is imported; an operator's own setting wins.
 JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
+
+
+def _expiry(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    if text[-1] in "dh" and text[:-1].isdigit():
+        unit = "days" if text[-1] == "d" else "hours"
+        return datetime.now(UTC) + timedelta(**{unit: int(text[:-1])})
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, producer, consumer or auditor.")],
+    name: Annotated[
+        str, typer.Option(help="Who or what uses the key (recorded as uploader).")
+    ] = "api-key",
+    datasets: Annotated[
+        str | None, typer.Option(help="Comma-separated datasets (producer/consumer).")
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="ISO time, or a duration like 30d or 12h.")
+    ] = None,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from gateway.keys import create_key
+
+    engine = _migrated_engine(Settings())
+    try:
+        row, secret = create_key(
+            engine, role, name, datasets.split(",") if datasets else None, _expiry(expires)
+        )
+    finally:
+        engine.dispose()
+    scope = row.datasets or "all"
+    typer.echo(
+        f"id {row.id}  role {row.role}  datasets {scope}  expires {row.expires_at or 'never'}"
+    )
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    from gateway.keys import list_keys
+
+    engine = _migrated_engine(Settings())
+    try:
+        for row in list_keys(engine):
+            state = "revoked" if row.revoked_at else "active"
+            typer.echo(
+                f"{row.id}  {row.role:9s} {state:8s} {row.name}  datasets={row.datasets or 'all'}"
+                f"  expires={row.expires_at or 'never'}"
+            )
+    finally:
+        engine.dispose()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id."""
+    from gateway.errors import NotFound
+    from gateway.keys import revoke_key
+
+    engine = _migrated_engine(Settings())
+    try:
+        revoke_key(engine, key_id)
+    except NotFound as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"revoked {key_id}")
 
 
 @privacy_app.command("decrypt")

@@ -1,6 +1,8 @@
 """Datagate's domain errors, as one tree.
 
 DatagateError
+├── Unauthorized                  (401, no or unknown API key)
+├── Forbidden                     (403, the key's role or datasets do not allow it)
 ├── NotFound                      (404)
 │   ├── DatasetNotFound
 │   ├── VersionNotFound
@@ -35,6 +37,14 @@ class DatagateError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
+
+
+class Unauthorized(DatagateError):
+    """No API key, or one that is unknown, revoked or expired."""
+
+
+class Forbidden(DatagateError):
+    """The key's role or datasets do not allow this request."""
 
 
 class NotFound(DatagateError):

@@ -141,3 +141,22 @@ class LineageEdge(SQLModel, table=True):
     dataset: str = Field(max_length=1100)
     direction: str = Field(max_length=3)
     dataset_version: str | None = Field(default=None, max_length=200)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_key"
+
+    id: str = Field(primary_key=True, max_length=32)
+    key_hash: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    datasets: list[str] | None = _json_column()
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

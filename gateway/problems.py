@@ -36,6 +36,8 @@ class Problem:
 
 # Most specific first: the first entry the error is an instance of wins.
 PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
+    (errors.Unauthorized, Problem(401, "unauthorized", "Unauthorized")),
+    (errors.Forbidden, Problem(403, "forbidden", "Forbidden")),
     (errors.DatasetNotFound, Problem(404, "dataset-not-found", "Dataset not found")),
     (errors.VersionNotFound, Problem(404, "version-not-found", "Version not found")),
     (errors.RunNotFound, Problem(404, "run-not-found", "Ingest run not found")),
@@ -88,7 +90,8 @@ def problem_response(
 
 async def _datagate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DatagateError)
-    return problem_response(problem_for(exc), exc.detail, **exc.extensions)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
+    return problem_response(problem_for(exc), exc.detail, headers=headers, **exc.extensions)
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
@@ -25,6 +26,8 @@ PG_HOST = os.environ.get("DATAGATE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DATAGATE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("DATAGATE_TEST_PG_USER", "postgres")
 TEST_PII_KEY = "test-pii-key-" + "k" * 40
+TEST_ADMIN_KEY = "test-admin-key-" + "a" * 40
+ADMIN_HEADERS = {"Authorization": f"Bearer {TEST_ADMIN_KEY}"}
 SPACY_MODEL = Settings.model_fields["spacy_model"].default
 
 
@@ -101,6 +104,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         contracts_dir=CONTRACTS,
         pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
         max_upload_bytes=5_000_000,
     )
 
@@ -113,8 +117,13 @@ def pii_engine() -> PiiEngine:
 
 @pytest.fixture
 def client(settings: Settings, pii_engine: PiiEngine) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, pii_engine=pii_engine)) as test_client:
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as test_client:
         yield test_client
+
+
+def admin_client(app: FastAPI) -> TestClient:
+    """A TestClient that sends the test admin key with every request."""
+    return TestClient(app, headers=ADMIN_HEADERS)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_csv_upload_creates_version_one_with_metadata(
     assert len(version["contract"]["fingerprint"]) == 64
     assert len(version["content_hash"]) == 64
     assert version["byte_size"] > 0
-    assert version["uploader"] == "anonymous"
+    assert version["uploader"] == "admin-key"
     assert {f["name"] for f in version["schema"]} >= {"customer_id", "email", "signup_date"}
     assert version["validation"]["valid"] is True
     assert {c["column"]: c["action"] for c in version["pii"]["columns"]} == {

@@ -99,7 +99,7 @@ def test_provenance_names_every_input_version_and_its_upload(history: TestClient
     (item,) = run["inputs"]
     assert (item["name"], item["version"]) == ("customers", "1")
     upload = item["upload"]
-    assert upload["uploader"] == "anonymous"
+    assert upload["uploader"] == "admin-key"
     assert upload["source"] == "crm:exports/customers.csv"
     assert upload["contract"]["name"] == "customers"
     assert len(upload["contract"]["fingerprint"]) == 64
@@ -110,7 +110,7 @@ def test_provenance_names_every_input_version_and_its_upload(history: TestClient
     )
     assert markdown.headers["content-type"].startswith("text/markdown")
     assert "# Provenance of model churn version 1" in markdown.text
-    assert "| dataset:datagate:customers | 1 | anonymous" in markdown.text
+    assert "| dataset:datagate:customers | 1 | admin-key" in markdown.text
     missing = history.get("/api/v1/audit/models/churn/provenance", params={"version": "9"})
     assert missing.status_code == 404
 

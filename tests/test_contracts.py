@@ -6,12 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.contracts import load_contracts, snake_case
 from gateway.settings import Settings
-from tests.conftest import CONTRACTS, TEST_PII_KEY
+from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
 
 GOOD = """
 import pandera.polars as pa
@@ -130,8 +129,9 @@ def test_readyz_and_contracts_api_name_the_broken_file(tmp_path: Path) -> None:
         home=tmp_path / "home",
         contracts_dir=tmp_path,
         pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
     )
-    with TestClient(create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         contracts = ready.json()["checks"]["contracts"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -20,7 +19,7 @@ from gateway.models import LineageEvent
 from gateway.settings import Settings
 from lineage import configured_client, describe_transport
 from privacy import PiiEngine
-from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
+from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
 from tests.openlineage_spec import validate_event
 
 
@@ -87,7 +86,7 @@ def test_configured_transport_delivers_each_event_once(
     else:
         monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
         monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", url)
-    with TestClient(create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         assert client.get("/readyz").json()["checks"]["lineage"]["transport"] == "HttpTransport"
         response = client.post(
             "/api/v1/datasets/customers/uploads",
@@ -115,7 +114,7 @@ def test_unreachable_backend_neither_fails_nor_slows_the_upload(
     settings: Settings, customers_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENLINEAGE_URL", "http://127.0.0.1:9")  # discard port: refused
-    with TestClient(create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         started = time.monotonic()
         response = client.post(
             "/api/v1/datasets/customers/uploads",
@@ -169,11 +168,12 @@ def test_failing_backend_gets_every_event_exactly_once_after_it_recovers(
         database_url=database_url,
         contracts_dir=CONTRACTS,
         pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
         lineage_retry_seconds=0.1,
         lineage_retry_max_seconds=0.5,
     )
     try:
-        with TestClient(create_app(settings, pii_engine=pii_engine)) as client:
+        with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
             runs = []
             for seed in (1, 2, 3):
                 frame = customers_frame.with_columns(pl.col("orders_count") + seed)

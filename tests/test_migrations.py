@@ -12,7 +12,15 @@ from sqlalchemy import inspect, text
 
 from gateway.db import make_engine, migrate, pending_migrations
 
-TABLES = {"dataset", "contract_version", "ingest_run", "dataset_version", "lineage_event"}
+TABLES = {
+    "dataset",
+    "contract_version",
+    "ingest_run",
+    "dataset_version",
+    "lineage_event",
+    "lineage_edge",
+    "api_key",
+}
 
 
 def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> None:

@@ -21,7 +21,7 @@ from gateway.settings import Settings
 from privacy import DetectionConfig, PiiEngine, RedactionKey, redact_frame, scan_texts
 from privacy.actions import encrypt_values
 from privacy.recognizers import offline_tld_extractor
-from tests.conftest import SPACY_MODEL, TEST_PII_KEY, csv_bytes
+from tests.conftest import SPACY_MODEL, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
 
 PROBLEM = "application/problem+json"
 
@@ -74,9 +74,10 @@ def test_without_the_model_detection_is_pattern_only_and_says_so(
         home=tmp_path,
         contracts_dir=Path("contracts"),
         pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
         spacy_model="no_such_spacy_model",
     )
-    with TestClient(create_app(settings, pii_engine=engine)) as client:
+    with admin_client(create_app(settings, pii_engine=engine)) as client:
         pii = client.get("/readyz").json()["checks"]["pii"]
     assert pii["status"] == "degraded"
     assert pii["mode"] == "patterns-only"
@@ -179,8 +180,10 @@ def leads_client(
     folder = tmp_path / "contracts"
     folder.mkdir()
     (folder / "leads.py").write_text(textwrap.dedent(UNDECLARED.format(policy=request.param)))
-    settings = Settings(home=tmp_path / "home", contracts_dir=folder, pii_key=TEST_PII_KEY)
-    with TestClient(create_app(settings, pii_engine=pii_engine)) as client:
+    settings = Settings(
+        home=tmp_path / "home", contracts_dir=folder, pii_key=TEST_PII_KEY, admin_key=TEST_ADMIN_KEY
+    )
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         yield client
 
 

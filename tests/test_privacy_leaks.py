@@ -10,14 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, select
 
 from bench.pii_data import mixed_table
 from gateway.app import create_app
 from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import TEST_PII_KEY
+from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
 
 CONTRACT = """
 import pandera.polars as pa
@@ -70,6 +69,7 @@ def test_planted_pii_appears_nowhere(
         database_url=database_url,
         contracts_dir=contracts,
         pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
         log_level="debug",
     )
     table = mixed_table(300, seed=99)
@@ -95,7 +95,7 @@ def test_planted_pii_appears_nowhere(
         .alias("ip"),
     )
     bodies: list[str] = []
-    with TestClient(create_app(settings, pii_engine=pii_engine)) as client:
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         upload = "/api/v1/datasets/support_tickets/uploads"
         first = client.post(upload, content=_csv(valid), headers={"Content-Type": "text/csv"})
         assert first.status_code == 201, first.text

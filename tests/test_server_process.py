@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from bench.generate import customers
-from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
+from tests.conftest import ADMIN_HEADERS, CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, csv_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[str]:
         "DATAGATE_DATABASE_URL": database_url,
         "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
         "DATAGATE_PII_KEY": TEST_PII_KEY,
+        "DATAGATE_ADMIN_KEY": TEST_ADMIN_KEY,
         "DATAGATE_PORT": str(port),
         "DATAGATE_LOG_LEVEL": "warning",
     }
@@ -73,7 +74,7 @@ def _upload(base: str, body: bytes) -> httpx.Response:
     return httpx.post(
         f"{base}/api/v1/datasets/customers/uploads",
         content=body,
-        headers={"Content-Type": "text/csv"},
+        headers={"Content-Type": "text/csv", **ADMIN_HEADERS},
         timeout=60,
     )
 
@@ -82,7 +83,9 @@ def test_serve_accepts_an_upload_and_serves_its_data(server: str) -> None:
     frame = customers(200, seed=3)
     created = _upload(server, csv_bytes(frame))
     assert created.status_code == 201, created.text
-    data = httpx.get(f"{server}/api/v1/datasets/customers/versions/1/data", timeout=30)
+    data = httpx.get(
+        f"{server}/api/v1/datasets/customers/versions/1/data", headers=ADMIN_HEADERS, timeout=30
+    )
     stored = pl.read_parquet(io.BytesIO(data.content))
     assert stored["customer_id"].to_list() == frame["customer_id"].to_list()
     rejected = _upload(server, csv_bytes(frame.with_columns(pl.lit("ZZ").alias("country"))))
@@ -100,9 +103,9 @@ def test_parallel_uploads_get_unique_gap_free_versions(server: str) -> None:
     assert statuses[:8] == [201] * 8, [r.text for r in responses]
     assert sorted(statuses[8:]) == [200, 200, 200, 201]
     assert len({r.json()["version"]["version"] for r in responses[8:]}) == 1
-    versions = httpx.get(f"{server}/api/v1/datasets/customers/versions", timeout=30).json()[
-        "versions"
-    ]
+    versions = httpx.get(
+        f"{server}/api/v1/datasets/customers/versions", headers=ADMIN_HEADERS, timeout=30
+    ).json()["versions"]
     assert [v["version"] for v in versions] == list(range(1, 10))
     assert len({v["content_hash"] for v in versions}) == 9
 
@@ -125,14 +128,19 @@ def test_the_openlineage_client_sends_events_to_datagate_unchanged(
         StaticDataset,
     )
     from openlineage.client.facet_v2 import schema_dataset
-    from openlineage.client.transport.http import HttpConfig, HttpTransport
+    from openlineage.client.transport.http import (
+        ApiKeyTokenProvider,
+        HttpConfig,
+        HttpTransport,
+    )
     from openlineage.client.uuid import generate_new_uuid
     from sqlmodel import Session, select
 
     from gateway.db import make_engine
     from gateway.models import LineageEvent
 
-    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=server)))
+    auth = ApiKeyTokenProvider({"apiKey": TEST_ADMIN_KEY})
+    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=server, auth=auth)))
     now = datetime.now(UTC).isoformat()
     producer = "https://example.com/airflow"
     run = Run(runId=str(generate_new_uuid()))

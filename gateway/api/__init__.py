@@ -1,10 +1,12 @@
 """HTTP routes of the v1 API and the open health endpoints."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from gateway.api import audit, contracts, datasets, health, lineage, privacy, runs, training
+from gateway.api import audit, contracts, datasets, health, keys, lineage, privacy, runs, training
+from gateway.api.dependencies import get_principal
 
-api_router = APIRouter(prefix="/api/v1")
+# Every /api/v1 route needs a valid key; each route then checks role and datasets.
+api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_principal)])
 api_router.include_router(datasets.router)
 api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
@@ -12,5 +14,6 @@ api_router.include_router(privacy.router)
 api_router.include_router(lineage.router)
 api_router.include_router(training.router)
 api_router.include_router(audit.router)
+api_router.include_router(keys.router)
 
 __all__ = ["api_router", "health"]

@@ -6,15 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.api.dependencies import ServicesDep
+from gateway.api.dependencies import PrincipalDep, ServicesDep
 from gateway.errors import ContractNotFound
+from gateway.keys import ROLES, require
 
 router = APIRouter(tags=["contracts"])
 
 
 @router.get("/contracts")
-def list_contracts(services: ServicesDep) -> dict[str, Any]:
+def list_contracts(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Every loaded contract, and every contract file that failed to load."""
+    require(principal, ROLES)
     catalog = services.catalog
     return {
         "contracts": [c.describe() for _, c in sorted(catalog.contracts.items())],
@@ -23,8 +25,9 @@ def list_contracts(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/contracts/{name}")
-def get_contract(name: str, services: ServicesDep) -> dict[str, Any]:
+def get_contract(name: str, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """One contract."""
+    require(principal, ROLES)
     contract = services.catalog.get(name)
     if contract is None:
         raise ContractNotFound(f"no contract named {name!r}")

@@ -10,10 +10,11 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.errors import DatagateError, DatasetNotFound, UnreadableUpload
 from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
+from gateway.keys import ROLES, require
 from gateway.pipeline import fail_run, run_pipeline, start_run
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from gateway.store import (
@@ -26,7 +27,6 @@ from gateway.store import (
 from gateway.uploads import UploadSpool, receive_upload
 
 router = APIRouter(tags=["datasets"])
-ANONYMOUS = "anonymous"
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -40,10 +40,15 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/datasets")
-def get_datasets(services: ServicesDep, session: SessionDep) -> dict[str, Any]:
-    """Every dataset with its contract and latest version."""
+def get_datasets(
+    services: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Every dataset (the key may see) with its contract and latest version."""
+    require(principal, ROLES)
     views = []
     for dataset in list_datasets(session):
+        if not principal.may_use_dataset(dataset.name):
+            continue
         latest = (
             version_by_number(session, dataset, dataset.latest_version)
             if dataset.latest_version
@@ -58,16 +63,20 @@ def get_datasets(services: ServicesDep, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset}")
-def get_dataset(dataset: str, services: ServicesDep, session: SessionDep) -> dict[str, Any]:
+def get_dataset(
+    dataset: str, services: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """One dataset with its contract and latest version."""
+    require(principal, ROLES, dataset)
     row = dataset_by_name(session, dataset)
     latest = version_by_number(session, row, row.latest_version) if row.latest_version else None
     return dataset_view(row, services.catalog.get(dataset), latest, version_count(session, row))
 
 
 @router.get("/datasets/{dataset}/versions")
-def get_versions(dataset: str, session: SessionDep) -> dict[str, Any]:
+def get_versions(dataset: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """Every version of a dataset, oldest first."""
+    require(principal, ROLES, dataset)
     row = dataset_by_name(session, dataset)
     return {
         "dataset": dataset,
@@ -76,8 +85,11 @@ def get_versions(dataset: str, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset}/versions/{version}")
-def get_version(dataset: str, version: int, session: SessionDep) -> dict[str, Any]:
+def get_version(
+    dataset: str, version: int, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """One version's metadata."""
+    require(principal, ROLES, dataset)
     row = dataset_by_name(session, dataset)
     return version_view(dataset, version_by_number(session, row, version))
 
@@ -92,9 +104,11 @@ def get_version_data(
     version: int,
     services: ServicesDep,
     session: SessionDep,
+    principal: PrincipalDep,
     format: Literal["parquet", "csv", "ndjson"] = "parquet",
 ) -> FileResponse:
-    """The stored (redacted) snapshot as Parquet, CSV or NDJSON."""
+    """The stored (redacted) snapshot as Parquet, CSV or NDJSON (consumers and admins)."""
+    require(principal, ("consumer",), dataset)
     row = version_by_number(session, dataset_by_name(session, dataset), version)
     snapshot = services.snapshots.local_path(row.storage_key)
     filename = f"{dataset}-v{version}.{format}"
@@ -134,14 +148,16 @@ async def upload(
     dataset: str,
     request: Request,
     services: ServicesDep,
+    principal: PrincipalDep,
     format: str | None = Query(None, description="csv, parquet, ndjson, json or arrow"),
     source: str | None = Query(None, description="Where the data came from: '<namespace>:<name>'"),
 ) -> JSONResponse:
     """Upload a file: validated, redacted and stored as a new version (201) or matched (200)."""
+    require(principal, ("producer",), dataset)
     contract = services.catalog.get(dataset)
     if contract is None:
         raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
-    uploader = ANONYMOUS
+    uploader = principal.name
     job = await run_in_threadpool(start_run, services, contract, source, uploader)
     spool = UploadSpool(services.settings.tmp_dir)
     try:

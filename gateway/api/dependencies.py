@@ -6,9 +6,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 from sqlmodel import Session
 
+from gateway.keys import Principal, authenticate
 from gateway.services import Services
+
+# Declares the scheme in the OpenAPI document; checking is done by get_principal.
+_bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>'")
 
 
 def get_services(request: Request) -> Services:
@@ -25,3 +30,20 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    _scheme: Annotated[object, Depends(_bearer)] = None,
+) -> Principal:
+    """The caller, from the ``Authorization: Bearer`` header (401 without a valid key)."""
+    admin_key = services.settings.admin_key
+    return authenticate(
+        services.engine,
+        request.headers.get("authorization"),
+        admin_key.get_secret_value() if admin_key else None,
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

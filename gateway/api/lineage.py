@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.db import unit_of_work
 from gateway.errors import InvalidLineageEvent
 from gateway.graph import MAX_DEPTH, lineage_graph
+from gateway.keys import ROLES, require
 from gateway.outbox import store_external_event
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from lineage.validation import InvalidEvent, validate_event
@@ -35,8 +36,11 @@ MAX_EVENT_BYTES = 5 * 1024 * 1024
         }
     },
 )
-async def post_lineage(request: Request, services: ServicesDep) -> Response:
+async def post_lineage(
+    request: Request, services: ServicesDep, principal: PrincipalDep
+) -> Response:
     """Accept an OpenLineage RunEvent, DatasetEvent or JobEvent, validate it and store it."""
+    require(principal, ("producer", "consumer"))
     body = await request.body()
     if len(body) > MAX_EVENT_BYTES:
         raise InvalidLineageEvent(f"an event is limited to {MAX_EVENT_BYTES} bytes")
@@ -62,8 +66,10 @@ async def post_lineage(request: Request, services: ServicesDep) -> Response:
 @router.get("/lineage")
 def get_lineage(
     session: SessionDep,
+    principal: PrincipalDep,
     node_id: str = Query(alias="nodeId", pattern=r"^(dataset|job):.+:.+$"),
     depth: int = Query(20, ge=0, le=MAX_DEPTH),
 ) -> dict[str, Any]:
     """The lineage graph around a node, in Marquez's shape, with the dataset versions seen."""
+    require(principal, ROLES)
     return lineage_graph(session, node_id, depth)

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import ServicesDep, SessionDep
+from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.graph import version_impact
+from gateway.keys import require
 from gateway.subjects import search_subjects
 
 router = APIRouter(tags=["privacy"])
@@ -23,14 +24,15 @@ class SubjectSearch(BaseModel):
 
 @router.post("/privacy/subjects/search")
 async def subjects_search(
-    request: SubjectSearch, services: ServicesDep, session: SessionDep
+    request: SubjectSearch, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers, and
     the models trained on them (directly or through downstream datasets).
 
     The identifiers are pseudonymised with the same keyed HMAC as uploads and never stored,
-    logged or echoed back.
+    logged or echoed back. Auditors and admins.
     """
+    require(principal, ("auditor",))
     matches, searched = await run_in_threadpool(
         search_subjects,
         session,

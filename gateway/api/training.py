@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import ServicesDep
+from gateway.api.dependencies import PrincipalDep, ServicesDep
+from gateway.keys import require
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from gateway.training import TrainingReport, report_training
 
@@ -59,8 +60,11 @@ class TrainingRunIn(BaseModel):
         422: {"description": "Unknown dataset version.", **_PROBLEM},
     },
 )
-async def post_training_run(body: TrainingRunIn, services: ServicesDep) -> JSONResponse:
+async def post_training_run(
+    body: TrainingRunIn, services: ServicesDep, principal: PrincipalDep
+) -> JSONResponse:
     """Record a training run: START, COMPLETE or FAIL linking dataset versions to a model."""
+    require(principal, ("producer", "consumer"))
     report = TrainingReport(
         model=body.model.name,
         model_version=body.model.version,

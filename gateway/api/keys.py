@@ -1,0 +1,63 @@
+"""API key management (admins)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.dependencies import PrincipalDep, ServicesDep
+from gateway.keys import create_key, list_keys, require, revoke_key
+from gateway.models import ApiKey
+
+router = APIRouter(tags=["keys"])
+
+
+class KeyIn(BaseModel):
+    """A key to create."""
+
+    role: Literal["admin", "producer", "consumer", "auditor"]
+    name: str = Field("api-key", min_length=1, max_length=200)
+    datasets: list[str] | None = Field(None, max_length=1000)
+    expires_at: datetime | None = None
+
+
+def key_view(row: ApiKey) -> dict[str, Any]:
+    """A key's metadata; never its secret or hash."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "datasets": row.datasets,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+@router.post("/keys", status_code=201)
+async def post_key(body: KeyIn, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    """Create a key; the response holds the key itself, shown this once only."""
+    require(principal, ("admin",))
+    row, secret = await run_in_threadpool(
+        create_key, services.engine, body.role, body.name, body.datasets, body.expires_at
+    )
+    return {**key_view(row), "key": secret}
+
+
+@router.get("/keys")
+def get_keys(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    """Every key's metadata."""
+    require(principal, ("admin",))
+    return {"keys": [key_view(row) for row in list_keys(services.engine)]}
+
+
+@router.delete("/keys/{key_id}", status_code=204, response_class=Response)
+def delete_key(key_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
+    """Revoke a key."""
+    require(principal, ("admin",))
+    revoke_key(services.engine, key_id)
+    return Response(status_code=204)

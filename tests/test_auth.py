@@ -1,0 +1,182 @@
+"""API keys and roles: 401 without a key, 403 for the wrong role or dataset, keys shown once."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.cli import FIRST_ADMIN_KEY_FILE, _first_start_admin_key
+from gateway.db import make_engine
+from gateway.keys import create_key, list_keys
+from gateway.settings import Settings
+from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
+
+UPLOAD = "/api/v1/datasets/customers/uploads"
+
+
+def _key(client: TestClient, role: str, **extra: object) -> dict[str, str]:
+    created = client.post("/api/v1/keys", json={"role": role, "name": f"{role}-bot", **extra})
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['key']}"}
+
+
+def test_every_api_route_needs_a_key_but_health_and_metrics_stay_open(client: TestClient) -> None:
+    anonymous = TestClient(client.app)
+    for path in [
+        "/api/v1/datasets",
+        "/api/v1/contracts",
+        "/api/v1/keys",
+        "/api/v1/lineage?nodeId=job:a:b",
+    ]:
+        response = anonymous.get(path)
+        assert response.status_code == 401, path
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert anonymous.post(UPLOAD, content=b"a\n1\n").status_code == 401
+    wrong = anonymous.get("/api/v1/datasets", headers={"Authorization": "Bearer dg_not-a-key"})
+    assert wrong.status_code == 401
+    for path in ["/healthz", "/readyz", "/metrics"]:
+        assert anonymous.get(path).status_code == 200, path
+
+
+def test_roles_and_datasets_decide_what_a_key_may_do(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    producer = _key(client, "producer", datasets=["customers"])
+    other_producer = _key(client, "producer", datasets=["transactions"])
+    consumer = _key(client, "consumer", datasets=["customers"])
+    auditor = _key(client, "auditor")
+    body = csv_bytes(customers_frame)
+    uploaded = client.post(UPLOAD, content=body, headers={**producer, "Content-Type": "text/csv"})
+    assert uploaded.status_code == 201
+    assert uploaded.json()["version"]["uploader"] == "producer-bot"
+    for headers, status in [(other_producer, 403), (consumer, 403), (auditor, 403)]:
+        assert (
+            client.post(
+                UPLOAD, content=body, headers={**headers, "Content-Type": "text/csv"}
+            ).status_code
+            == status
+        )
+    data = "/api/v1/datasets/customers/versions/1/data"
+    assert client.get(data, headers=consumer).status_code == 200
+    assert client.get(data, headers=auditor).status_code == 403
+    assert client.get(data, headers=producer).status_code == 403
+    assert client.get("/api/v1/datasets/customers/versions/1", headers=auditor).status_code == 200
+    assert client.get("/api/v1/datasets/customers", headers=other_producer).status_code == 403
+    listed = client.get("/api/v1/datasets", headers=other_producer).json()["datasets"]
+    assert [d["name"] for d in listed] == ["transactions"]
+    assert (
+        client.get(
+            "/api/v1/audit/datasets/customers/versions/1/impact", headers=auditor
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            "/api/v1/audit/datasets/customers/versions/1/impact", headers=consumer
+        ).status_code
+        == 403
+    )
+    search = {"identifiers": ["x@example.com"]}
+    assert (
+        client.post("/api/v1/privacy/subjects/search", json=search, headers=auditor).status_code
+        == 200
+    )
+    assert (
+        client.post("/api/v1/privacy/subjects/search", json=search, headers=producer).status_code
+        == 403
+    )
+    assert client.get("/api/v1/keys", headers=auditor).status_code == 403
+    forbidden = client.get("/api/v1/keys", headers=producer)
+    assert forbidden.headers["content-type"] == "application/problem+json"
+    assert forbidden.json()["type"].endswith("/forbidden")
+
+
+def test_keys_are_shown_once_stored_hashed_and_revocable(client: TestClient) -> None:
+    created = client.post("/api/v1/keys", json={"role": "auditor", "name": "audit-2026"})
+    secret, key_id = created.json()["key"], created.json()["id"]
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/contracts", headers=headers).status_code == 200
+    listed = client.get("/api/v1/keys").text
+    assert key_id in listed
+    assert secret not in listed
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    assert all(secret not in (row.key_hash, row.id) for row in list_keys(engine))
+    assert client.delete(f"/api/v1/keys/{key_id}").status_code == 204
+    assert client.get("/api/v1/contracts", headers=headers).status_code == 401
+    assert client.delete("/api/v1/keys/nope").status_code == 404
+
+
+def test_expired_keys_are_refused(client: TestClient) -> None:
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    _, expired = create_key(
+        engine, "auditor", "old", expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    _, current = create_key(
+        engine, "auditor", "new", expires_at=datetime.now(UTC) + timedelta(days=1)
+    )
+    assert (
+        client.get("/api/v1/contracts", headers={"Authorization": f"Bearer {expired}"}).status_code
+        == 401
+    )
+    assert (
+        client.get("/api/v1/contracts", headers={"Authorization": f"Bearer {current}"}).status_code
+        == 200
+    )
+
+
+def test_first_start_writes_an_admin_key_to_a_private_file(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", contracts_dir=CONTRACTS, pii_key=TEST_PII_KEY)
+    _first_start_admin_key(settings)
+    path = settings.home / FIRST_ADMIN_KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secret = path.read_text().strip()
+    assert secret.startswith("dg_")
+    _first_start_admin_key(settings)  # a second start creates nothing new
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        assert [k.role for k in list_keys(engine)] == ["admin"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_keys_command_line_creates_lists_and_revokes(tmp_path: Path) -> None:
+    env = {**os.environ, "DATAGATE_HOME": str(tmp_path), "DATAGATE_PII_KEY": TEST_PII_KEY}
+    datagate = str(Path(sys.executable).parent / "datagate")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [datagate, "keys", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    created = run(
+        "create",
+        "--role",
+        "producer",
+        "--datasets",
+        "customers",
+        "--expires",
+        "30d",
+        "--name",
+        "crm",
+    )
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.split()[1]
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("dg_")
+    listed = run("list").stdout
+    assert key_id in listed
+    assert "producer" in listed
+    assert secret not in listed
+    assert run("revoke", key_id).returncode == 0
+    assert "revoked" in run("list").stdout
+    assert run("revoke", "missing").returncode == 1
