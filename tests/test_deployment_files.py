@@ -48,4 +48,5 @@ def test_no_secret_is_baked_into_the_image_or_the_compose_file() -> None:
     assert isinstance(services, dict)
     env = services["gateway"]["environment"]
     assert env["DATAGATE_PII_KEY"].startswith("${")
+    assert env["DATAGATE_ADMIN_KEY"].startswith("${")
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")
