@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.api import api_router, health
+from gateway.audit_middleware import install_request_audit
 from gateway.problems import install_problem_handlers
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -41,6 +42,7 @@ def create_app(
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_request_audit(app, services)
     app.include_router(health.router)
     app.include_router(api_router)
     return app

@@ -181,6 +181,31 @@ def keys_revoke(key_id: str) -> None:
     typer.echo(f"revoked {key_id}")
 
 
+audit_app = typer.Typer(help="Audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit trail's hash chain; exit 1 at the first broken link."""
+    from gateway.audit_log import verify
+
+    engine = _migrated_engine(Settings())
+    try:
+        result = verify(engine)
+    finally:
+        engine.dispose()
+    if result["ok"]:
+        typer.echo(f"audit trail intact: {result['checked']} entries")
+        return
+    typer.echo(
+        f"audit trail broken at entry {result['broken_at']}: {result['reason']} "
+        f"({result['checked']} entries before it are intact)",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
 @privacy_app.command("decrypt")
 def privacy_decrypt(
     values: Annotated[list[str], typer.Argument(help="Values stored by the 'encrypt' action.")],

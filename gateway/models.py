@@ -160,3 +160,28 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class AuditEntry(SQLModel, table=True):
+    """One line of the append-only audit trail; each line's hash covers the previous one."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_actor", "actor"),
+        Index("ix_audit_log_dataset", "dataset"),
+        Index("ix_audit_log_at", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(unique=True)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    actor: str = Field(max_length=200)
+    role: str | None = Field(default=None, max_length=20)
+    action: str = Field(max_length=300)
+    target: str | None = Field(default=None, max_length=1000)
+    dataset: str | None = Field(default=None, max_length=200)
+    outcome: int
+    request_id: str = Field(max_length=100)
+    client: str | None = Field(default=None, max_length=100)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

@@ -20,6 +20,7 @@ TABLES = {
     "lineage_event",
     "lineage_edge",
     "api_key",
+    "audit_log",
 }
 
 
@@ -55,3 +56,14 @@ def test_db_upgrade_command_migrates_a_new_database(tmp_path: Path, database_url
     assert set(inspect(engine).get_table_names()) >= TABLES
     assert not pending_migrations(engine)
     engine.dispose()
+
+
+def test_migrations_match_the_models(engine: object) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import gateway.models  # noqa: F401  (registers the tables)
+
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []

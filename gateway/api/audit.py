@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.audit_log import search, verify
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
 from gateway.keys import require
 from gateway.store import dataset_by_name, version_by_number
@@ -49,3 +51,45 @@ def get_impact(
     if format == "md":
         return PlainTextResponse(impact_markdown(report), media_type="text/markdown")
     return JSONResponse(report)
+
+
+@router.get("/audit/log")
+def get_audit_log(
+    session: SessionDep,
+    principal: PrincipalDep,
+    actor: str | None = None,
+    action: str | None = None,
+    dataset: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The audit trail, newest first, filtered by actor, action, dataset and time."""
+    require(principal, ("auditor",))
+    entries, total = search(session, actor, action, dataset, since, until, limit)
+    return {
+        "total": total,
+        "entries": [
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "role": e.role,
+                "action": e.action,
+                "target": e.target,
+                "dataset": e.dataset,
+                "outcome": e.outcome,
+                "request_id": e.request_id,
+                "client": e.client,
+                "hash": e.hash,
+            }
+            for e in entries
+        ],
+    }
+
+
+@router.get("/audit/verify")
+def get_audit_verify(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+    """Recompute the audit trail's hash chain; the first broken link, if any (admins)."""
+    require(principal, ("admin",))
+    return verify(services.engine)

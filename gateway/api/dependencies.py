@@ -39,11 +39,13 @@ def get_principal(
 ) -> Principal:
     """The caller, from the ``Authorization: Bearer`` header (401 without a valid key)."""
     admin_key = services.settings.admin_key
-    return authenticate(
+    principal = authenticate(
         services.engine,
         request.headers.get("authorization"),
         admin_key.get_secret_value() if admin_key else None,
     )
+    request.state.principal = principal  # for the audit trail
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
