@@ -71,6 +71,10 @@ def serve(
 
     settings = Settings()
     _configure_logging(settings.log_level)
+    problems = settings.production_problems()
+    if problems:
+        typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
     _first_start_admin_key(settings)
     uvicorn.run(
         "gateway.cli:build_app",

@@ -49,6 +49,9 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     Raises:
         ValueError: a setting cannot be used (e.g. a PII key that is too short).
     """
+    problems = settings.production_problems()
+    if problems:
+        raise ValueError("refusing to start in production mode: " + "; ".join(problems))
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)

@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         """Where request bodies are spooled while they are parsed."""
         return self.home / "tmp"
 
+    def production_problems(self) -> list[str]:
+        """Development defaults that production mode refuses (empty outside production)."""
+        if self.env != "production":
+            return []
+        problems = []
+        if not self.database_url or self.database_url.startswith("sqlite"):
+            problems.append("DATAGATE_DATABASE_URL must name a server database, not SQLite")
+        if self.pii_key is None:
+            problems.append("DATAGATE_PII_KEY must be set (a generated key is for development)")
+        if self.admin_key is None:
+            problems.append("DATAGATE_ADMIN_KEY must be set (a generated key is for development)")
+        return problems
+
     def resolved_pii_key(self) -> bytes:
         """The PII secret; in development it is generated once and kept in ``home`` (0600).
 
