@@ -15,6 +15,23 @@ EXPORT_MEDIA_TYPES = {
 }
 
 
+# A spreadsheet runs a cell that starts like a formula (CSV injection); such text cells are
+# written with a leading apostrophe, which spreadsheets show as plain text.
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def neutralise_formulas(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Prefix text cells that a spreadsheet would evaluate with an apostrophe."""
+    text_columns = [name for name, dtype in frame.collect_schema().items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(FORMULA_START))
+        .then("'" + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in text_columns
+    )
+
+
 def export_snapshot(snapshot: Path, fmt: str, folder: Path) -> Path:
     """Write the Parquet snapshot as ``fmt`` into a new temporary file the caller removes."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -24,7 +41,7 @@ def export_snapshot(snapshot: Path, fmt: str, folder: Path) -> Path:
     try:
         frame = pl.scan_parquet(snapshot)
         if fmt == "csv":
-            frame.sink_csv(target)
+            neutralise_formulas(frame).sink_csv(target)
         else:
             frame.sink_ndjson(target)
     except BaseException:

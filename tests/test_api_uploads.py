@@ -464,3 +464,52 @@ def test_unexpected_error_names_the_stage_and_logs_no_data(
     assert "ann.lee" not in response.text + json.dumps(run) + caplog.text
     assert "failed in stage redact" in caplog.text
     assert client.get("/api/v1/datasets/customers/versions").json()["versions"] == []
+
+
+def test_csv_downloads_neutralise_spreadsheet_formulas(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    formula = "=cmd|' /C calc'!A0"
+    frame = customers_frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit(formula))
+        .otherwise(pl.col("city"))
+        .alias("city")
+    )
+    assert _post(client, csv_bytes(frame)).status_code == 201
+    csv = client.get("/api/v1/datasets/customers/versions/1/data?format=csv").content
+    assert pl.read_csv(io.BytesIO(csv))["city"][0] == "'" + formula
+    parquet = client.get("/api/v1/datasets/customers/versions/1/data").content
+    assert pl.read_parquet(io.BytesIO(parquet))["city"][0] == formula
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (UPLOAD, b"customer_id,customer_id\n1,2\n"),
+        (UPLOAD, b"customer_id,\n1,2\n"),
+        (UPLOAD, (",".join(f"c{i}" for i in range(10_000)) + "\n" + "1," * 9_999 + "1\n").encode()),
+        (UPLOAD, b"customer_id\n" + b"9" * 4_000_000 + b"\n"),
+        ("/api/v1/datasets/..%2F..%2Fetc%2Fpasswd/uploads", b"a\n1\n"),
+        ("/api/v1/datasets/a%00b/uploads", b"a\n1\n"),
+        ("/api/v1/datasets/x';DROP TABLE dataset;--/uploads", b"a\n1\n"),
+    ],
+    ids=[
+        "duplicate-columns",
+        "empty-column-name",
+        "10k-columns",
+        "4MB-line",
+        "dot-dot",
+        "nul",
+        "sql",
+    ],
+)
+def test_hostile_uploads_get_a_4xx_problem_and_leave_nothing(
+    client: TestClient, settings: Settings, path: str, body: bytes
+) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": "text/csv"})
+    assert 400 <= response.status_code < 500, response.text[:300]
+    assert response.headers["content-type"] == PROBLEM
+    assert _leftover_files(settings) == []
+    assert client.get("/api/v1/datasets/customers/versions").json()["versions"] == []
+    assert client.get("/healthz").status_code == 200
