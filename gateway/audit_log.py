@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
-from gateway.models import AuditEntry, utcnow
+from gateway.models import AuditEntry, as_utc, utcnow
 
 GENESIS = "0" * 64
 
@@ -36,14 +36,10 @@ class AuditRecord:
     client: str | None
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def entry_hash(prev_hash: str, seq: int, at: datetime, record: dict[str, Any]) -> str:
     """The chained hash of one entry."""
     canonical = json.dumps(
-        {"prev": prev_hash, "seq": seq, "at": _aware(at).isoformat(), **record},
+        {"prev": prev_hash, "seq": seq, "at": as_utc(at).isoformat(), **record},
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -7,14 +7,14 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
 from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
-from gateway.models import ApiKey, utcnow
+from gateway.models import ApiKey, as_utc, utcnow
 
 ROLES = ("admin", "producer", "consumer", "auditor")
 KEY_PREFIX = "dg_"
@@ -93,10 +93,6 @@ def revoke_key(engine: Engine, key_id: str) -> ApiKey:
         return row
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def authenticate(engine: Engine, header: str | None, admin_key: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer`` header.
 
@@ -112,7 +108,7 @@ def authenticate(engine: Engine, header: str | None, admin_key: str | None) -> P
         row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_key(token))).first()
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
-    if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+    if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
         raise Unauthorized("expired API key")
     return Principal(
         name=row.name,

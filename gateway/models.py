@@ -14,6 +14,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as timezone-aware UTC (SQLite hands back naive values, stored in UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _json_column() -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=True))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from openlineage.client import OpenLineageClient
@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
-from gateway.models import LineageEdge, LineageEvent, utcnow
+from gateway.models import LineageEdge, LineageEvent, as_utc, utcnow
 from lineage import event_to_dict
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,6 @@ def _add_edges(session: Session, row: LineageEvent) -> None:
             )
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 class LineageDelivery:
     """Delivers the outbox through the configured transport on one background thread."""
 
@@ -169,7 +164,7 @@ class LineageDelivery:
             held: set[str | None] = set()
             claimed: list[tuple[int, str | None, dict[str, Any]]] = []
             for row in session.exec(query).all():
-                due = row.next_attempt_at is None or _aware(row.next_attempt_at) <= now
+                due = row.next_attempt_at is None or as_utc(row.next_attempt_at) <= now
                 if not due or row.run_id in held:
                     held.add(row.run_id)
                     continue
@@ -236,7 +231,7 @@ class LineageDelivery:
                     LineageEvent.origin == DATAGATE, col(LineageEvent.delivered_at).is_(None)
                 )
             ).one()
-        age = None if oldest is None else round((utcnow() - _aware(oldest)).total_seconds(), 3)
+        age = None if oldest is None else round((utcnow() - as_utc(oldest)).total_seconds(), 3)
         return {
             "pending": int(pending),
             "oldest_pending_seconds": age,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer
@@ -123,8 +123,3 @@ def pattern_recognizers(config: DetectionConfig) -> list[EntityRecognizer]:
     ]
     built.extend(_custom_recognizer(c) for c in config.custom)
     return built
-
-
-def entities_of(recognizers: Iterable[EntityRecognizer]) -> set[str]:
-    """Every entity the recognizers can find."""
-    return {e for r in recognizers for e in r.supported_entities}
