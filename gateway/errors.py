@@ -115,6 +115,10 @@ class StageFailed(DatagateError):
         self.stage = stage
 
 
+class Interrupted(DatagateError):
+    """The gateway process running an ingest stopped before the ingest finished."""
+
+
 class ContractLoadError(Exception):
     """A contract file could not be loaded; names the file and the reason."""
 

@@ -57,8 +57,10 @@ class IngestRun(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     dataset: str = Field(index=True, max_length=200)
-    status: str = Field(max_length=20)
+    status: str = Field(index=True, max_length=20)
     uploader: str = Field(max_length=200)
+    # The gateway process running the ingest; recovery fails the runs of dead processes.
+    instance: str | None = Field(default=None, max_length=32)
     source: str | None = Field(default=None, max_length=1000)
     filename: str | None = Field(default=None, max_length=1000)
     format: str | None = Field(default=None, max_length=20)
@@ -146,6 +148,18 @@ class LineageEdge(SQLModel, table=True):
     dataset: str = Field(max_length=1100)
     direction: str = Field(max_length=3)
     dataset_version: str | None = Field(default=None, max_length=200)
+
+
+class GatewayInstance(SQLModel, table=True):
+    """A running gateway process; its heartbeat tells the others it is alive."""
+
+    __tablename__ = "gateway_instance"
+
+    id: str = Field(primary_key=True, max_length=32)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    heartbeat_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class ApiKey(SQLModel, table=True):

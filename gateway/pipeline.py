@@ -158,6 +158,7 @@ def start_run(
                 contract_version=contract.version,
                 contract_fingerprint=contract.fingerprint,
                 started_at=now,
+                instance=services.instance.id,
             )
         )
         store_event(session, event)
@@ -166,6 +167,17 @@ def start_run(
 
 
 # -- stages -------------------------------------------------------------------------------
+
+
+def checkpoint(services: Services, name: str) -> None:
+    """Crash tests only: with ``DATAGATE_DEBUG_HANG_AT=<name>`` the ingest stops here for good,
+    so a test can SIGKILL the process at a known point (before a stage, or ``version:staged``,
+    ``record:published``). Refused in production mode."""
+    if services.settings.debug_hang_at != name:
+        return
+    log.warning("run reached checkpoint %s; hanging (DATAGATE_DEBUG_HANG_AT)", name)
+    while True:
+        time.sleep(3600)
 
 
 def parse(batch: Batch, services: Services) -> Batch:
@@ -233,7 +245,9 @@ def redact(batch: Batch, services: Services) -> Batch:
 def version(batch: Batch, services: Services) -> Batch:
     """Stream the redacted frame into a durable, hashed, not yet visible Parquet file."""
     assert batch.redacted is not None, "version ran before redact"
-    return replace(batch, snapshot=services.snapshots.stage(batch.redacted))
+    batch = replace(batch, snapshot=services.snapshots.stage(batch.redacted))
+    checkpoint(services, "version:staged")
+    return batch
 
 
 def record(batch: Batch, services: Services) -> Batch:
@@ -257,6 +271,7 @@ def record(batch: Batch, services: Services) -> Batch:
                 key = f"{dataset.name}/v{number}-{snapshot.content_hash[:16]}.parquet"
                 services.snapshots.publish(snapshot, key)
                 published = key
+                checkpoint(services, "record:published")
                 stored = DatasetVersion(
                     dataset_id=dataset.id,  # type: ignore[arg-type]
                     number=number,
@@ -447,6 +462,7 @@ def run_pipeline(
     )
     try:
         for name, stage in STAGES:
+            checkpoint(services, name)
             started = time.perf_counter()
             try:
                 batch = stage(batch, services)

@@ -60,6 +60,7 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     ),
     (errors.InvalidRequest, Problem(400, "invalid-request", "Invalid request")),
     (errors.StageFailed, Problem(500, "ingest-failed", "Ingest failed")),
+    (errors.Interrupted, Problem(503, "ingest-interrupted", "Ingest interrupted")),
 )
 INTERNAL = Problem(500, "internal-error", "Internal server error")
 

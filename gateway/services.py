@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -13,6 +14,7 @@ from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
 from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
+from gateway.recovery import Heartbeat, Instance, Recovery, deregister_instance, register_instance
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
 from gateway.store import sync_contracts
@@ -35,11 +37,24 @@ class Services:
     lineage: LineageDelivery
     transport: str
     metrics: CollectorRegistry
+    instance: Instance
+    heartbeat: Heartbeat | None = field(default=None)
+
+    @property
+    def work_dir(self) -> Path:
+        """This process's own folder for spooled bodies and exports (swept if it dies)."""
+        return self.settings.tmp_dir / self.instance.id
 
     def close(self) -> None:
         """Finish queued lineage deliveries, stop PII workers, release database connections."""
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         self.lineage.close()
         self.pii_engine.close()
+        try:
+            deregister_instance(self.engine, self.instance)
+        except Exception as exc:  # the database may be gone; a stale heartbeat will tell
+            log.warning("could not deregister this process: %s", type(exc).__name__)
         self.engine.dispose()
 
 
@@ -52,6 +67,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     problems = settings.production_problems()
     if problems:
         raise ValueError("refusing to start in production mode: " + "; ".join(problems))
+    redaction_key = RedactionKey(settings.resolved_pii_key())
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
@@ -69,20 +85,25 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     client = configured_client(os.environ)
     transport = describe_transport(client)
     log.info("lineage transport: %s", transport)
+    instance = register_instance(engine)
     lineage = LineageDelivery(
         engine,
         client,
         retry_seconds=settings.lineage_retry_seconds,
         max_retry_seconds=settings.lineage_retry_max_seconds,
     )
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         catalog=catalog,
-        snapshots=open_store(settings.resolved_storage_url),
-        redaction_key=RedactionKey(settings.resolved_pii_key()),
+        snapshots=open_store(settings.resolved_storage_url, instance.id),
+        redaction_key=redaction_key,
         pii_engine=engine_for_pii,
         lineage=lineage,
         transport=transport,
         metrics=build_registry(lineage),
+        instance=instance,
     )
+    Recovery(services).run(orphans=True)
+    services.heartbeat = Heartbeat(services)
+    return services

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     log_level: str = "info"
     lineage_retry_seconds: float = Field(2.0, gt=0, description="First delivery retry delay.")
     lineage_retry_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a process says it is alive; 6 missed beats = dead."
+    )
+    debug_hang_at: str | None = Field(
+        None,
+        description="Testing only: an ingest stops for good at this checkpoint (crash tests).",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -65,6 +72,8 @@ class Settings(BaseSettings):
             problems.append("DATAGATE_PII_KEY must be set (a generated key is for development)")
         if self.admin_key is None:
             problems.append("DATAGATE_ADMIN_KEY must be set (a generated key is for development)")
+        if self.debug_hang_at:
+            problems.append("DATAGATE_DEBUG_HANG_AT is for crash tests, not production")
         return problems
 
     def resolved_pii_key(self) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 
 _HASH_CHUNK = 1 << 20
+# Whether the owner (a process id) of a folder, last modified at the given time, is gone.
+OwnerDead = Callable[[str, float], bool]
 ROW_GROUP_SIZE = 122_880
 
 
@@ -65,6 +68,14 @@ class SnapshotStore(Protocol):
         """Raise OSError unless a snapshot could be written now."""
         ...
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every published key starting with ``prefix`` (staging areas excluded)."""
+        ...
+
+    def sweep_staging(self, dead: OwnerDead) -> list[str]:
+        """Remove the staging areas of owners ``dead`` says are gone; return what was removed."""
+        ...
+
 
 def write_parquet(plan: pl.LazyFrame, path: Path) -> None:
     """Stream ``plan`` into a zstd Parquet file.
@@ -83,18 +94,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def sweep_owned_folders(parent: Path, dead: OwnerDead) -> list[str]:
+    """Remove the subfolders of ``parent`` whose owner ``dead(name, mtime)`` says is gone, and
+    loose files (no current process writes any). Returns the removed file paths."""
+    removed: list[str] = []
+    try:
+        entries = list(parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        try:
+            mtime = entry.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if not dead(entry.name, mtime):
+                continue
+            removed.extend(str(p) for p in sorted(entry.rglob("*")) if not p.is_dir())
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            removed.append(str(entry))
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return removed
+
+
 class LocalSnapshotStore:
-    """Snapshots as files under a local folder (``file://`` URLs or plain paths)."""
+    """Snapshots as files under a local folder (``file://`` URLs or plain paths).
+
+    Each process stages into its own ``.staging/<owner>/`` folder, so recovery can remove
+    exactly the half-written files of processes that died.
+    """
 
     STAGING = ".staging"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str = "shared") -> None:
         self.root = root
         self.url = root.as_uri()
-        (root / self.STAGING).mkdir(parents=True, exist_ok=True)
+        self.staging = root / self.STAGING / owner
+        self.staging.mkdir(parents=True, exist_ok=True)
 
     def stage(self, plan: pl.LazyFrame) -> StagedSnapshot:
-        path = self.root / self.STAGING / f"{uuid.uuid4().hex}.parquet"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        path = self.staging / f"{uuid.uuid4().hex}.parquet"
         try:
             write_parquet(plan, path)
             digest = hashlib.sha256()
@@ -130,22 +172,37 @@ class LocalSnapshotStore:
         return (self.root / key).as_uri()
 
     def check_writable(self) -> None:
-        probe = self.root / self.STAGING / f".probe-{uuid.uuid4().hex}"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        probe = self.staging / f".probe-{uuid.uuid4().hex}"
         probe.write_bytes(b"ok")
         probe.unlink()
 
+    def keys(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and self.STAGING not in p.relative_to(self.root).parts
+        )
 
-def _local(url: str) -> SnapshotStore:
+    def sweep_staging(self, dead: OwnerDead) -> list[str]:
+        return sweep_owned_folders(self.root / self.STAGING, dead)
+
+
+def _local(url: str, owner: str) -> SnapshotStore:
     parsed = urlparse(url)
     path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
-    return LocalSnapshotStore(path.resolve())
+    return LocalSnapshotStore(path.resolve(), owner)
 
 
-BACKENDS: dict[str, Callable[[str], SnapshotStore]] = {"file": _local, "": _local}
+BACKENDS: dict[str, Callable[[str, str], SnapshotStore]] = {"file": _local, "": _local}
 
 
-def open_store(url: str) -> SnapshotStore:
-    """The snapshot store for ``url``, chosen by its scheme.
+def open_store(url: str, owner: str = "shared") -> SnapshotStore:
+    """The snapshot store for ``url``, chosen by its scheme; ``owner`` names this process's
+    staging area.
 
     Raises:
         ValueError: no backend handles the scheme.
@@ -157,4 +214,4 @@ def open_store(url: str) -> SnapshotStore:
         backend = BACKENDS[scheme]
     except KeyError:
         raise ValueError(f"no snapshot store for scheme {scheme!r} (known: file)") from None
-    return backend(url)
+    return backend(url, owner)

@@ -38,7 +38,8 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def _leftover_files(settings: Settings) -> list[Path]:
     folders = [settings.tmp_dir, settings.home / "snapshots" / ".staging"]
-    return [p for folder in folders if folder.exists() for p in folder.iterdir()]
+    # Each process keeps its own (empty when idle) working folder in both places.
+    return [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()]
 
 
 def _events(client: TestClient) -> list[LineageEvent]:

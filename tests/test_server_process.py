@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,57 +12,20 @@ import polars as pl
 import pytest
 
 from bench.generate import customers
-from tests.conftest import ADMIN_HEADERS, CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, csv_bytes
+from tests.conftest import ADMIN_HEADERS, TEST_ADMIN_KEY, csv_bytes
+from tests.serve import ServeProcess
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[str]:
     """Base URL of a `datagate serve` process on ``database_url``."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATAGATE_HOME": str(tmp_path / "home"),
-        "DATAGATE_DATABASE_URL": database_url,
-        "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
-        "DATAGATE_PII_KEY": TEST_PII_KEY,
-        "DATAGATE_ADMIN_KEY": TEST_ADMIN_KEY,
-        "DATAGATE_PORT": str(port),
-        "DATAGATE_LOG_LEVEL": "warning",
-    }
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [Path(sys.executable).parent / "datagate", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    process = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"datagate serve exited: {(tmp_path / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("datagate serve did not become ready in 60 s")
-            time.sleep(0.2)
-        yield base
+        yield process.wait_ready().base
     finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
+        process.stop()
 
 
 def _upload(base: str, body: bytes) -> httpx.Response:

@@ -114,7 +114,7 @@ def get_version_data(
     filename = f"{dataset}-v{version}.{format}"
     if format == "parquet":
         return FileResponse(snapshot, media_type=EXPORT_MEDIA_TYPES[format], filename=filename)
-    exported = export_snapshot(snapshot, format, services.settings.tmp_dir)
+    exported = export_snapshot(snapshot, format, services.work_dir)
     return FileResponse(
         exported,
         media_type=EXPORT_MEDIA_TYPES[format],
@@ -159,7 +159,7 @@ async def upload(
         raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
     uploader = principal.name
     job = await run_in_threadpool(start_run, services, contract, source, uploader)
-    spool = UploadSpool(services.settings.tmp_dir)
+    spool = UploadSpool(services.work_dir)
     try:
         try:
             received = await receive_upload(

@@ -1,0 +1,310 @@
+"""Crash recovery: nothing half-done outlives the process that was doing it.
+
+Every gateway process registers itself in ``gateway_instance`` and keeps a heartbeat. Ingest
+runs, staging files and spooled request bodies carry their process's id. When a process dies
+(SIGKILL, OOM, power loss), the next process to start — or a live replica, once the dead one's
+heartbeat is stale — fails its runs (with a FAIL event), removes its staging and spool files,
+and, at start-up, removes published snapshot files that no version row references (a crash
+between publishing a file and committing its version). Everything removed is logged.
+
+A version becomes visible only with its row, in one transaction, and numbers are allocated in
+that transaction, so a crash never leaves a partial version or a gap in the numbering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from gateway.db import unit_of_work
+from gateway.errors import DatasetNotFound, Interrupted
+from gateway.models import DatasetVersion, GatewayInstance, IngestRun, as_utc, utcnow
+from gateway.outbox import store_event
+from gateway.problems import problem_for
+from gateway.snapshots import sweep_owned_folders
+from gateway.store import list_datasets, lock_dataset
+from lineage import DatasetRef, IngestJob, ingest_fail
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+log = logging.getLogger(__name__)
+
+STALE_BEATS = 6
+# A folder whose owner the database does not know is left alone this long: its process may
+# have registered after the sweep read the instance table.
+UNKNOWN_OWNER_GRACE = timedelta(hours=1)
+
+# Instances living in this very process (tests build several apps in one process).
+_LIVE_HERE: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """This process, as the other processes see it."""
+
+    id: str
+    host: str
+    pid: int
+
+
+def register_instance(engine: Engine) -> Instance:
+    """Record this process as a live instance."""
+    instance = Instance(id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid())
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        session.add(
+            GatewayInstance(
+                id=instance.id,
+                host=instance.host,
+                pid=instance.pid,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        )
+    _LIVE_HERE.add(instance.id)
+    return instance
+
+
+def deregister_instance(engine: Engine, instance: Instance) -> None:
+    """Remove this process's row on a clean shutdown."""
+    _LIVE_HERE.discard(instance.id)
+    with unit_of_work(engine) as session:
+        row = session.get(GatewayInstance, instance.id)
+        if row is not None:
+            session.delete(row)
+
+
+def beat(engine: Engine, instance: Instance) -> None:
+    """Refresh this process's heartbeat (re-registering it if another process removed it)."""
+    with unit_of_work(engine) as session:
+        row = session.get(GatewayInstance, instance.id)
+        now = utcnow()
+        if row is None:
+            row = GatewayInstance(
+                id=instance.id,
+                host=instance.host,
+                pid=instance.pid,
+                started_at=now,
+                heartbeat_at=now,
+            )
+        row.heartbeat_at = now
+        session.add(row)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def is_dead(row: GatewayInstance, me: Instance, now: datetime, stale_after: timedelta) -> bool:
+    """Whether ``row`` is a process that has stopped."""
+    if row.id in _LIVE_HERE:
+        return False
+    if row.host == me.host and (row.pid == me.pid or not pid_alive(row.pid)):
+        return True
+    return now - as_utc(row.heartbeat_at) > stale_after
+
+
+@dataclass
+class RecoveryReport:
+    """What one recovery pass did."""
+
+    dead_instances: list[str] = field(default_factory=list)
+    interrupted_runs: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)
+    orphan_snapshots: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.dead_instances
+            or self.interrupted_runs
+            or self.removed_files
+            or self.orphan_snapshots
+        )
+
+
+class Recovery:
+    """Finds dead processes and undoes what they left half-done."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.stale_after = timedelta(seconds=services.settings.heartbeat_seconds * STALE_BEATS)
+
+    def run(self, *, orphans: bool) -> RecoveryReport:
+        """One pass; ``orphans`` also compares stored snapshot files with version rows."""
+        report = RecoveryReport()
+        services = self.services
+        # A folder of a process that registers after this read has an unknown owner and a
+        # fresh mtime, so the grace period keeps it.
+        with Session(services.engine) as session:
+            rows = session.exec(select(GatewayInstance)).all()
+        now = utcnow()
+        me = services.instance
+        dead = {r.id for r in rows if is_dead(r, me, now, self.stale_after)}
+        known = {r.id for r in rows}
+        report.dead_instances = sorted(dead)
+
+        def owner_dead(name: str, mtime: float) -> bool:
+            if name in dead:
+                return True
+            if name in known:
+                return False
+            return time.time() - mtime > UNKNOWN_OWNER_GRACE.total_seconds()
+
+        report.removed_files += services.snapshots.sweep_staging(owner_dead)
+        report.removed_files += sweep_owned_folders(services.settings.tmp_dir, owner_dead)
+        report.interrupted_runs = self._interrupt_runs(dead, known, now)
+        if orphans:
+            report.orphan_snapshots = self._remove_orphan_snapshots()
+        if dead:
+            with unit_of_work(services.engine) as session:
+                for row_id in dead:
+                    row = session.get(GatewayInstance, row_id)
+                    if row is not None:
+                        session.delete(row)
+        _log(report)
+        return report
+
+    def _interrupt_runs(self, dead: set[str], known: set[str], now: datetime) -> list[str]:
+        services = self.services
+        with Session(services.engine) as session:
+            running = session.exec(select(IngestRun).where(IngestRun.status == "running")).all()
+        orphaned = [
+            run.id
+            for run in running
+            if run.instance is None
+            or run.instance in dead
+            or (run.instance not in known and now - as_utc(run.started_at) > UNKNOWN_OWNER_GRACE)
+        ]
+        interrupted = []
+        for run_id in orphaned:
+            if self._interrupt(run_id):
+                interrupted.append(run_id)
+        if interrupted:
+            services.lineage.notify()
+        return interrupted
+
+    def _interrupt(self, run_id: str) -> bool:
+        services = self.services
+        error = Interrupted(
+            "the gateway process running this ingest stopped before it finished; "
+            "nothing was stored, upload again"
+        )
+        problem = problem_for(error)
+        with unit_of_work(services.engine) as session:
+            run = session.exec(
+                select(IngestRun).where(IngestRun.id == run_id).with_for_update()
+            ).first()
+            if run is None or run.status != "running":
+                return False  # another replica got there first
+            contract = services.catalog.get(run.dataset)
+            job = IngestJob(
+                run_id=run.id,
+                namespace=services.settings.namespace,
+                dataset=run.dataset,
+                source=_source_ref(run.source, services.settings.namespace, run),
+                owner=contract.owner if contract else None,
+            )
+            run.status = "failed"
+            run.error = {
+                "type": problem.type,
+                "title": problem.title,
+                "status": problem.status,
+                "detail": error.detail,
+            }
+            run.finished_at = utcnow()
+            session.add(run)
+            store_event(session, ingest_fail(job, run.finished_at, f"{problem.title}: {error}"))
+        return True
+
+    def _remove_orphan_snapshots(self) -> list[str]:
+        services = self.services
+        removed: list[str] = []
+        with Session(services.engine) as session:
+            names = [d.name for d in list_datasets(session)]
+        for name in names:
+            # Publishing happens under this lock, so no live upload is between its rename
+            # and its commit while we compare.
+            with unit_of_work(services.engine) as session:
+                try:
+                    dataset = lock_dataset(session, name)
+                except DatasetNotFound:
+                    continue
+                referenced = set(
+                    session.exec(
+                        select(DatasetVersion.storage_key).where(
+                            col(DatasetVersion.dataset_id) == dataset.id
+                        )
+                    ).all()
+                )
+                for key in services.snapshots.keys(f"{name}/"):
+                    if key not in referenced:
+                        services.snapshots.delete(key)
+                        removed.append(key)
+        return removed
+
+
+def _source_ref(label: str | None, namespace: str, run: IngestRun) -> DatasetRef:
+    if not label:
+        return DatasetRef(namespace=f"{namespace}.uploads", name=f"{run.dataset}/{run.id}")
+    head, sep, name = label.rpartition(":") if "://" in label else label.partition(":")
+    return DatasetRef(namespace=head, name=name) if sep else DatasetRef(namespace, label)
+
+
+def _log(report: RecoveryReport) -> None:
+    if report.dead_instances:
+        log.warning("recovery: gateway process(es) stopped: %s", ", ".join(report.dead_instances))
+    for run_id in report.interrupted_runs:
+        log.warning("recovery: run %s was interrupted; marked failed", run_id)
+    for path in report.removed_files:
+        log.warning("recovery: removed unfinished file %s", path)
+    for key in report.orphan_snapshots:
+        log.warning("recovery: removed snapshot %s (no version refers to it)", key)
+
+
+class Heartbeat:
+    """A daemon thread that beats this process's heartbeat and recovers dead replicas."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.recovery = Recovery(services)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="datagate-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        interval = self.services.settings.heartbeat_seconds
+        while not self._stop.wait(interval):
+            try:
+                beat(self.services.engine, self.services.instance)
+                self.recovery.run(orphans=False)
+            except Exception as exc:  # keep beating through a database outage
+                log.warning("heartbeat failed: %s", type(exc).__name__)
+
+    def close(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)

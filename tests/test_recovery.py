@@ -1,0 +1,84 @@
+"""Recovery decides who is dead from the instance table: the runs and files of a replica whose
+heartbeat went stale are cleaned up; a live replica's work is never touched."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from gateway.db import unit_of_work
+from gateway.models import GatewayInstance, IngestRun, LineageEvent, utcnow
+from gateway.recovery import Recovery
+from gateway.services import Services
+
+
+def _replica(services: Services, *, beat_age: timedelta) -> str:
+    """Another replica, on another host, that last beat ``beat_age`` ago, mid-upload."""
+    instance_id = uuid.uuid4().hex
+    now = utcnow()
+    with unit_of_work(services.engine) as session:
+        session.add(
+            GatewayInstance(
+                id=instance_id,
+                host=f"replica-{instance_id[:6]}",
+                pid=1,
+                started_at=now - beat_age,
+                heartbeat_at=now - beat_age,
+            )
+        )
+        session.add(
+            IngestRun(
+                id=str(uuid.uuid4()),
+                dataset="customers",
+                status="running",
+                uploader="producer",
+                started_at=now - beat_age,
+                instance=instance_id,
+            )
+        )
+    for folder in (services.settings.tmp_dir, services.settings.home / "snapshots" / ".staging"):
+        (folder / instance_id).mkdir(parents=True)
+        (folder / instance_id / "half-written").write_bytes(b"x")
+    return instance_id
+
+
+def _run_of(services: Services, instance_id: str) -> IngestRun:
+    with Session(services.engine) as session:
+        return session.exec(select(IngestRun).where(IngestRun.instance == instance_id)).one()
+
+
+def test_a_stale_replica_is_recovered_and_a_live_one_left_alone(client: TestClient) -> None:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    stale = services.settings.heartbeat_seconds * 7
+    dead = _replica(services, beat_age=timedelta(seconds=stale))
+    alive = _replica(services, beat_age=timedelta(seconds=1))
+
+    report = Recovery(services).run(orphans=True)
+
+    assert report.dead_instances == [dead]
+    assert report.interrupted_runs == [_run_of(services, dead).id]
+    assert sorted(report.removed_files) == sorted(
+        str(folder / dead / "half-written")
+        for folder in (services.settings.tmp_dir, services.settings.home / "snapshots" / ".staging")
+    )
+    failed = _run_of(services, dead)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error["title"] == "Ingest interrupted"
+    assert _run_of(services, alive).status == "running"
+    assert (services.settings.tmp_dir / alive / "half-written").exists()
+    with Session(services.engine) as session:
+        assert session.get(GatewayInstance, dead) is None
+        assert session.get(GatewayInstance, alive) is not None
+        events = session.exec(
+            select(LineageEvent.event_type).where(LineageEvent.run_id == failed.id)
+        ).all()
+    assert events == ["FAIL"]
+    response = client.get(f"/api/v1/runs/{failed.id}")
+    assert response.json()["status"] == "failed"
+
+    # A second pass (another replica's heartbeat) finds nothing more to do.
+    assert not Recovery(services).run(orphans=True)
