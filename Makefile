@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-privacy bench-lineage clean
+.PHONY: run test lint bench bench-privacy bench-lineage load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench-privacy: $(STAMP)
 
 bench-lineage: $(STAMP)
 	$(BIN)/python -m bench.lineage
+
+load: $(STAMP)
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .datagate .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.api import api_router, health
+from gateway.api.openapi import install_openapi
 from gateway.audit_middleware import install_request_audit
 from gateway.problems import install_problem_handlers
 from gateway.services import Services, build_services
@@ -45,4 +46,5 @@ def create_app(
     install_request_audit(app, services)
     app.include_router(health.router)
     app.include_router(api_router)
+    install_openapi(app)
     return app

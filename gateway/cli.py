@@ -118,7 +118,10 @@ def _expiry(text: str | None) -> datetime | None:
         unit = "days" if text[-1] == "d" else "hours"
         return datetime.now(UTC) + timedelta(**{unit: int(text[:-1])})
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment <= datetime.now(UTC):
+        raise typer.BadParameter(f"{text} is in the past", param_hint="--expires")
+    return moment
 
 
 @keys_app.command("create")

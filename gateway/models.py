@@ -8,6 +8,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# Version numbers are 32-bit integer columns; larger ones in requests are refused (400).
+MAX_VERSION = 2**31 - 1
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""

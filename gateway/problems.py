@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gateway import errors
 
@@ -107,14 +108,28 @@ async def _request_validation_error(request: Request, exc: Exception) -> JSONRes
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    # Starlette names only the methods of the first route matching the path; a path served by
+    # several routes (GET and POST /api/v1/keys) allows all of theirs.
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
     slug = status.phrase.lower().replace(" ", "-")
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
         Problem(exc.status_code, slug, status.phrase),
         str(exc.detail) if exc.detail else status.description,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

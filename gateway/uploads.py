@@ -59,7 +59,7 @@ def _too_large(limit: int) -> UploadTooLarge:
     return UploadTooLarge(f"upload exceeds the limit of {limit} bytes", limit=limit)
 
 
-def _media_type(header: str | None) -> str | None:
+def _media_type(header: str | bytes | None) -> str | None:
     if not header:
         return None
     media, _ = parse_options_header(header)
@@ -75,7 +75,7 @@ class _MultipartFileSink:
         self.filename: str | None = None
         self.content_type: str | None = None
         self._in_file = False
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._field = b""
         self._value = b""
 
@@ -90,13 +90,13 @@ class _MultipartFileSink:
         self._value += data[start:end]
 
     def on_header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode(
-            "utf-8", "replace"
-        )
+        # Kept as bytes: part headers may carry any bytes, and parse_options_header would fail
+        # to re-encode non-Latin-1 text.
+        self._headers[self._field.decode("latin-1").lower()] = self._value
         self._field = self._value = b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name == MULTIPART_FIELD and not self.found:
             self.found = self._in_file = True

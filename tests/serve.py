@@ -1,32 +1,18 @@
-"""Run real `datagate serve` processes for tests: start, wait until ready, stop or SIGKILL."""
+"""`datagate serve` processes with the test settings (contracts, PII key, admin key)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
-
+from bench.serve import ServeProcess as _ServeProcess
+from bench.serve import free_port
 from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY
 
-DATAGATE = Path(sys.executable).parent / "datagate"
+__all__ = ["ServeProcess", "free_port"]
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServeProcess:
-    """One `datagate serve` (in its own process group, as in a container) and its log file."""
+class ServeProcess(_ServeProcess):
+    """A `datagate serve` process on ``database_url`` with the test contracts and keys."""
 
     def __init__(
         self,
@@ -37,68 +23,9 @@ class ServeProcess:
         env: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
     ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log
-        settings = {
-            "DATAGATE_HOME": str(home),
-            "DATAGATE_DATABASE_URL": database_url,
+        defaults = {
             "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
             "DATAGATE_PII_KEY": TEST_PII_KEY,
             "DATAGATE_ADMIN_KEY": TEST_ADMIN_KEY,
-            "DATAGATE_PORT": str(self.port),
-            "DATAGATE_LOG_LEVEL": "warning",
-            **(env or {}),
         }
-        self._log = log.open("a")
-        self.process = subprocess.Popen(
-            [DATAGATE, "serve", *args],
-            env={**os.environ, **settings},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def log_text(self) -> str:
-        """Everything the process has written so far."""
-        return self.log_path.read_text()
-
-    def wait_ready(self, timeout: float = 90) -> ServeProcess:
-        """Block until ``/readyz`` answers 200; fail the test if the process exits first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"datagate serve exited: {self.log_text()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"datagate serve was not ready in {timeout} s: {self.log_text()}")
-            time.sleep(0.1)
-
-    def wait_for_log(self, text: str, timeout: float = 60) -> None:
-        """Block until ``text`` appears in the log."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"never logged {text!r}: {self.log_text()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, like a container runtime or the OOM killer."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=20)
-        self._log.close()
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean shutdown (SIGKILL after 20 s)."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+        super().__init__(home, database_url, log, env={**defaults, **(env or {})}, args=args)

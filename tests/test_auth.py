@@ -133,6 +133,16 @@ def test_expired_keys_are_refused(client: TestClient) -> None:
     )
 
 
+@pytest.mark.parametrize("expires_at", ["2000-01-01T00:00:00Z", 0, "0.5", "soon"])
+def test_a_key_cannot_be_created_already_expired_or_with_a_non_iso_time(
+    client: TestClient, expires_at: object
+) -> None:
+    response = client.post("/api/v1/keys", json={"role": "auditor", "expires_at": expires_at})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/api/v1/keys").json()["keys"] == []
+
+
 def test_first_start_writes_an_admin_key_to_a_private_file(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", contracts_dir=CONTRACTS, pii_key=TEST_PII_KEY)
     _first_start_admin_key(settings)

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.api.dependencies import (
+    DatasetPath,
+    IsoTime,
+    PrincipalDep,
+    ServicesDep,
+    SessionDep,
+    VersionPath,
+)
 from gateway.audit_log import search, verify
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
 from gateway.keys import require
 from gateway.store import dataset_by_name, version_by_number
 
+# Reports come as JSON, or as Markdown with ?format=md.
+REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}}}
+}
 router = APIRouter(tags=["audit"])
 Format = Literal["json", "md"]
 
 
-@router.get("/audit/models/{model}/provenance")
+@router.get("/audit/models/{model}/provenance", responses=REPORT_RESPONSES)
 def get_provenance(
     model: str,
     version: str,
@@ -35,10 +45,10 @@ def get_provenance(
     return JSONResponse(report)
 
 
-@router.get("/audit/datasets/{dataset}/versions/{version}/impact")
+@router.get("/audit/datasets/{dataset}/versions/{version}/impact", responses=REPORT_RESPONSES)
 def get_impact(
-    dataset: str,
-    version: int,
+    dataset: DatasetPath,
+    version: VersionPath,
     session: SessionDep,
     services: ServicesDep,
     principal: PrincipalDep,
@@ -60,8 +70,8 @@ def get_audit_log(
     actor: str | None = None,
     action: str | None = None,
     dataset: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime = None,
+    until: IsoTime = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """The audit trail, newest first, filtered by actor, action, dataset and time."""

@@ -10,7 +10,13 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.api.dependencies import (
+    DatasetPath,
+    PrincipalDep,
+    ServicesDep,
+    SessionDep,
+    VersionPath,
+)
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.errors import DatagateError, DatasetNotFound, UnreadableUpload
 from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
@@ -64,7 +70,7 @@ def get_datasets(
 
 @router.get("/datasets/{dataset}")
 def get_dataset(
-    dataset: str, services: ServicesDep, session: SessionDep, principal: PrincipalDep
+    dataset: DatasetPath, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """One dataset with its contract and latest version."""
     require(principal, ROLES, dataset)
@@ -74,7 +80,9 @@ def get_dataset(
 
 
 @router.get("/datasets/{dataset}/versions")
-def get_versions(dataset: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+def get_versions(
+    dataset: DatasetPath, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Every version of a dataset, oldest first."""
     require(principal, ROLES, dataset)
     row = dataset_by_name(session, dataset)
@@ -86,7 +94,7 @@ def get_versions(dataset: str, session: SessionDep, principal: PrincipalDep) -> 
 
 @router.get("/datasets/{dataset}/versions/{version}")
 def get_version(
-    dataset: str, version: int, session: SessionDep, principal: PrincipalDep
+    dataset: DatasetPath, version: VersionPath, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """One version's metadata."""
     require(principal, ROLES, dataset)
@@ -100,8 +108,8 @@ def get_version(
     responses={200: {"content": {media: {} for media in EXPORT_MEDIA_TYPES.values()}}},
 )
 def get_version_data(
-    dataset: str,
-    version: int,
+    dataset: DatasetPath,
+    version: VersionPath,
     services: ServicesDep,
     session: SessionDep,
     principal: PrincipalDep,
@@ -145,7 +153,7 @@ def get_version_data(
     },
 )
 async def upload(
-    dataset: str,
+    dataset: DatasetPath,
     request: Request,
     services: ServicesDep,
     principal: PrincipalDep,

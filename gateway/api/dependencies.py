@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
+from pydantic import BeforeValidator
 from sqlmodel import Session
 
 from gateway.keys import Principal, authenticate
+from gateway.models import MAX_VERSION
 from gateway.services import Services
 
 # Declares the scheme in the OpenAPI document; checking is done by get_principal.
@@ -30,6 +33,27 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SessionDep = Annotated[Session, Depends(get_session)]
+DatasetPath = Annotated[
+    str, Path(description="A dataset, named as its contract names it.", examples=["customers"])
+]
+VersionPath = Annotated[
+    int, Path(ge=1, le=MAX_VERSION, description="A version number (from 1).", examples=[1])
+]
+
+
+def _iso_time(value: Any) -> Any:
+    # Pydantic would also read 0 or "0.5" as Unix times; the API documents ISO 8601 only.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    raise ValueError("expected an ISO 8601 time string")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_time)]
+IsoTime = Annotated[
+    IsoDateTime | None, Query(description="ISO 8601 time, e.g. 2026-11-26T00:00:00Z.")
+]
 
 
 def get_principal(

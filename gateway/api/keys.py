@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import PrincipalDep, ServicesDep
+from gateway.api.dependencies import IsoDateTime, PrincipalDep, ServicesDep
 from gateway.keys import create_key, list_keys, require, revoke_key
-from gateway.models import ApiKey
+from gateway.models import ApiKey, as_utc, utcnow
 
 router = APIRouter(tags=["keys"])
 
@@ -22,7 +22,14 @@ class KeyIn(BaseModel):
     role: Literal["admin", "producer", "consumer", "auditor"]
     name: str = Field("api-key", min_length=1, max_length=200)
     datasets: list[str] | None = Field(None, max_length=1000)
-    expires_at: datetime | None = None
+    expires_at: IsoDateTime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and as_utc(value) <= utcnow():
+            raise ValueError("expires_at must be in the future")
+        return value
 
 
 def key_view(row: ApiKey) -> dict[str, Any]:

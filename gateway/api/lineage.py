@@ -63,7 +63,7 @@ async def post_lineage(
     return Response(status_code=201)
 
 
-@router.get("/lineage")
+@router.get("/lineage", responses={404: {"description": "No such node in the graph"}})
 def get_lineage(
     session: SessionDep,
     principal: PrincipalDep,

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.dependencies import PrincipalDep, ServicesDep
 from gateway.keys import require
+from gateway.models import MAX_VERSION
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from gateway.training import TrainingReport, report_training
 
@@ -29,7 +30,7 @@ class InputRef(BaseModel):
     """One dataset version the model was trained on."""
 
     dataset: str = Field(min_length=1, max_length=200)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class JobRef(BaseModel):

@@ -1,0 +1,174 @@
+"""Property-based tests (hypothesis): whatever bytes or small frames arrive, the gateway answers
+a 2xx or a 4xx problem+json — never a 5xx — leaves no temporary file, and an accepted frame's
+non-personal columns come back exactly as sent."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from gateway.settings import Settings
+
+PROBLEM = "application/problem+json"
+# Each example is a full upload through the app; these counts keep the file under a minute.
+RANDOM_BYTES_EXAMPLES = 60
+RANDOM_FRAME_EXAMPLES = 40
+FUZZ = settings(
+    max_examples=RANDOM_BYTES_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+CONTENT_TYPES = st.sampled_from(
+    [
+        None,
+        "text/csv",
+        "application/json",
+        "application/x-ndjson",
+        "application/vnd.apache.parquet",
+        "application/vnd.apache.arrow.file",
+        "application/octet-stream",
+        "multipart/form-data; boundary=xyz",
+        "text/csv; charset=utf-16",
+    ]
+)
+# Prefixes that steer random bytes into each reader (and the decompressors).
+PREFIXES = st.sampled_from(
+    [b"", b"PAR1", b"ARROW1\x00\x00", b"\x1f\x8b\x08", b"\x28\xb5\x2f\xfd", b"[", b"{", b"a,b\n"]
+)
+
+
+def _temporary_files(settings: Settings) -> list[Path]:
+    folders = [settings.tmp_dir, settings.home / "snapshots" / ".staging"]
+    return [p for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()]
+
+
+def _assert_answered(response: object) -> None:
+    status = response.status_code  # type: ignore[attr-defined]
+    assert status < 500, response.text  # type: ignore[attr-defined]
+    if status >= 400:
+        assert response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+        assert response.json()["status"] == status  # type: ignore[attr-defined]
+
+
+@FUZZ
+@given(
+    prefix=PREFIXES,
+    body=st.one_of(st.binary(max_size=2_000), st.text(max_size=500).map(str.encode)),
+    content_type=CONTENT_TYPES,
+)
+def test_random_bytes_never_cause_a_server_error(
+    client: TestClient, settings: Settings, prefix: bytes, body: bytes, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(
+        "/api/v1/datasets/customers/uploads", content=prefix + body, headers=headers
+    )
+    event(f"status {response.status_code}")
+    _assert_answered(response)
+    assert _temporary_files(settings) == []
+    assert client.get("/healthz").status_code == 200
+
+
+SAFE_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+ROW = st.fixed_dictionaries(
+    {
+        "customer_id": st.integers(min_value=-5, max_value=10**6),
+        "email": st.one_of(st.emails(), SAFE_TEXT),
+        "full_name": st.sampled_from(["Ada Lovelace", "Alan Turing", "Grace Hopper"]),
+        "phone": st.one_of(st.none(), st.sampled_from(["+1 415 555 2671", "020 7946 0958"])),
+        "country": st.sampled_from(["US", "GB", "DE", "ZZ"]),
+        "city": st.one_of(st.none(), st.sampled_from(["Paris", "Berlin", "Austin"])),
+        "signup_date": st.dates(min_value=date(1990, 1, 1), max_value=date(2030, 1, 1)),
+        "last_order_date": st.one_of(st.none(), st.dates(min_value=date(2000, 1, 1))),
+        "lifetime_value": st.floats(min_value=-10, max_value=1e6, allow_nan=False, width=32),
+        "orders_count": st.integers(min_value=-1, max_value=300),
+        "segment": st.sampled_from(["consumer", "small_business", "enterprise"]),
+        "is_active": st.booleans(),
+        "notes": st.none(),
+    }
+)
+SCHEMA = {
+    "customer_id": pl.Int64,
+    "email": pl.String,
+    "full_name": pl.String,
+    "phone": pl.String,
+    "country": pl.String,
+    "city": pl.String,
+    "signup_date": pl.Date,
+    "last_order_date": pl.Date,
+    "lifetime_value": pl.Float64,
+    "orders_count": pl.Int64,
+    "segment": pl.String,
+    "is_active": pl.Boolean,
+    "notes": pl.String,
+}
+KEPT = ["customer_id", "country", "signup_date", "lifetime_value", "orders_count", "segment"]
+
+
+def _encode(frame: pl.DataFrame, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "csv":
+        frame.write_csv(buffer)
+    elif fmt == "parquet":
+        frame.write_parquet(buffer)
+    else:
+        frame.write_ndjson(buffer)
+    return buffer.getvalue()
+
+
+@settings(FUZZ, max_examples=RANDOM_FRAME_EXAMPLES)
+@given(
+    rows=st.lists(ROW, min_size=1, max_size=6),
+    fmt=st.sampled_from(["csv", "parquet", "ndjson"]),
+)
+def test_random_small_frames_are_stored_faithfully_or_refused(
+    client: TestClient, settings: Settings, rows: list[dict[str, object]], fmt: str
+) -> None:
+    frame = pl.DataFrame(rows, schema=SCHEMA)
+    response = client.post(
+        f"/api/v1/datasets/customers/uploads?format={fmt}", content=_encode(frame, fmt)
+    )
+    _assert_answered(response)
+    event(f"status {response.status_code}")
+    assert _temporary_files(settings) == []
+    if response.status_code >= 400:
+        assert response.status_code in (400, 422), response.text
+        return
+    version = response.json()["version"]["version"]
+    data = client.get(f"/api/v1/datasets/customers/versions/{version}/data")
+    stored = pl.read_parquet(io.BytesIO(data.content))
+    assert stored.height == frame.height
+    assert stored.select(KEPT).equals(frame.select(KEPT))
+    assert stored["email"].to_list() != frame["email"].to_list()  # hashed, never kept
+
+
+@pytest.mark.parametrize("version", ["0", "-1", str(2**31), "99999999999999999999999"])
+def test_out_of_range_version_numbers_are_400s(client: TestClient, version: str) -> None:
+    response = client.get(f"/api/v1/datasets/customers/versions/{version}")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_multipart_part_headers_with_any_bytes_are_handled(client: TestClient) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="\xf1\x96\xac\xbe\xc2\xa0"\r\n\r\nx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="\xe2\x82\xac.csv"\r\n'
+        b"\r\ncustomer_id\r\n1\r\n--b--\r\n"
+    )
+    response = client.post(
+        "/api/v1/datasets/customers/uploads",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 422  # read as CSV, then refused by the contract
+    assert response.headers["content-type"] == PROBLEM
