@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -75,8 +76,10 @@ def serve(
     if problems:
         typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
         raise typer.Exit(2)
+    # Migrate once here, before any worker starts.
+    _migrated_engine(settings).dispose()
     _first_start_admin_key(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         "gateway.cli:build_app",
         factory=True,
         host=host or settings.host,
@@ -84,6 +87,38 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
     )
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[_tcp_listener(config)]).run()
+
+
+def _tcp_listener(config: Any) -> socket.socket:
+    """The listening socket the worker processes share.
+
+    uvicorn's own ``bind_socket`` leaves the protocol number at 0, so asyncio does not set
+    TCP_NODELAY on accepted connections and every keep-alive request after the first waits
+    ~40 ms for a delayed ACK (Kludex/uvicorn#3149). Binding with IPPROTO_TCP avoids that.
+    """
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"cannot listen on {config.host}:{config.port}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    sock.set_inheritable(True)
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d with %d workers",
+        config.host,
+        sock.getsockname()[1],
+        config.workers,
+    )
+    return sock
 
 
 def build_app() -> object:

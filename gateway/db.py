@@ -58,9 +58,20 @@ def _alembic_config(connection: Any) -> Config:
     return config
 
 
+# Any fixed number: PostgreSQL processes migrating one database queue on this lock.
+_MIGRATION_LOCK = 0x64617461676174  # "datagat"
+
+
 def migrate(engine: Engine) -> None:
-    """Apply every pending Alembic migration."""
-    with engine.begin() as connection:
+    """Apply every pending Alembic migration.
+
+    Several processes may start at once (workers, replicas): on SQLite the transaction takes
+    the write lock up front, on PostgreSQL an advisory lock, so one migrates and the others
+    then find the database at head.
+    """
+    with engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         before = MigrationContext.configure(connection).get_current_heads()
         command.upgrade(_alembic_config(connection), "head")
         after = MigrationContext.configure(connection).get_current_heads()
