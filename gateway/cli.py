@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +22,9 @@ app.add_typer(privacy_app, name="privacy")
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 FIRST_ADMIN_KEY_FILE = "admin.key"
+# gateway.metrics reads the same variable; not imported here, because prometheus_client picks
+# its storage when first imported and must see the variable set.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _migrated_engine(settings: Settings) -> Any:
@@ -52,13 +57,21 @@ def _first_start_admin_key(settings: Settings) -> None:
     typer.echo(f"created an admin API key; it is in {path.resolve()} (mode 0600)")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic narrates every migration context (readiness checks open one); gateway.db logs
-    # what was applied.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.resolved_log_format)
+
+
+def _fresh_metrics_dir(settings: Settings) -> None:
+    # Worker processes share counters through files in this folder (prometheus-client's
+    # multiprocess mode); it must exist and be empty before the first worker starts, and be
+    # in the environment before any worker imports prometheus_client.
+    folder = Path(os.environ.get(MULTIPROC_ENV) or settings.home / "metrics").resolve()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
 
 
 @app.command()
@@ -71,11 +84,12 @@ def serve(
     import uvicorn
 
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     problems = settings.production_problems()
     if problems:
         typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
         raise typer.Exit(2)
+    _fresh_metrics_dir(settings)
     # Migrate once here, before any worker starts.
     _migrated_engine(settings).dispose()
     _first_start_admin_key(settings)
@@ -86,6 +100,10 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level=settings.log_level,
+        # Datagate's own structured handler formats uvicorn's records; each request is logged
+        # once, as a structured event, by the request middleware.
+        log_config=None,
+        access_log=False,
     )
     if workers == 1:
         uvicorn.Server(config).run()
@@ -126,7 +144,7 @@ def build_app() -> object:
     from gateway.app import create_app
 
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     return create_app(settings)
 
 
@@ -134,7 +152,7 @@ def build_app() -> object:
 def db_upgrade() -> None:
     """Apply pending migrations to DATAGATE_DATABASE_URL."""
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     engine = _migrated_engine(settings)
     typer.echo(f"database at head ({engine.dialect.name})")
     engine.dispose()

@@ -1,22 +1,94 @@
-"""Prometheus metrics at ``/metrics``: the lineage outbox backlog and delivery failures.
+"""Prometheus metrics at ``/metrics``.
 
-The backlog is read from the database at scrape time, so every replica reports the shared
-outbox's true size.
+Counters and histograms live in this module and are updated where things happen (pipeline,
+outbox, HTTP middleware). Under ``datagate serve`` they are multi-process: ``serve`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before any worker starts, every worker writes its
+values there, and whichever worker answers a scrape sums them all (prometheus-client's
+multiprocess mode). The lineage outbox backlog is read from the database at scrape time, so
+every replica reports the shared outbox's true size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from gateway.outbox import LineageDelivery
+if TYPE_CHECKING:
+    from gateway.outbox import LineageDelivery
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Created without a registry: in multi-process mode values go to files, otherwise
+# ``_LOCAL`` collects them.
+UPLOADS = Counter(
+    "datagate_uploads",
+    "Uploads by dataset and outcome (accepted, matched, rejected, failed).",
+    ["dataset", "outcome"],
+    registry=None,
+)
+ROWS = Counter("datagate_ingested_rows", "Rows in accepted uploads.", ["dataset"], registry=None)
+BYTES = Counter(
+    "datagate_ingested_bytes", "Bytes received in accepted uploads.", ["dataset"], registry=None
+)
+STAGE_SECONDS = Histogram(
+    "datagate_stage_duration_seconds",
+    "Seconds spent in each ingest stage.",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=None,
+)
+VALIDATION_FAILURES = Counter(
+    "datagate_validation_failures",
+    "Uploads in which a contract check failed, by contract, column and check.",
+    ["contract", "column", "check"],
+    registry=None,
+)
+PII_REDACTED = Counter(
+    "datagate_pii_values_redacted",
+    "Personal-data values (cells or free-text spans) redacted, by entity type.",
+    ["entity"],
+    registry=None,
+)
+LINEAGE_DELIVERY_FAILURES = Counter(
+    "datagate_lineage_delivery_failures",
+    "Failed attempts to deliver lineage events to the OpenLineage transport.",
+    registry=None,
+)
+HTTP_SECONDS = Histogram(
+    "datagate_http_request_duration_seconds",
+    "HTTP request latency by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=None,
+)
+_ALL: tuple[Counter | Histogram, ...] = (
+    UPLOADS,
+    ROWS,
+    BYTES,
+    STAGE_SECONDS,
+    VALIDATION_FAILURES,
+    PII_REDACTED,
+    LINEAGE_DELIVERY_FAILURES,
+    HTTP_SECONDS,
+)
+
+
+class _Local(Collector):
+    """This process's metrics, when not in multi-process mode."""
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in _ALL:
+            yield from metric.collect()
 
 
 class LineageCollector(Collector):
-    """Outbox size, age of its oldest event, and this process's failed deliveries."""
+    """Outbox size and the age of its oldest event, read from the database."""
 
     def __init__(self, delivery: LineageDelivery) -> None:
         self.delivery = delivery
@@ -33,15 +105,20 @@ class LineageCollector(Collector):
             "Age of the oldest undelivered lineage event (0 when none).",
             value=backlog["oldest_pending_seconds"] or 0.0,
         )
-        yield CounterMetricFamily(
-            "datagate_lineage_delivery_failures",
-            "Failed lineage delivery attempts in this process.",
-            value=backlog["delivery_failures"],
-        )
+
+
+def multiprocess_dir() -> str | None:
+    """The folder shared by the worker processes, when metrics are multi-process."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 def build_registry(delivery: LineageDelivery) -> CollectorRegistry:
-    """A registry holding Datagate's collectors."""
+    """The registry ``/metrics`` exposes: all workers' metrics plus the outbox backlog."""
     registry = CollectorRegistry(auto_describe=False)
+    folder = multiprocess_dir()
+    if folder:
+        MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Local())
     registry.register(LineageCollector(delivery))
     return registry

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
+from gateway.metrics import LINEAGE_DELIVERY_FAILURES
 from gateway.models import LineageEdge, LineageEvent, as_utc, utcnow
 from lineage import event_to_dict
 
@@ -193,6 +194,7 @@ class LineageDelivery:
                 failed.add(row_id)
                 failed_runs.add(run_id)
                 self.failures += 1
+                LINEAGE_DELIVERY_FAILURES.inc()
                 log.warning(
                     "lineage delivery of event %d failed (%s); will retry",
                     row_id,

@@ -19,6 +19,7 @@ import polars as pl
 from openlineage.client.event_v2 import RunEvent
 from openlineage.client.uuid import generate_new_uuid
 
+from gateway import metrics
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.errors import (
@@ -129,7 +130,11 @@ def source_label(ref: DatasetRef) -> str:
 
 
 def start_run(
-    services: Services, contract: Contract, source: str | None, uploader: str
+    services: Services,
+    contract: Contract,
+    source: str | None,
+    uploader: str,
+    request_id: str | None = None,
 ) -> IngestJob:
     """Record a running ingest and its START event.
 
@@ -143,6 +148,7 @@ def start_run(
         dataset=contract.dataset,
         source=parse_source(source, services.settings.namespace, contract.dataset, run_id),
         owner=contract.owner,
+        request_id=request_id,
     )
     now = utcnow()
     event = ingest_start(job, now)
@@ -403,11 +409,34 @@ def _finish_run(
     session.add(run)
 
 
+def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
+    """Count one finished upload in the Prometheus metrics."""
+    metrics.UPLOADS.labels(dataset, outcome).inc()
+    if batch is None:
+        return
+    for stage, seconds in batch.timings.items():
+        metrics.STAGE_SECONDS.labels(stage).observe(seconds)
+    if batch.report is not None:
+        for check in {(f["column"], f["check"]) for f in batch.report.failures}:
+            metrics.VALIDATION_FAILURES.labels(batch.contract.dataset, *check).inc()
+    if outcome not in ("accepted", "matched"):
+        return
+    metrics.ROWS.labels(dataset).inc(batch.require_frame().height)
+    metrics.BYTES.labels(dataset).inc(batch.upload.size)
+    for column in batch.pii:
+        if column.spans:
+            for entity, count in column.spans.items():
+                metrics.PII_REDACTED.labels(entity).inc(count)
+        elif column.values_redacted and column.action not in ("keep", "warn", "none"):
+            metrics.PII_REDACTED.labels(column.entity or "UNKNOWN").inc(column.values_redacted)
+
+
 def fail_run(
     services: Services, job: IngestJob, error: DatagateError, batch: Batch | None = None
 ) -> None:
     """Record a rejected or failed ingest and its FAIL event; never raises."""
     status = "rejected" if isinstance(error, ContractViolation | UndeclaredPii) else "failed"
+    observe(job.dataset, status, batch)
     problem = problem_for(error)
     summary = {
         "type": problem.type,
@@ -486,4 +515,5 @@ def run_pipeline(
         if batch.snapshot is not None and not batch.created:
             services.snapshots.discard(batch.snapshot)
     assert batch.version is not None
+    observe(job.dataset, "accepted" if batch.created else "matched", batch)
     return IngestOutcome(run_id=job.run_id, version=batch.version, created=batch.created)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: JSON lines in production, readable text in development."
+    )
     lineage_retry_seconds: float = Field(2.0, gt=0, description="First delivery retry delay.")
     lineage_retry_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
     heartbeat_seconds: float = Field(
@@ -55,6 +58,13 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return (self.home / "snapshots").resolve().as_uri()
+
+    @property
+    def resolved_log_format(self) -> str:
+        """``json`` or ``console``."""
+        if self.log_format != "auto":
+            return self.log_format
+        return "json" if self.env == "production" else "console"
 
     @property
     def tmp_dir(self) -> Path:

@@ -119,6 +119,25 @@ def sweep_owned_folders(parent: Path, dead: OwnerDead) -> list[str]:
     return removed
 
 
+def stage_file(plan: pl.LazyFrame, folder: Path) -> StagedSnapshot:
+    """Stream ``plan`` into a new Parquet file in ``folder``, fsync it and hash it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.parquet"
+    try:
+        write_parquet(plan, path)
+        digest = hashlib.sha256()
+        with path.open("rb+") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                digest.update(chunk)
+            size = fh.tell()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    return StagedSnapshot(path=path, content_hash=digest.hexdigest(), byte_size=size)
+
+
 class LocalSnapshotStore:
     """Snapshots as files under a local folder (``file://`` URLs or plain paths).
 
@@ -135,21 +154,7 @@ class LocalSnapshotStore:
         self.staging.mkdir(parents=True, exist_ok=True)
 
     def stage(self, plan: pl.LazyFrame) -> StagedSnapshot:
-        self.staging.mkdir(parents=True, exist_ok=True)
-        path = self.staging / f"{uuid.uuid4().hex}.parquet"
-        try:
-            write_parquet(plan, path)
-            digest = hashlib.sha256()
-            with path.open("rb+") as fh:
-                while chunk := fh.read(_HASH_CHUNK):
-                    digest.update(chunk)
-                size = fh.tell()
-                os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            raise
-        return StagedSnapshot(path=path, content_hash=digest.hexdigest(), byte_size=size)
+        return stage_file(plan, self.staging)
 
     def publish(self, staged: StagedSnapshot, key: str) -> None:
         target = self.root / key
@@ -191,18 +196,28 @@ class LocalSnapshotStore:
         return sweep_owned_folders(self.root / self.STAGING, dead)
 
 
-def _local(url: str, owner: str) -> SnapshotStore:
+def _local(url: str, owner: str, work: Path) -> SnapshotStore:
     parsed = urlparse(url)
     path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
     return LocalSnapshotStore(path.resolve(), owner)
 
 
-BACKENDS: dict[str, Callable[[str, str], SnapshotStore]] = {"file": _local, "": _local}
+def _s3(url: str, owner: str, work: Path) -> SnapshotStore:
+    from gateway.object_store import ObjectSnapshotStore
+
+    return ObjectSnapshotStore(url, owner, work)
 
 
-def open_store(url: str, owner: str = "shared") -> SnapshotStore:
+BACKENDS: dict[str, Callable[[str, str, Path], SnapshotStore]] = {
+    "file": _local,
+    "": _local,
+    "s3": _s3,
+}
+
+
+def open_store(url: str, owner: str = "shared", work: Path | None = None) -> SnapshotStore:
     """The snapshot store for ``url``, chosen by its scheme; ``owner`` names this process's
-    staging area.
+    staging area, ``work`` is a local folder a remote store stages and caches in.
 
     Raises:
         ValueError: no backend handles the scheme.
@@ -213,5 +228,6 @@ def open_store(url: str, owner: str = "shared") -> SnapshotStore:
     try:
         backend = BACKENDS[scheme]
     except KeyError:
-        raise ValueError(f"no snapshot store for scheme {scheme!r} (known: file)") from None
-    return backend(url, owner)
+        known = ", ".join(sorted(k for k in BACKENDS if k))
+        raise ValueError(f"no snapshot store for scheme {scheme!r} (known: {known})") from None
+    return backend(url, owner, work or Path(".datagate"))

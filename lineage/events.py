@@ -69,6 +69,8 @@ class IngestJob:
     dataset: str
     source: DatasetRef
     owner: str | None = None
+    # The HTTP request that carried the upload (X-Request-ID), to join events with logs.
+    request_id: str | None = None
 
     @property
     def job_name(self) -> str:
@@ -105,6 +107,8 @@ class ColumnMapping:
 
 PII_FACET = "datagate_pii"
 PII_FACET_SCHEMA = f"{PRODUCER}/spec/facets/PiiDatasetFacet.json"
+REQUEST_FACET = "datagate_request"
+REQUEST_FACET_SCHEMA = f"{PRODUCER}/spec/facets/RequestRunFacet.json"
 
 
 @dataclass(frozen=True)
@@ -205,10 +209,17 @@ def _event(
     outputs: list[OutputDataset],
     run_facets: dict[str, Any] | None = None,
 ) -> RunEvent:
+    facets = dict(run_facets or {})
+    if job.request_id:
+        facets[REQUEST_FACET] = {
+            "_producer": PRODUCER,
+            "_schemaURL": REQUEST_FACET_SCHEMA,
+            "requestId": job.request_id,
+        }
     return RunEvent(
         eventType=state,
         eventTime=at.isoformat(),
-        run=Run(runId=job.run_id, facets=run_facets or {}),
+        run=Run(runId=job.run_id, facets=facets),
         job=_job(job),
         producer=PRODUCER,
         inputs=inputs,

@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, select
 
 from bench.pii_data import mixed_table
 from gateway.app import create_app
+from gateway.logs import formatter
 from gateway.settings import Settings
 from privacy import PiiEngine
 from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
@@ -56,11 +57,18 @@ def test_planted_pii_appears_nowhere(
     database_url: str,
     pii_engine: PiiEngine,
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Structured PII (emails, phones, cards, SSNs, IBANs, IPs) in declared, undeclared and
     free-text columns must never be found again. Names inside free text are left to the quality
     test: the NER model's recall there is measured (>= 0.85), not perfect."""
     caplog.set_level(logging.DEBUG)
+    # The production log format too: JSON lines with the request context bound.
+    json_lines = io.StringIO()
+    json_handler = logging.StreamHandler(json_lines)
+    json_handler.setFormatter(formatter("json"))
+    logging.getLogger().addHandler(json_handler)
+    request.addfinalizer(lambda: logging.getLogger().removeHandler(json_handler))
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     (contracts / "support_tickets.py").write_text(textwrap.dedent(CONTRACT))
@@ -150,9 +158,12 @@ def test_planted_pii_appears_nowhere(
     places = {
         "responses": "\n".join(bodies),
         "logs": caplog.text,
+        "JSON logs": json_lines.getvalue(),
         "database": "\n".join(rows),
         "files": "\n".join(files),
         "lineage events": "\n".join(events),
     }
+    lines = json_lines.getvalue().splitlines()
+    assert any(json.loads(line)["event"] == "request" for line in lines)
     leaks = {where: sorted(v for v in planted if v in text)[:5] for where, text in places.items()}
     assert leaks == {where: [] for where in places}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
@@ -166,7 +167,11 @@ async def upload(
     if contract is None:
         raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
     uploader = principal.name
-    job = await run_in_threadpool(start_run, services, contract, source, uploader)
+    job = await run_in_threadpool(
+        start_run, services, contract, source, uploader, request.state.request_id
+    )
+    request.state.run_id = job.run_id
+    structlog.contextvars.bind_contextvars(dataset=dataset, run_id=job.run_id)
     spool = UploadSpool(services.work_dir)
     try:
         try:

@@ -43,7 +43,8 @@ def _check_storage(services: Any) -> dict[str, Any]:
         services.snapshots.check_writable()
     except OSError as exc:
         return {"status": "fail", "detail": f"snapshot store not writable ({type(exc).__name__})"}
-    return {"status": "ok", "detail": "writable"}
+    scheme = services.settings.resolved_storage_url.split(":", 1)[0]
+    return {"status": "ok", "detail": f"writable ({scheme})"}
 
 
 def _check_contracts(services: Any) -> dict[str, Any]:
@@ -53,8 +54,12 @@ def _check_contracts(services: Any) -> dict[str, Any]:
         "loaded": sorted(catalog.contracts),
         "errors": [{"file": e.file, "reason": e.reason} for e in catalog.errors],
     }
-    if not catalog.contracts and not catalog.errors:
+    if catalog.errors:
+        result["detail"] = f"{len(catalog.errors)} contract file(s) failed to load"
+    elif not catalog.contracts:
         result["detail"] = "no contracts found"
+    else:
+        result["detail"] = f"{len(catalog.contracts)} contract(s) loaded"
     return result
 
 
@@ -64,13 +69,18 @@ def _check_lineage(services: Any) -> dict[str, Any]:
         backlog = services.lineage.backlog()
     except Exception as exc:
         return {"status": "fail", "detail": f"outbox unreadable ({type(exc).__name__})"}
-    return {"status": "ok", "transport": services.transport, **backlog}
+    detail = f"{backlog['pending']} event(s) waiting for {services.transport}"
+    return {"status": "ok", "detail": detail, "transport": services.transport, **backlog}
 
 
 def _check_pii(services: Any) -> dict[str, Any]:
     # Pattern-only still redacts structured PII but finds no names: ready, and said loudly.
     status = dict(services.pii_engine.status)
-    status["status"] = "ok" if services.pii_engine.has_model else "degraded"
+    if services.pii_engine.has_model:
+        status["status"], status["detail"] = "ok", f"model {status.get('model')} loaded"
+    else:
+        status["status"] = "degraded"
+        status["detail"] = f"patterns only: {status.get('reason')}"
     return status
 
 
