@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from bench.serve import ServeProcess as _ServeProcess
 from bench.serve import free_port
-from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY
+from tests.conftest import ADMIN_HEADERS, CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY
 
-__all__ = ["ServeProcess", "free_port"]
+__all__ = ["ServeProcess", "free_port", "upload_csv"]
+
+
+def upload_csv(base: str, body: bytes, dataset: str = "customers") -> httpx.Response:
+    """POST a CSV body to a live server as the test admin."""
+    return httpx.post(
+        f"{base}/api/v1/datasets/{dataset}/uploads",
+        content=body,
+        headers={"Content-Type": "text/csv", **ADMIN_HEADERS},
+        timeout=120,
+    )
 
 
 class ServeProcess(_ServeProcess):

@@ -13,12 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bench.generate import customers
-from tests.conftest import ADMIN_HEADERS, TEST_ADMIN_KEY, csv_bytes
-from tests.serve import ServeProcess
+from tests.conftest import TEST_ADMIN_KEY, csv_bytes
+from tests.serve import ServeProcess, upload_csv
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +29,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
 ) -> None:
     server = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log").wait_ready()
     try:
-        stored = httpx.post(
-            f"{server.base}/api/v1/datasets/customers/uploads",
-            content=csv_bytes(customers(50, seed=4)),
-            headers={"Content-Type": "text/csv", **ADMIN_HEADERS},
-            timeout=60,
-        )
+        stored = upload_csv(server.base, csv_bytes(customers(50, seed=4)))
         assert stored.status_code == 201, stored.text
         result = subprocess.run(
             [

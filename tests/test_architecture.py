@@ -34,12 +34,13 @@ def test_library_package_does_not_import_the_service(package: str) -> None:
 
 def test_environment_is_read_only_where_settings_are_built() -> None:
     # Settings reads DATAGATE_*; services hands os.environ to the OpenLineage client, whose
-    # standard configuration lives there; the CLI tunes polars' allocator before it loads.
-    # Nothing else looks at the environment.
+    # standard configuration lives there; the CLI tunes polars' allocator before it loads and
+    # sets prometheus-client's PROMETHEUS_MULTIPROC_DIR, which metrics reads back (as
+    # prometheus-client itself does). Nothing else looks at the environment.
     readers = sorted(
         str(path.relative_to(REPO))
         for package in ("gateway", "privacy", "lineage")
         for path in (REPO / package).rglob("*.py")
         if "os.environ" in path.read_text() or "getenv" in path.read_text()
     )
-    assert readers == ["gateway/cli.py", "gateway/services.py"]
+    assert readers == ["gateway/cli.py", "gateway/metrics.py", "gateway/services.py"]

@@ -13,7 +13,7 @@ import pytest
 
 from bench.generate import customers
 from tests.conftest import ADMIN_HEADERS, TEST_ADMIN_KEY, csv_bytes
-from tests.serve import ServeProcess
+from tests.serve import ServeProcess, upload_csv
 
 pytestmark = pytest.mark.slow
 
@@ -28,25 +28,16 @@ def server(tmp_path: Path, database_url: str) -> Iterator[str]:
         process.stop()
 
 
-def _upload(base: str, body: bytes) -> httpx.Response:
-    return httpx.post(
-        f"{base}/api/v1/datasets/customers/uploads",
-        content=body,
-        headers={"Content-Type": "text/csv", **ADMIN_HEADERS},
-        timeout=60,
-    )
-
-
 def test_serve_accepts_an_upload_and_serves_its_data(server: str) -> None:
     frame = customers(200, seed=3)
-    created = _upload(server, csv_bytes(frame))
+    created = upload_csv(server, csv_bytes(frame))
     assert created.status_code == 201, created.text
     data = httpx.get(
         f"{server}/api/v1/datasets/customers/versions/1/data", headers=ADMIN_HEADERS, timeout=30
     )
     stored = pl.read_parquet(io.BytesIO(data.content))
     assert stored["customer_id"].to_list() == frame["customer_id"].to_list()
-    rejected = _upload(server, csv_bytes(frame.with_columns(pl.lit("ZZ").alias("country"))))
+    rejected = upload_csv(server, csv_bytes(frame.with_columns(pl.lit("ZZ").alias("country"))))
     assert rejected.status_code == 422
     assert rejected.headers["content-type"] == "application/problem+json"
 
@@ -56,7 +47,7 @@ def test_parallel_uploads_get_unique_gap_free_versions(server: str) -> None:
     same = csv_bytes(customers(300, seed=999))
     bodies = [*distinct, same, same, same, same]
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-        responses = list(pool.map(lambda body: _upload(server, body), bodies))
+        responses = list(pool.map(lambda body: upload_csv(server, body), bodies))
     statuses = [r.status_code for r in responses]
     assert statuses[:8] == [201] * 8, [r.text for r in responses]
     assert sorted(statuses[8:]) == [200, 200, 200, 201]
