@@ -14,7 +14,12 @@ import typer
 
 from gateway.settings import Settings
 
-app = typer.Typer(help="Datagate: data governance and validation gateway.", no_args_is_help=True)
+# Tracebacks never show local variables: they may hold keys or data.
+app = typer.Typer(
+    help="Datagate: data governance and validation gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 privacy_app = typer.Typer(help="Privacy administration.", no_args_is_help=True)
@@ -89,6 +94,11 @@ def serve(
     if problems:
         typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
         raise typer.Exit(2)
+    try:
+        settings.resolved_pii_key()
+    except ValueError as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from exc
     _fresh_metrics_dir(settings)
     # Migrate once here, before any worker starts.
     _migrated_engine(settings).dispose()
@@ -106,7 +116,10 @@ def serve(
         access_log=False,
     )
     if workers == 1:
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:  # as uvicorn.run: a failed start-up is a failed command
+            raise typer.Exit(3)
         return
     from uvicorn.supervisors import Multiprocess
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,30 @@ def test_a_short_pii_key_is_refused(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, contracts_dir=CONTRACTS, pii_key=SecretStr("too-short"))
     with pytest.raises(ValueError, match="at least 32 bytes"):
         create_app(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DATAGATE_PII_KEY": "too-short-a-key"}, "at least 32 bytes"),
+        ({"DATAGATE_ENV": "production"}, "DATAGATE_DATABASE_URL must name a server database"),
+    ],
+)
+def test_serve_refuses_to_start_with_a_clear_message_and_no_secret(
+    tmp_path: Path, env: dict[str, str], reason: str
+) -> None:
+    result = subprocess.run(
+        [Path(sys.executable).parent / "datagate", "serve"],
+        env={**os.environ, "DATAGATE_HOME": str(tmp_path), "DATAGATE_PORT": "9", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "too-short-a-key" not in result.stderr + result.stdout
 
 
 def test_no_secret_reaches_logs_readyz_or_errors(
