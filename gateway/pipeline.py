@@ -25,6 +25,7 @@ from gateway.db import unit_of_work
 from gateway.errors import (
     ContractViolation,
     DatagateError,
+    Interrupted,
     InvalidRequest,
     StageFailed,
     UndeclaredPii,
@@ -37,7 +38,7 @@ from gateway.problems import problem_for
 from gateway.profiling import profile_frame
 from gateway.services import Services
 from gateway.snapshots import StagedSnapshot
-from gateway.store import lock_dataset, run_by_id, version_by_hash
+from gateway.store import lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import ValidationReport, validate_frame
 from lineage import (
@@ -269,6 +270,12 @@ def record(batch: Batch, services: Services) -> Batch:
     try:
         with unit_of_work(services.engine) as session:
             dataset = lock_dataset(session, batch.contract.dataset)
+            run = lock_running_run(session, batch.job.run_id)
+            if run is None:
+                raise Interrupted(
+                    "this ingest was marked interrupted while it ran; nothing was stored, "
+                    "upload again"
+                )
             existing = version_by_hash(session, dataset, snapshot.content_hash)
             if existing is not None:
                 stored, created = existing, False
@@ -304,7 +311,8 @@ def record(batch: Batch, services: Services) -> Batch:
             event = ingest_complete(batch.job, utcnow(), _stored_output(batch, services))
             # The run row is written in this transaction, so its "record" time excludes the commit.
             batch.timings["record"] = time.perf_counter() - started
-            _finish_run(session, batch, "accepted")
+            _finish_run(run, batch, "accepted")
+            session.add(run)
             store_event(session, event)
     except BaseException:
         if published is not None:
@@ -391,9 +399,8 @@ def _column_mappings(
 
 
 def _finish_run(
-    session: Any, batch: Batch, status: str, error: dict[str, Any] | None = None
+    run: IngestRun, batch: Batch, status: str, error: dict[str, Any] | None = None
 ) -> None:
-    run = run_by_id(session, batch.job.run_id)
     run.status = status
     run.filename = batch.upload.filename
     run.format = batch.format
@@ -406,7 +413,6 @@ def _finish_run(
         run.version = batch.version.number
         run.created_version = batch.created
     run.finished_at = utcnow()
-    session.add(run)
 
 
 def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
@@ -453,12 +459,14 @@ def fail_run(
     )
     try:
         with unit_of_work(services.engine) as session:
+            run = lock_running_run(session, job.run_id)
+            if run is None:
+                return  # already has an outcome (recovery interrupted it), and its FAIL event
             if batch is not None:
-                _finish_run(session, batch, status, summary)
+                _finish_run(run, batch, status, summary)
             else:
-                run = run_by_id(session, job.run_id)
                 run.status, run.error, run.finished_at = status, summary, utcnow()
-                session.add(run)
+            session.add(run)
             store_event(session, event)
     except Exception as exc:
         log.error("could not record the outcome of run %s: %s", job.run_id, redacted_traceback(exc))

@@ -145,6 +145,18 @@ def version_count(session: Session, dataset: Dataset) -> int:
     ).one()
 
 
+def lock_running_run(session: Session, run_id: str) -> IngestRun | None:
+    """The run, locked until the transaction ends, if it is still running.
+
+    None when it already has an outcome — e.g. recovery failed it because this process's
+    heartbeat looked dead. Recovery takes the same lock, so exactly one outcome is recorded.
+    """
+    run = session.exec(select(IngestRun).where(IngestRun.id == run_id).with_for_update()).first()
+    if run is None:
+        raise RunNotFound(f"no ingest run {run_id!r}")
+    return run if run.status == "running" else None
+
+
 def run_by_id(session: Session, run_id: str) -> IngestRun:
     """One ingest run.
 

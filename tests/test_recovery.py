@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from bench.generate import customers
 from gateway.db import unit_of_work
+from gateway.errors import Interrupted
 from gateway.models import GatewayInstance, IngestRun, LineageEvent, utcnow
+from gateway.pipeline import run_pipeline, start_run
 from gateway.recovery import Recovery
 from gateway.services import Services
+from gateway.uploads import ReceivedUpload, UploadSpool
+from tests.conftest import csv_bytes
 
 
 def _replica(services: Services, *, beat_age: timedelta) -> str:
@@ -82,3 +89,32 @@ def test_a_stale_replica_is_recovered_and_a_live_one_left_alone(client: TestClie
 
     # A second pass (another replica's heartbeat) finds nothing more to do.
     assert not Recovery(services).run(orphans=True)
+
+
+def test_an_ingest_failed_by_recovery_meanwhile_stores_nothing_and_one_outcome(
+    client: TestClient, tmp_path: Path
+) -> None:
+    # A replica wrongly took this process for dead (say its heartbeat stalled) and failed
+    # the run while the ingest went on: the ingest must not also commit a version.
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    contract = services.catalog.get("customers")
+    assert contract is not None
+    job = start_run(services, contract, None, "tester")
+    assert Recovery(services)._interrupt(job.run_id)
+    body = tmp_path / "upload.csv"
+    body.write_bytes(csv_bytes(customers(20, seed=2)))
+    upload = ReceivedUpload(body, body.stat().st_size, "upload.csv", "text/csv")
+    spool = UploadSpool(services.work_dir)
+    with pytest.raises(Interrupted):
+        run_pipeline(services, job, contract, upload, spool, None, "tester")
+    spool.close()
+    assert client.get("/api/v1/datasets/customers/versions").json()["versions"] == []
+    assert services.snapshots.keys("customers/") == []
+    with Session(services.engine) as session:
+        events = session.exec(
+            select(LineageEvent.event_type).where(LineageEvent.run_id == job.run_id)
+        ).all()
+    assert sorted(str(e) for e in events) == ["FAIL", "START"]
+    assert client.get(f"/api/v1/runs/{job.run_id}").json()["error"]["title"] == (
+        "Ingest interrupted"
+    )
