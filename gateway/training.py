@@ -63,7 +63,9 @@ def _started(services: Services, run_id: str) -> bool:
         )
 
 
-def report_training(services: Services, report: TrainingReport) -> tuple[str, list[str]]:
+def report_training(
+    services: Services, report: TrainingReport, request_id: str | None = None
+) -> tuple[str, list[str]]:
     """Store (and queue for delivery) the training run's events; returns run id and states.
 
     With no status the run is reported whole (START then COMPLETE). ``START`` opens a run;
@@ -100,6 +102,7 @@ def report_training(services: Services, report: TrainingReport) -> tuple[str, li
         ),
         parameters=report.parameters,
         metrics=report.metrics,
+        request_id=request_id,
     )
     with unit_of_work(services.engine) as session:
         for state in states:

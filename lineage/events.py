@@ -201,6 +201,19 @@ def _input(
     )
 
 
+def _request_facet(request_id: str | None) -> dict[str, Any]:
+    """The ``datagate_request`` run facet: the HTTP request (X-Request-ID) behind the event."""
+    if not request_id:
+        return {}
+    return {
+        REQUEST_FACET: {
+            "_producer": PRODUCER,
+            "_schemaURL": REQUEST_FACET_SCHEMA,
+            "requestId": request_id,
+        }
+    }
+
+
 def _event(
     state: RunState,
     job: IngestJob,
@@ -209,13 +222,7 @@ def _event(
     outputs: list[OutputDataset],
     run_facets: dict[str, Any] | None = None,
 ) -> RunEvent:
-    facets = dict(run_facets or {})
-    if job.request_id:
-        facets[REQUEST_FACET] = {
-            "_producer": PRODUCER,
-            "_schemaURL": REQUEST_FACET_SCHEMA,
-            "requestId": job.request_id,
-        }
+    facets = {**(run_facets or {}), **_request_facet(job.request_id)}
     return RunEvent(
         eventType=state,
         eventTime=at.isoformat(),
@@ -324,10 +331,11 @@ class TrainingJob:
     inputs: tuple[DatasetVersionRef, ...]
     parameters: tuple[tuple[str, str], ...] = ()
     metrics: tuple[tuple[str, float], ...] = ()
+    request_id: str | None = None
 
 
 def _training_run_facets(job: TrainingJob, state: RunState, message: str | None) -> dict[str, Any]:
-    facets: dict[str, Any] = {}
+    facets: dict[str, Any] = _request_facet(job.request_id)
     if job.parameters:
         facets["parameters"] = execution_parameters_run.ExecutionParametersRunFacet(
             parameters=[

@@ -40,6 +40,7 @@ def test_a_reported_run_links_the_exact_input_versions_to_the_model(
             "parameters": {"max_depth": 6},
             "metrics": {"auc": 0.91},
         },
+        headers={"X-Request-ID": "train-req-1"},
     )
     assert response.status_code == 201, response.text
     assert response.json()["events"] == ["START", "COMPLETE"]
@@ -47,6 +48,7 @@ def test_a_reported_run_links_the_exact_input_versions_to_the_model(
     assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
     for event in events:
         validate_event(event)
+        assert event["run"]["facets"]["datagate_request"]["requestId"] == "train-req-1"
     complete = events[1]
     assert complete["job"]["name"] == "train.fraud-detector"
     assert [(i["name"], i["facets"]["version"]["datasetVersion"]) for i in complete["inputs"]] == [

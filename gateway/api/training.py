@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -62,7 +62,7 @@ class TrainingRunIn(BaseModel):
     },
 )
 async def post_training_run(
-    body: TrainingRunIn, services: ServicesDep, principal: PrincipalDep
+    body: TrainingRunIn, request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> JSONResponse:
     """Record a training run: START, COMPLETE or FAIL linking dataset versions to a model."""
     require(principal, ("producer", "consumer"))
@@ -78,7 +78,9 @@ async def post_training_run(
         metrics=tuple(sorted((body.metrics or {}).items())),
         error=body.error,
     )
-    run_id, states = await run_in_threadpool(report_training, services, report)
+    run_id, states = await run_in_threadpool(
+        report_training, services, report, request.state.request_id
+    )
     return JSONResponse(
         {"run_id": run_id, "events": states, "model": body.model.model_dump()}, status_code=201
     )
