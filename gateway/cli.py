@@ -71,12 +71,29 @@ def _configure_logging(settings: Settings) -> None:
 def _fresh_metrics_dir(settings: Settings) -> None:
     # Worker processes share counters through files in this folder (prometheus-client's
     # multiprocess mode); it must exist and be empty before the first worker starts, and be
-    # in the environment before any worker imports prometheus_client.
-    folder = Path(os.environ.get(MULTIPROC_ENV) or settings.home / "metrics").resolve()
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    # in the environment before any worker imports prometheus_client. Each `serve` gets its
+    # own folder (two may share a home); folders of stopped ones are removed.
+    if os.environ.get(MULTIPROC_ENV):
+        folder = Path(os.environ[MULTIPROC_ENV])
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        parent = (settings.home / "metrics").resolve()
+        for old in parent.glob("*"):
+            if not old.name.isdigit() or not _pid_alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+        folder = parent / str(os.getpid())
+    folder.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(folder)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @app.command()
