@@ -77,23 +77,15 @@ def _fresh_metrics_dir(settings: Settings) -> None:
         folder = Path(os.environ[MULTIPROC_ENV])
         shutil.rmtree(folder, ignore_errors=True)
     else:
+        from gateway.processes import pid_alive
+
         parent = (settings.home / "metrics").resolve()
         for old in parent.glob("*"):
-            if not old.name.isdigit() or not _pid_alive(int(old.name)):
+            if not old.name.isdigit() or not pid_alive(int(old.name)):
                 shutil.rmtree(old, ignore_errors=True)
         folder = parent / str(os.getpid())
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(folder)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @app.command()

@@ -13,7 +13,6 @@ that transaction, so a crash never leaves a partial version or a gap in the numb
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -22,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
@@ -33,6 +31,7 @@ from gateway.errors import DatasetNotFound, Interrupted
 from gateway.models import DatasetVersion, GatewayInstance, IngestRun, as_utc, utcnow
 from gateway.outbox import store_event
 from gateway.problems import problem_for
+from gateway.processes import pid_alive
 from gateway.snapshots import sweep_owned_folders
 from gateway.store import list_datasets, lock_dataset
 from lineage import DatasetRef, IngestJob, ingest_fail
@@ -102,21 +101,6 @@ def beat(engine: Engine, instance: Instance) -> None:
             )
         row.heartbeat_at = now
         session.add(row)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def is_dead(row: GatewayInstance, me: Instance, now: datetime, stale_after: timedelta) -> bool:
