@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from gateway.api import api_router, health
 from gateway.api.openapi import install_openapi
-from gateway.middleware import install_request_middleware
+from gateway.middleware import RequestContext
 from gateway.problems import install_problem_handlers
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -43,7 +43,7 @@ def create_app(
     )
     app.state.services = services
     install_problem_handlers(app)
-    install_request_middleware(app, services)
+    app.add_middleware(RequestContext, services=services)
     app.include_router(health.router)
     app.include_router(api_router)
     install_openapi(app)

@@ -206,20 +206,25 @@ def keys_create(
         str, typer.Option(help="Who or what uses the key (recorded as uploader).")
     ] = "api-key",
     datasets: Annotated[
-        str | None, typer.Option(help="Comma-separated datasets (producer/consumer).")
+        str | None,
+        typer.Option(help="Producer/consumer keys: comma-separated datasets, or '*' for all."),
     ] = None,
     expires: Annotated[
         str | None, typer.Option(help="ISO time, or a duration like 30d or 12h.")
     ] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from gateway.keys import create_key
+    from gateway.errors import InvalidRequest
+    from gateway.keys import create_key, key_scope
 
+    names = None if datasets is None else [d.strip() for d in datasets.split(",") if d.strip()]
+    try:
+        key_scope(role, names)  # refuse before touching the database
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.detail, param_hint="--datasets/--role") from exc
     engine = _migrated_engine(Settings())
     try:
-        row, secret = create_key(
-            engine, role, name, datasets.split(",") if datasets else None, _expiry(expires)
-        )
+        row, secret = create_key(engine, role, name, names, _expiry(expires))
     finally:
         engine.dispose()
     scope = row.datasets or "all"
@@ -268,17 +273,34 @@ app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit trail's hash chain; exit 1 at the first broken link."""
-    from gateway.audit_log import verify
+def audit_verify(
+    expect: Annotated[
+        str | None,
+        typer.Option(help="A head printed by an earlier verify (SEQ:HASH) the trail must hold."),
+    ] = None,
+) -> None:
+    """Recompute the audit trail's keyed chain against its signed checkpoint; exit 1 at the
+    first broken link."""
+    from gateway.audit_log import Head
+    from gateway.services import audit_trail
+    from gateway.snapshots import open_store
 
-    engine = _migrated_engine(Settings())
     try:
-        result = verify(engine)
+        head = Head.parse(expect) if expect else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expect") from exc
+    settings = Settings()
+    engine = _migrated_engine(settings)
+    try:
+        store = open_store(settings.resolved_storage_url, "shared", settings.home)
+        result = audit_trail(settings, engine, store, "verify").verify(head)
     finally:
         engine.dispose()
     if result["ok"]:
-        typer.echo(f"audit trail intact: {result['checked']} entries")
+        typer.echo(
+            f"audit trail intact: {result['checked']} entries; head {result['head']} "
+            f"(checkpoint {result['checkpoint'] or 'none'})"
+        )
         return
     typer.echo(
         f"audit trail broken at entry {result['broken_at']}: {result['reason']} "

@@ -22,7 +22,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from gateway.errors import ContractLoadError
+from gateway.errors import ContractLoadError, ContractUnavailable, DatasetNotFound
 from privacy import ACTIONS, ColumnPolicy, DetectionConfig, PolicyError
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
@@ -123,15 +123,32 @@ class Contract:
 
 @dataclass
 class ContractCatalog:
-    """Every contract found in a folder, and every file that failed to load."""
+    """Every contract found in a folder, every file that failed to load, and the datasets
+    that cannot be served until their contract files are fixed."""
 
     folder: Path
     contracts: dict[str, Contract] = field(default_factory=dict)
     errors: list[ContractLoadError] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def get(self, dataset: str) -> Contract | None:
         """The contract of ``dataset``, if one is loaded."""
         return self.contracts.get(dataset)
+
+    def require(self, dataset: str) -> Contract:
+        """The contract of ``dataset``.
+
+        Raises:
+            ContractUnavailable: contract files for it exist but none can be used (e.g. two
+                contracts claim the dataset).
+            DatasetNotFound: no contract defines it.
+        """
+        contract = self.contracts.get(dataset)
+        if contract is not None:
+            return contract
+        if dataset in self.unavailable:
+            raise ContractUnavailable(self.unavailable[dataset])
+        raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
 
 
 def snake_case(name: str) -> str:
@@ -307,38 +324,49 @@ def _import_file(path: Path) -> Any:
 
 
 def load_contracts(folder: Path) -> ContractCatalog:
-    """Load every contract in ``folder``; a broken file is recorded, never raised."""
+    """Load every contract in ``folder``; a broken file is recorded, never raised.
+
+    A dataset claimed by two contracts gets neither (whichever file sorts first must not win):
+    both are reported and the dataset is unavailable until one is removed. A file that raises
+    anything at import — ``SystemExit`` included — is reported as broken.
+    """
     catalog = ContractCatalog(folder=folder)
     if not folder.is_dir():
         catalog.errors.append(ContractLoadError(str(folder), "contracts folder does not exist"))
         return catalog
+    claims: dict[str, list[Contract]] = {}
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
         try:
             module = _import_file(path)
-        except Exception as exc:  # a contract file is user code: any failure is reported
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a contract file is user code: any failure is reported
             catalog.errors.append(ContractLoadError(str(path), _reason(exc)))
             continue
         for model in _models_in(module):
             try:
                 contract = build_contract(model, str(path))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 catalog.errors.append(
                     ContractLoadError(str(path), f"{model.__name__}: {_reason(exc)}")
                 )
                 continue
-            other = catalog.contracts.get(contract.dataset)
-            if other is not None:
-                catalog.errors.append(
-                    ContractLoadError(
-                        str(path),
-                        f"{model.__name__}: dataset {contract.dataset!r} is already defined "
-                        f"by {other.model_name} in {other.source_file}",
-                    )
-                )
-                continue
-            catalog.contracts[contract.dataset] = contract
+            claims.setdefault(contract.dataset, []).append(contract)
+    for dataset, contracts in claims.items():
+        if len(contracts) == 1:
+            catalog.contracts[dataset] = contracts[0]
+            continue
+        names = " and ".join(f"{c.model_name} in {Path(c.source_file).name}" for c in contracts)
+        reason = (
+            f"dataset {dataset!r} is defined by {names}; neither is used until only one remains"
+        )
+        catalog.unavailable[dataset] = reason
+        for contract in contracts:
+            catalog.errors.append(ContractLoadError(contract.source_file, reason))
     return catalog
 
 

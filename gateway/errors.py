@@ -16,7 +16,10 @@ DatagateError
 ├── ContractViolation             (422, carries the validation report)
 ├── UndeclaredPii                 (422, PII found in columns the contract does not declare)
 ├── UnknownDatasetVersion         (422, a training input that is not a stored version)
+├── BodyTooLarge                  (413, a JSON request body over its limit)
 ├── InvalidLineageEvent           (400, the reason names the offending field)
+├── Conflict                      (409, e.g. a lineage run id that belongs to another job)
+├── ContractUnavailable           (503, the dataset's contract is broken or ambiguous)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
 
@@ -97,6 +100,18 @@ class UndeclaredPii(DatagateError):
 
 class UnknownDatasetVersion(DatagateError):
     """A training run names a dataset version Datagate does not hold."""
+
+
+class BodyTooLarge(DatagateError):
+    """A request body (other than an upload) exceeds its limit."""
+
+
+class Conflict(DatagateError):
+    """The request contradicts what is already recorded."""
+
+
+class ContractUnavailable(DatagateError):
+    """The dataset's contract cannot be used until its files are fixed."""
 
 
 class InvalidLineageEvent(DatagateError):

@@ -12,11 +12,15 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from gateway.contracts import DATASET_NAME
 from gateway.db import unit_of_work
 from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from gateway.models import ApiKey, as_utc, utcnow
 
 ROLES = ("admin", "producer", "consumer", "auditor")
+# Roles whose keys are limited to datasets: they must name them, or "*" for every dataset.
+SCOPED_ROLES = ("producer", "consumer")
+ALL_DATASETS = "*"
 KEY_PREFIX = "dg_"
 ADMIN_PRINCIPAL = "admin-key"
 
@@ -40,6 +44,40 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_scope(role: str, datasets: Sequence[str] | None) -> list[str] | None:
+    """The datasets a new key may use as stored (None: every dataset, chosen explicitly).
+
+    Raises:
+        InvalidRequest: unknown role; a producer or consumer key naming no datasets (an empty
+            list is never read as "all": that takes ``*``); datasets on another role; a name
+            that is not a dataset name.
+    """
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
+    if role not in SCOPED_ROLES:
+        if datasets is not None:
+            raise InvalidRequest("only producer and consumer keys are limited to datasets")
+        return None
+    if datasets is None:
+        raise InvalidRequest(
+            f"a {role} key names the datasets it may use, or {ALL_DATASETS!r} for all of them"
+        )
+    if not datasets:
+        raise InvalidRequest(
+            f"the dataset list is empty; name datasets, or {ALL_DATASETS!r} for all of them"
+        )
+    if ALL_DATASETS in datasets:
+        if len(set(datasets)) > 1:
+            raise InvalidRequest(f"{ALL_DATASETS!r} means every dataset: name no others with it")
+        return None
+    bad = [d for d in datasets if not DATASET_NAME.match(d)]
+    if bad:
+        raise InvalidRequest(
+            f"{len(bad)} dataset name(s) do not match {DATASET_NAME.pattern}, e.g. {bad[0][:100]!r}"
+        )
+    return sorted(set(datasets))
+
+
 def create_key(
     engine: Engine,
     role: str,
@@ -50,19 +88,16 @@ def create_key(
     """Store a new key and return it with its secret, which is never stored or shown again.
 
     Raises:
-        InvalidRequest: unknown role, or dataset scoping on a role that takes none.
+        InvalidRequest: see ``key_scope``.
     """
-    if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}")
-    if datasets and role not in ("producer", "consumer"):
-        raise InvalidRequest("only producer and consumer keys are limited to datasets")
+    scope = key_scope(role, datasets)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         id=secrets.token_hex(8),
         key_hash=hash_key(secret),
         name=name,
         role=role,
-        datasets=sorted(set(datasets)) if datasets else None,
+        datasets=scope,
         created_at=utcnow(),
         expires_at=expires_at,
     )
@@ -114,7 +149,8 @@ def authenticate(engine: Engine, header: str | None, admin_key: str | None) -> P
         name=row.name,
         role=row.role,
         key_id=row.id,
-        datasets=frozenset(row.datasets) if row.datasets else None,
+        # None is "every dataset"; an empty list (never written now) is no dataset at all.
+        datasets=None if row.datasets is None else frozenset(row.datasets),
     )
 
 

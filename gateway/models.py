@@ -185,7 +185,7 @@ class ApiKey(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """One line of the append-only audit trail; each line's hash covers the previous one."""
+    """One line of the append-only audit trail; each line's keyed MAC covers the previous one."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -205,5 +205,7 @@ class AuditEntry(SQLModel, table=True):
     outcome: int
     request_id: str = Field(max_length=100)
     client: str | None = Field(default=None, max_length=100)
+    # Refused anonymous requests beyond the per-minute limit are counted into one entry.
+    count: int = 1
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)

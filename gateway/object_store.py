@@ -110,3 +110,9 @@ class ObjectSnapshotStore:
 
     def sweep_staging(self, dead: OwnerDead) -> list[str]:
         return sweep_owned_folders(self.staging_root, dead)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        obstore.put(self.store, key, data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return bytes(obstore.get(self.store, key).bytes())

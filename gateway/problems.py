@@ -59,6 +59,12 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
         errors.InvalidLineageEvent,
         Problem(400, "invalid-lineage-event", "Invalid OpenLineage event"),
     ),
+    (errors.BodyTooLarge, Problem(413, "body-too-large", "Request body too large")),
+    (errors.Conflict, Problem(409, "conflict", "Conflict")),
+    (
+        errors.ContractUnavailable,
+        Problem(503, "contract-unavailable", "Contract unavailable"),
+    ),
     (errors.InvalidRequest, Problem(400, "invalid-request", "Invalid request")),
     (errors.StageFailed, Problem(500, "ingest-failed", "Ingest failed")),
     (errors.Interrupted, Problem(503, "ingest-interrupted", "Ingest interrupted")),
@@ -133,19 +139,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error(
-        "unhandled error on %s %s: %s",
-        request.method,
-        request.url.path,
-        errors.redacted_traceback(exc),
-    )
-    return problem_response(INTERNAL, "an unexpected error occurred; it has been logged")
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error response of ``app`` problem+json."""
+    """Make every error response of ``app`` problem+json (unexpected errors become a 500 in
+    ``gateway.middleware``, outside every other layer)."""
     app.add_exception_handler(errors.DatagateError, _datagate_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)

@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from gateway.audit_log import AuditTrail
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
 from gateway.metrics import build_registry
@@ -38,6 +39,7 @@ class Services:
     transport: str
     metrics: CollectorRegistry
     instance: Instance
+    audit: AuditTrail
     heartbeat: Heartbeat | None = field(default=None)
 
     @property
@@ -49,6 +51,10 @@ class Services:
         """Finish queued lineage deliveries, stop PII workers, release database connections."""
         if self.heartbeat is not None:
             self.heartbeat.close()
+        try:
+            self.audit.flush()
+        except Exception as exc:  # the database may be gone
+            log.warning("could not write the counted audit entries: %s", type(exc).__name__)
         self.lineage.close()
         self.pii_engine.close()
         try:
@@ -92,18 +98,34 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         retry_seconds=settings.lineage_retry_seconds,
         max_retry_seconds=settings.lineage_retry_max_seconds,
     )
+    snapshots = open_store(settings.resolved_storage_url, instance.id, settings.home)
     services = Services(
         settings=settings,
         engine=engine,
         catalog=catalog,
-        snapshots=open_store(settings.resolved_storage_url, instance.id, settings.home),
+        snapshots=snapshots,
         redaction_key=redaction_key,
         pii_engine=engine_for_pii,
         lineage=lineage,
         transport=transport,
         metrics=build_registry(lineage),
         instance=instance,
+        audit=audit_trail(settings, engine, snapshots, instance.id),
     )
     Recovery(services).run(orphans=True)
     services.heartbeat = Heartbeat(services)
     return services
+
+
+def audit_trail(
+    settings: Settings, engine: Engine, store: SnapshotStore, writer: str
+) -> AuditTrail:
+    """The audit trail, keyed from the PII secret, checkpointed in the snapshot store."""
+    key = RedactionKey(settings.resolved_pii_key()).derive_raw("audit-chain")
+    return AuditTrail(
+        engine,
+        key,
+        checkpoints=store,
+        writer=writer,
+        anonymous_per_minute=settings.audit_anonymous_per_minute,
+    )

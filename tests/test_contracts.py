@@ -6,10 +6,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session, select
 
 from gateway.app import create_app
 from gateway.contracts import load_contracts, snake_case
+from gateway.models import IngestRun
 from gateway.settings import Settings
+from privacy import PiiEngine
 from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
 
 GOOD = """
@@ -114,12 +117,66 @@ def test_broken_contract_file_is_reported_with_file_and_reason(
     assert "Traceback" not in catalog.errors[0].reason
 
 
-def test_two_contracts_for_one_dataset_are_an_error(tmp_path: Path) -> None:
-    _write(tmp_path, "a.py", GOOD.format(cls="Orders", action="hash", version="1"))
-    _write(tmp_path, "b.py", GOOD.format(cls="Orders", action="mask", version="2"))
+HIJACK = """
+import pandera.polars as pa
+
+class Takeover(pa.DataFrameModel):
+    customer_id: int
+    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "keep",
+                                    "justification": "needed"})
+
+    class Config:
+        name = "customers"
+        metadata = {"version": "9.9.9"}
+"""
+
+
+def test_two_contracts_for_one_dataset_are_both_refused_until_one_is_removed(
+    tmp_path: Path,
+) -> None:
+    # A file that sorts first must not take the dataset over (finding 9).
+    _write(tmp_path, "a_hijack.py", HIJACK)
+    (tmp_path / "customers.py").write_text((CONTRACTS / "customers.py").read_text())
+    catalog = load_contracts(tmp_path)
+    assert "customers" not in catalog.contracts
+    assert sorted(Path(e.file).name for e in catalog.errors) == ["a_hijack.py", "customers.py"]
+    assert all("a_hijack.py" in e.reason and "customers.py" in e.reason for e in catalog.errors)
+    settings = Settings(
+        home=tmp_path / "home",
+        contracts_dir=tmp_path,
+        pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
+    )
+    with admin_client(create_app(settings, pii_engine=PiiEngine(None, workers=0))) as client:
+        refused = client.post(
+            "/api/v1/datasets/customers/uploads",
+            content=b"customer_id,email\n1,a@example.com\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        assert refused.status_code == 503
+        assert refused.json()["type"].endswith("/contract-unavailable")
+        assert "a_hijack.py" in refused.json()["detail"]
+        engine = client.app.state.services.engine  # type: ignore[attr-defined]
+        with Session(engine) as session:
+            assert session.exec(select(IngestRun)).all() == []  # no run was started
+    (tmp_path / "a_hijack.py").unlink()
+    assert "customers" in load_contracts(tmp_path).contracts
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "raise SystemExit(0)\n",
+        "raise SystemExit(3)\n",
+        "class Boom(BaseException):\n    pass\nraise Boom()\n",
+    ],
+)
+def test_a_contract_file_that_exits_at_import_is_reported_broken(tmp_path: Path, body: str) -> None:
+    _write(tmp_path, "orders.py", GOOD.format(cls="Orders", action="hash", version="1"))
+    exiting = _write(tmp_path, "exits.py", body)
     catalog = load_contracts(tmp_path)
     assert list(catalog.contracts) == ["orders"]
-    assert "already defined" in catalog.errors[0].reason
+    assert [e.file for e in catalog.errors] == [str(exiting)]
 
 
 def test_readyz_and_contracts_api_name_the_broken_file(tmp_path: Path) -> None:
@@ -131,13 +188,14 @@ def test_readyz_and_contracts_api_name_the_broken_file(tmp_path: Path) -> None:
         pii_key=TEST_PII_KEY,
         admin_key=TEST_ADMIN_KEY,
     )
-    with admin_client(create_app(settings)) as client:
+    with admin_client(create_app(settings, pii_engine=PiiEngine(None, workers=0))) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
         contracts = ready.json()["checks"]["contracts"]
-        assert contracts["status"] == "fail"
-        assert contracts["errors"][0]["file"] == str(broken)
-        assert "shred" in contracts["errors"][0]["reason"]
+        assert (contracts["status"], contracts["loaded"], contracts["failed"]) == ("fail", 1, 1)
+        # Open to everyone: no path and no reason, which may quote the file.
+        assert str(tmp_path) not in ready.text
+        assert "shred" not in ready.text
         listed = client.get("/api/v1/contracts").json()
         assert [c["name"] for c in listed["contracts"]] == ["orders"]
         assert listed["errors"][0]["file"] == str(broken)

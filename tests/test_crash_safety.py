@@ -41,7 +41,7 @@ def _files(folder: Path) -> set[str]:
 
 
 def _published(home: Path) -> set[str]:
-    return {f for f in _files(home / "snapshots") if not f.startswith(".staging/")}
+    return {f for f in _files(home / "snapshots") if not f.startswith((".staging/", ".audit/"))}
 
 
 def _unfinished(home: Path) -> set[str]:

@@ -22,7 +22,7 @@ RUN_EVENT: dict[str, Any] = {
     "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     "run": {"runId": "01900000-0000-7000-8000-000000000001", "facets": {}},
     "job": {"namespace": "airflow", "name": "features.build", "facets": {}},
-    "inputs": [{"namespace": "datagate", "name": "customers", "facets": {}, "inputFacets": {}}],
+    "inputs": [{"namespace": "crm", "name": "customers", "facets": {}, "inputFacets": {}}],
     "outputs": [{"namespace": "warehouse", "name": "features", "facets": {}, "outputFacets": {}}],
 }
 

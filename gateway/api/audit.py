@@ -15,7 +15,8 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
-from gateway.audit_log import search, verify
+from gateway.audit_log import Head, search
+from gateway.errors import InvalidRequest
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
 from gateway.keys import require
 from gateway.store import dataset_by_name, version_by_number
@@ -91,6 +92,7 @@ def get_audit_log(
                 "outcome": e.outcome,
                 "request_id": e.request_id,
                 "client": e.client,
+                "count": e.count,
                 "hash": e.hash,
             }
             for e in entries
@@ -99,7 +101,18 @@ def get_audit_log(
 
 
 @router.get("/audit/verify")
-def get_audit_verify(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
-    """Recompute the audit trail's hash chain; the first broken link, if any (admins)."""
+def get_audit_verify(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    expect: str | None = Query(
+        None, description="A head recorded earlier (SEQ:HASH) that the trail must still hold."
+    ),
+) -> dict[str, Any]:
+    """Recompute the audit trail's keyed chain against its newest signed checkpoint (and
+    ``expect``); the first broken link, if any (admins)."""
     require(principal, ("admin",))
-    return verify(services.engine)
+    try:
+        head = Head.parse(expect) if expect else None
+    except ValueError as exc:
+        raise InvalidRequest(f"expect: {exc}") from exc
+    return services.audit.verify(head)

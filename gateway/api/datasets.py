@@ -19,11 +19,13 @@ from gateway.api.dependencies import (
     VersionPath,
 )
 from gateway.api.views import dataset_view, version_url, version_view
-from gateway.errors import DatagateError, DatasetNotFound, UnreadableUpload
+from gateway.contracts import Contract
+from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
 from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
 from gateway.keys import ROLES, require
-from gateway.pipeline import fail_run, run_pipeline, start_run
+from gateway.pipeline import fail_run, parse_source, run_pipeline, start_run
 from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.services import Services
 from gateway.store import (
     dataset_by_name,
     list_datasets,
@@ -32,6 +34,7 @@ from gateway.store import (
     versions_of,
 )
 from gateway.uploads import UploadSpool, receive_upload
+from lineage import IngestJob
 
 router = APIRouter(tags=["datasets"])
 
@@ -40,6 +43,7 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Identical content is already stored; that version is returned."},
     400: {"description": "Unreadable or empty upload.", **_PROBLEM},
     404: {"description": "No contract for this dataset.", **_PROBLEM},
+    503: {"description": "The dataset's contract files must be fixed first.", **_PROBLEM},
     413: {"description": "Upload (or its decompressed content) too large.", **_PROBLEM},
     415: {"description": "Unsupported format.", **_PROBLEM},
     422: {"description": "Rejected by the contract; the body holds the report.", **_PROBLEM},
@@ -132,6 +136,17 @@ def get_version_data(
     )
 
 
+async def _start(
+    request: Request, services: Services, contract: Contract, source: str | None, uploader: str
+) -> IngestJob:
+    job = await run_in_threadpool(
+        start_run, services, contract, source, uploader, request.state.request_id
+    )
+    request.state.run_id = job.run_id
+    structlog.contextvars.bind_contextvars(dataset=contract.dataset, run_id=job.run_id)
+    return job
+
+
 @router.post(
     "/datasets/{dataset}/uploads",
     status_code=201,
@@ -163,33 +178,36 @@ async def upload(
 ) -> JSONResponse:
     """Upload a file: validated, redacted and stored as a new version (201) or matched (200)."""
     require(principal, ("producer",), dataset)
-    contract = services.catalog.get(dataset)
-    if contract is None:
-        raise DatasetNotFound(f"no contract defines dataset {dataset!r}")
+    contract = services.catalog.require(dataset)
+    parse_source(source, services.settings.namespace, dataset, "-")  # refuse before the body
     uploader = principal.name
-    job = await run_in_threadpool(
-        start_run, services, contract, source, uploader, request.state.request_id
-    )
-    request.state.run_id = job.run_id
-    structlog.contextvars.bind_contextvars(dataset=dataset, run_id=job.run_id)
     spool = UploadSpool(services.work_dir)
+    job = None
     try:
         try:
             received = await receive_upload(
                 request.stream(), dict(request.headers), spool, services.settings.max_upload_bytes
             )
         except ClientDisconnect as exc:
-            error = UnreadableUpload("the client disconnected before the upload was complete")
-            await run_in_threadpool(fail_run, services, job, error)
-            raise error from exc
+            # The body never arrived: there is nothing to record but the audit entry.
+            raise UnreadableUpload(
+                "the client disconnected before the upload was complete"
+            ) from exc
+        except UploadTooLarge:
+            raise  # refused while it streamed: no run either
         except DatagateError as error:
+            # The whole body arrived but is unusable (empty, malformed multipart): a failed run.
+            job = await _start(request, services, contract, source, uploader)
             await run_in_threadpool(fail_run, services, job, error)
             raise
+        # The run starts only now that the whole body has arrived from an authorised caller.
+        job = await _start(request, services, contract, source, uploader)
         outcome = await run_in_threadpool(
             run_pipeline, services, job, contract, received, spool, format, uploader
         )
     except DatagateError as error:
-        error.extensions.setdefault("run_id", job.run_id)
+        if job is not None:
+            error.extensions.setdefault("run_id", job.run_id)
         raise
     finally:
         spool.close()

@@ -61,7 +61,11 @@ def get_principal(
     services: Annotated[Services, Depends(get_services)],
     _scheme: Annotated[object, Depends(_bearer)] = None,
 ) -> Principal:
-    """The caller, from the ``Authorization: Bearer`` header (401 without a valid key)."""
+    """The caller: authenticated by ``gateway.middleware`` before the body was read, or here
+    (401 without a valid key)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     admin_key = services.settings.admin_key
     principal = authenticate(
         services.engine,

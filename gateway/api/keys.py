@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import IsoDateTime, PrincipalDep, ServicesDep
 from gateway.keys import create_key, list_keys, require, revoke_key
 from gateway.models import ApiKey, as_utc, utcnow
@@ -21,7 +22,12 @@ class KeyIn(BaseModel):
 
     role: Literal["admin", "producer", "consumer", "auditor"]
     name: str = Field("api-key", min_length=1, max_length=200)
-    datasets: list[str] | None = Field(None, max_length=1000)
+    datasets: list[str] | None = Field(
+        None,
+        max_length=1000,
+        description="Producer and consumer keys: the datasets they may use, or ['*'] for all. "
+        "Required for those roles; an empty list is refused. Other roles take none.",
+    )
     expires_at: IsoDateTime | None = None
 
     @field_validator("expires_at")
@@ -45,10 +51,13 @@ def key_view(row: ApiKey) -> dict[str, Any]:
     }
 
 
-@router.post("/keys", status_code=201)
-async def post_key(body: KeyIn, principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
+@router.post("/keys", status_code=201, openapi_extra=documented_body(KeyIn))
+async def post_key(
+    request: Request, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, Any]:
     """Create a key; the response holds the key itself, shown this once only."""
     require(principal, ("admin",))
+    body = await json_body(request, KeyIn, services.settings.max_json_bytes)
     row, secret = await run_in_threadpool(
         create_key, services.engine, body.role, body.name, body.datasets, body.expires_at
     )

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.bodies import parse_json, read_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.db import unit_of_work
-from gateway.errors import InvalidLineageEvent
+from gateway.errors import InvalidLineageEvent, InvalidRequest
 from gateway.graph import MAX_DEPTH, lineage_graph
 from gateway.keys import ROLES, require
+from gateway.lineage_policy import check_external_event
 from gateway.outbox import store_external_event
 from gateway.problems import PROBLEM_MEDIA_TYPE
 from lineage.validation import InvalidEvent, validate_event
 
 router = APIRouter(tags=["lineage"])
-MAX_EVENT_BYTES = 5 * 1024 * 1024
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 
 
 @router.post(
@@ -27,7 +28,10 @@ MAX_EVENT_BYTES = 5 * 1024 * 1024
     status_code=201,
     response_class=Response,
     responses={
-        400: {"description": "Not a valid OpenLineage event.", "content": {PROBLEM_MEDIA_TYPE: {}}}
+        400: {"description": "Not a valid OpenLineage event.", **_PROBLEM},
+        409: {"description": "The run id belongs to another job.", **_PROBLEM},
+        413: {"description": "The event is too large.", **_PROBLEM},
+        422: {"description": "An input names an unknown dataset version.", **_PROBLEM},
     },
     openapi_extra={
         "requestBody": {
@@ -39,27 +43,27 @@ MAX_EVENT_BYTES = 5 * 1024 * 1024
 async def post_lineage(
     request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
-    """Accept an OpenLineage RunEvent, DatasetEvent or JobEvent, validate it and store it."""
-    require(principal, ("producer", "consumer"))
-    body = await request.body()
-    if len(body) > MAX_EVENT_BYTES:
-        raise InvalidLineageEvent(f"an event is limited to {MAX_EVENT_BYTES} bytes")
-    try:
-        event: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidLineageEvent(
-            f"the body is not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
-        ) from exc
-    try:
-        kind = validate_event(event)
-    except InvalidEvent as exc:
-        raise InvalidLineageEvent(str(exc)) from exc
+    """Accept an OpenLineage RunEvent, DatasetEvent or JobEvent, validate it and store it.
 
-    def store() -> None:
+    Datagate's namespace and the ``model`` namespace are written by Datagate alone (403); inputs
+    from Datagate's datasets must be ones the key may use, at versions that exist; a run id
+    belongs to one job (409)."""
+    require(principal, ("producer", "consumer"))
+    body = await read_body(request, services.settings.max_lineage_event_bytes)
+
+    def accept() -> None:
+        try:
+            event: Any = parse_json(body)
+            kind = validate_event(event)
+        except InvalidRequest as exc:
+            raise InvalidLineageEvent(exc.detail) from exc
+        except InvalidEvent as exc:
+            raise InvalidLineageEvent(str(exc)) from exc
         with unit_of_work(services.engine) as session:
+            check_external_event(session, event, kind, principal, services.settings.namespace)
             store_external_event(session, event, kind)
 
-    await run_in_threadpool(store)
+    await run_in_threadpool(accept)
     return Response(status_code=201)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.graph import version_impact
 from gateway.keys import require
@@ -19,12 +20,12 @@ router = APIRouter(tags=["privacy"])
 class SubjectSearch(BaseModel):
     """Raw identifiers of one data subject (emails, phone numbers, ids as uploaded)."""
 
-    identifiers: list[str] = Field(min_length=1, max_length=100)
+    identifiers: list[Annotated[str, Field(max_length=1000)]] = Field(min_length=1, max_length=100)
 
 
-@router.post("/privacy/subjects/search")
+@router.post("/privacy/subjects/search", openapi_extra=documented_body(SubjectSearch))
 async def subjects_search(
-    request: SubjectSearch, services: ServicesDep, session: SessionDep, principal: PrincipalDep
+    http: Request, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers, and
     the models trained on them (directly or through downstream datasets).
@@ -33,6 +34,7 @@ async def subjects_search(
     logged or echoed back. Auditors and admins.
     """
     require(principal, ("auditor",))
+    request = await json_body(http, SubjectSearch, services.settings.max_json_bytes)
     matches, searched = await run_in_threadpool(
         search_subjects,
         session,

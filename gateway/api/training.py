@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep
 from gateway.keys import require
 from gateway.models import MAX_VERSION
@@ -58,14 +59,20 @@ class TrainingRunIn(BaseModel):
     status_code=201,
     responses={
         400: {"description": "Invalid report.", **_PROBLEM},
+        409: {"description": "The run id belongs to another job.", **_PROBLEM},
+        413: {"description": "The body is too large.", **_PROBLEM},
         422: {"description": "Unknown dataset version.", **_PROBLEM},
     },
+    openapi_extra=documented_body(TrainingRunIn),
 )
 async def post_training_run(
-    body: TrainingRunIn, request: Request, services: ServicesDep, principal: PrincipalDep
+    request: Request, services: ServicesDep, principal: PrincipalDep
 ) -> JSONResponse:
-    """Record a training run: START, COMPLETE or FAIL linking dataset versions to a model."""
+    """Record a training run: START, COMPLETE or FAIL linking dataset versions to a model.
+
+    Every input must be a dataset the key may use (403 otherwise)."""
     require(principal, ("producer", "consumer"))
+    body = await json_body(request, TrainingRunIn, services.settings.max_json_bytes)
     report = TrainingReport(
         model=body.model.name,
         model_version=body.model.version,
@@ -79,7 +86,7 @@ async def post_training_run(
         error=body.error,
     )
     run_id, states = await run_in_threadpool(
-        report_training, services, report, request.state.request_id
+        report_training, services, report, principal, request.state.request_id
     )
     return JSONResponse(
         {"run_id": run_id, "events": states, "model": body.model.model_dump()}, status_code=201

@@ -1,0 +1,139 @@
+"""Auth and size limits before any body is read; JSON bodies bounded, parsed off the event loop,
+never a 500 however deep (finding 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import gateway.api.bodies
+import gateway.api.lineage
+from tests.conftest import ADMIN_HEADERS
+
+JSON_ROUTES = [
+    "/api/v1/keys",
+    "/api/v1/training-runs",
+    "/api/v1/privacy/subjects/search",
+    "/api/v1/lineage",
+]
+BODY_ROUTES = [*JSON_ROUTES, "/api/v1/datasets/customers/uploads"]
+CHUNK = b" " * 512 * 1024
+
+
+def call(
+    app: FastAPI,
+    path: str,
+    headers: dict[str, str],
+    chunks: int,
+    declared: int | None = None,
+) -> tuple[int, dict[str, Any], int]:
+    """POST straight into the ASGI app; returns status, problem body and body chunks read."""
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        more = read < chunks
+        return {"type": "http.request", "body": CHUNK if read <= chunks else b"", "more_body": more}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if declared is not None:
+        raw_headers.append((b"content-length", str(declared).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw_headers,
+        "client": ("203.0.113.9", 5555),
+        "server": ("testserver", 80),
+    }
+    anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body), read
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_no_body_byte_is_read_before_the_key_role_and_declared_size_are_checked(
+    client: TestClient, path: str
+) -> None:
+    app: FastAPI = client.app  # type: ignore[assignment]
+    huge = 300 * 1024 * 1024  # 300 MB announced: refused without reading it
+    status, problem, read = call(app, path, {"Content-Type": "application/json"}, 600, huge)
+    assert (status, read) == (401, 0)
+    assert problem["type"].endswith("/unauthorized")
+    status, problem, read = call(app, path, dict(ADMIN_HEADERS), 600, huge)
+    assert (status, read) == (413, 0)
+    # A key of a role the route refuses: 403, and the (small) body is never read either.
+    role = "producer" if path == "/api/v1/privacy/subjects/search" else "auditor"
+    scope = {"datasets": ["transactions"]} if role == "producer" else {}
+    key = client.post("/api/v1/keys", json={"role": role, **scope}).json()["key"]
+    status, problem, read = call(app, path, {"Authorization": f"Bearer {key}"}, 1, 100)
+    assert (status, read) == (403, 0)
+
+
+@pytest.mark.parametrize("path", JSON_ROUTES)
+def test_a_body_without_a_length_is_cut_off_at_the_limit(client: TestClient, path: str) -> None:
+    app: FastAPI = client.app  # type: ignore[assignment]
+    limit = client.app.state.services.settings.max_lineage_event_bytes  # type: ignore[attr-defined]
+    if path != "/api/v1/lineage":
+        limit = client.app.state.services.settings.max_json_bytes  # type: ignore[attr-defined]
+    status, problem, read = call(app, path, dict(ADMIN_HEADERS), 600)
+    assert status == 413
+    assert problem["type"].endswith("/body-too-large")
+    assert read <= limit // len(CHUNK) + 1
+
+
+@pytest.mark.parametrize("path", JSON_ROUTES)
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+def test_deeply_nested_json_is_a_400_never_a_500(client: TestClient, path: str, depth: int) -> None:
+    for body in ('{"a":' * depth + "1" + "}" * depth, "[" * depth + "]" * depth):
+        response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def _spy_on_loop(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[bool]:
+    seen: list[bool] = []
+    real: Callable[..., Any] = getattr(module, name)
+
+    def spy(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)
+        except RuntimeError:
+            seen.append(False)
+        return real(*args)
+
+    monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+def test_json_bodies_are_parsed_and_validated_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = _spy_on_loop(monkeypatch, gateway.api.bodies, "parse_json")
+    validated = _spy_on_loop(monkeypatch, gateway.api.lineage, "validate_event")
+    parsed_in_lineage = _spy_on_loop(monkeypatch, gateway.api.lineage, "parse_json")
+    assert client.post("/api/v1/keys", json={"role": "auditor"}).status_code == 201
+    client.post("/api/v1/lineage", json={"eventType": "START"})
+    assert parsed == [False]
+    assert parsed_in_lineage == [False]
+    assert validated == [False]
