@@ -1,24 +1,29 @@
-"""Decompress an upload, decide its format, and read it into a polars frame.
+"""Decide an upload's format and read it into a polars frame, within a decoding budget.
 
 Formats: CSV, Parquet, NDJSON (JSON Lines), JSON array of records, Arrow IPC; each optionally
-gzip or zstd compressed. The format comes from ``?format=``, then the Content-Type, then the
-file name, then the content itself.
+gzip or zstd compressed (unwrapped first by ``gateway.decoding``). The format comes from
+``?format=``, then the Content-Type, then the file name, then the content itself. Every reader
+is measured before it starts and streams in batches whose rows and bytes are added up
+(``gateway.decoding``), so no upload decodes past its limits.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Protocol
 
 import polars as pl
-import zstandard
 
-from gateway.errors import EmptyUpload, UnreadableUpload, UnsupportedFormat, UploadTooLarge
-from gateway.uploads import ReceivedUpload, UploadSpool
+from gateway.decoding import (
+    DecodeLimits,
+    arrow_footprint,
+    check_schema,
+    collect_within,
+    parquet_footprint,
+    scan_json_text,
+)
+from gateway.errors import EmptyUpload, UnreadableUpload, UnsupportedFormat, UploadError
 
 FORMATS = ("csv", "parquet", "ndjson", "json", "arrow")
 _CONTENT_TYPES = {
@@ -61,59 +66,8 @@ _EXTENSIONS = {
     ".feather": "arrow",
 }
 _COMPRESSED_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd")
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_COPY_CHUNK = 1 << 20
 _BOM = "\ufeff"
 _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-def _copy_limited(source: _Readable, target: IO[bytes], limit: int) -> int:
-    written = 0
-    while chunk := source.read(_COPY_CHUNK):
-        written += len(chunk)
-        if written > limit:
-            raise UploadTooLarge(
-                f"decompressed upload exceeds the limit of {limit} bytes", limit=limit
-            )
-        target.write(chunk)
-    return written
-
-
-def decompress(upload: ReceivedUpload, spool: UploadSpool, limit: int) -> tuple[Path, str | None]:
-    """The path of the uncompressed payload and the compression found (gzip, zstd or None).
-
-    Raises:
-        UploadTooLarge: the content expands past ``limit`` bytes.
-        UnreadableUpload: the compressed stream is corrupt or truncated.
-        EmptyUpload: the stream decompresses to nothing.
-    """
-    with upload.path.open("rb") as fh:
-        magic = fh.read(4)
-    if magic.startswith(_GZIP_MAGIC):
-        compression = "gzip"
-    elif magic.startswith(_ZSTD_MAGIC):
-        compression = "zstd"
-    else:
-        return upload.path, None
-    path, out = spool.new_file()
-    try:
-        with out, upload.path.open("rb") as raw:
-            if compression == "gzip":
-                with gzip.GzipFile(fileobj=raw) as stream:
-                    size = _copy_limited(stream, out, limit)
-            else:
-                with zstandard.ZstdDecompressor().stream_reader(raw) as zstream:
-                    size = _copy_limited(zstream, out, limit)
-    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
-        raise UnreadableUpload(f"the {compression} stream is corrupt or truncated") from exc
-    if size == 0:
-        raise EmptyUpload(f"the {compression} stream holds no data")
-    return path, compression
 
 
 def _sniff(path: Path) -> str:
@@ -174,60 +128,97 @@ def detect_format(
     return _from_filename(filename) or _sniff(path)
 
 
-_QUOTED = re.compile(r"`[^`]*`|'[^']*'|\"[^\"]*\"")
+_QUOTE = re.compile(r"[`'\"]")
 
 
 def safe_reason(exc: BaseException) -> str:
-    """A reader's error message with quoted fragments (which may be cell values) removed."""
+    """The first line of a reader's error, cut at its first quote: readers quote cell values
+    (and column names) there, and a quoted value may run on over several lines."""
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return _QUOTED.sub("<…>", first_line)[:300]
+    cut = _QUOTE.split(first_line, maxsplit=1)[0].rstrip(" :")
+    return (cut or type(exc).__name__)[:200]
 
 
-def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits) -> pl.DataFrame:
     with path.open("rb") as fh:
         head = fh.read(4)
     if head.startswith(_UTF16_32_BOMS):
         raise UnreadableUpload("CSV text must be UTF-8 encoded (found a UTF-16/32 byte order mark)")
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
+    limits.check(columns=len(header))
+    overrides = {c: dtypes.get(c, pl.String()) for c in header}
     try:
         # Fast path: the reader parses straight into the contract's dtypes.
-        frame = pl.read_csv(
-            path,
-            schema_overrides={c: dtypes.get(c.removeprefix(_BOM), pl.String()) for c in header},
-            encoding="utf8",
-        )
+        batches = pl.scan_csv(path, schema_overrides=overrides, encoding="utf8").collect_batches()
+        return collect_within(batches, limits)
     except pl.exceptions.ComputeError:
         # Some cell does not parse: read every column as text, so that validation can cast
         # it and report each bad cell as a contract failure instead of a reader error.
-        frame = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False)
-    if frame.columns and frame.columns[0].startswith(_BOM):
-        frame = frame.rename({frame.columns[0]: frame.columns[0].removeprefix(_BOM)})
-    return frame
+        batches = pl.scan_csv(
+            path, infer_schema=False, encoding="utf8", raise_if_empty=False
+        ).collect_batches()
+        return collect_within(batches, limits)
 
 
-def _read(path: Path, fmt: str, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def _read_parquet(path: Path, limits: DecodeLimits) -> pl.DataFrame:
+    footprint = parquet_footprint(path)
+    # Parquet spells a list in two schema levels; bound it before polars walks the schema.
+    limits.check(depth=max(0, footprint.depth - 1) // 3, rows=footprint.rows)
+    limits.check(size=footprint.decoded_bytes)
+    check_schema(pl.Schema(pl.read_parquet_schema(path)), limits)
+    return collect_within(pl.scan_parquet(path).collect_batches(), limits)
+
+
+def _read_arrow(path: Path, limits: DecodeLimits) -> pl.DataFrame:
+    footprint = arrow_footprint(path)
+    limits.check(
+        columns=footprint.columns,
+        depth=max(0, footprint.depth - 1),
+        rows=footprint.rows,
+        size=footprint.decoded_bytes,
+    )
+    with path.open("rb") as fh:
+        is_file = fh.read(6) == b"ARROW1"
+    if is_file:
+        return collect_within(pl.scan_ipc(path).collect_batches(), limits)
+    return collect_within([pl.read_ipc_stream(path)], limits)
+
+
+def _read_json_lines(path: Path, limits: DecodeLimits, *, array: bool) -> pl.DataFrame:
+    # A record is one level, so its columns may nest ``limits.depth`` more (an array one more).
+    scan_json_text(path, limits.depth + (2 if array else 1), to_lines=array)
+    schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+    check_schema(schema, limits)
+    return collect_within(pl.scan_ndjson(path, schema=schema).collect_batches(), limits)
+
+
+def _read(
+    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits
+) -> pl.DataFrame:
     if fmt == "csv":
-        return _read_csv(path, dtypes)
+        return _read_csv(path, dtypes, limits)
     if fmt == "parquet":
-        return pl.read_parquet(path)
+        return _read_parquet(path, limits)
     if fmt == "arrow":
-        with path.open("rb") as fh:
-            is_file = fh.read(6) == b"ARROW1"
-        return pl.read_ipc(path) if is_file else pl.read_ipc_stream(path)
-    if fmt == "ndjson":
-        return pl.read_ndjson(path, infer_schema_length=None)
-    return pl.read_json(path, infer_schema_length=None)
+        return _read_arrow(path, limits)
+    return _read_json_lines(path, limits, array=fmt == "json")
 
 
-def read_frame(path: Path, fmt: str, dtypes: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Read the payload as a table; text formats are parsed with the contract's ``dtypes``.
+def read_frame(
+    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits
+) -> pl.DataFrame:
+    """Read the payload as a table, within ``limits``; text formats are parsed with the
+    contract's ``dtypes``.
 
     Raises:
+        UploadTooLarge: the decoded table would pass a limit.
         UnreadableUpload: the bytes are not valid ``fmt`` or not a table of records.
         EmptyUpload: the table has no rows or no columns.
     """
     try:
-        frame = _read(path, fmt, dtypes)
+        frame = _read(path, fmt, dtypes, limits)
+    except UploadError:
+        raise
     except (pl.exceptions.PolarsError, OSError, ValueError, TypeError) as exc:
         raise UnreadableUpload(f"could not read the upload as {fmt}: {safe_reason(exc)}") from exc
     except BaseException as exc:
@@ -237,4 +228,5 @@ def read_frame(path: Path, fmt: str, dtypes: Mapping[str, pl.DataType]) -> pl.Da
         raise
     if frame.width == 0 or frame.height == 0:
         raise EmptyUpload(f"the {fmt} upload holds no rows")
+    limits.check(columns=frame.width)
     return frame

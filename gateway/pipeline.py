@@ -22,6 +22,7 @@ from openlineage.client.uuid import generate_new_uuid
 from gateway import metrics
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
+from gateway.decoding import DecodeLimits, unwrap
 from gateway.errors import (
     ContractViolation,
     DatagateError,
@@ -31,7 +32,7 @@ from gateway.errors import (
     UndeclaredPii,
     redacted_traceback,
 )
-from gateway.formats import decompress, detect_format, read_frame
+from gateway.formats import detect_format, read_frame
 from gateway.models import DatasetVersion, IngestRun, utcnow
 from gateway.outbox import store_event
 from gateway.problems import problem_for
@@ -188,13 +189,21 @@ def checkpoint(services: Services, name: str) -> None:
 
 
 def parse(batch: Batch, services: Services) -> Batch:
-    """Decompress, detect the format and read the upload into a frame."""
-    limit = services.settings.max_upload_bytes
-    payload, compression = decompress(batch.upload, batch.spool, limit)
+    """Unwrap compression, detect the format and read the upload into a frame, within the
+    decoding budget (bytes, rows, columns, nesting depth)."""
+    settings = services.settings
+    limits = DecodeLimits(
+        bytes=settings.max_decoded_bytes,
+        rows=settings.max_rows,
+        columns=settings.max_columns,
+        depth=settings.max_nesting_depth,
+    )
+    payload, layers = unwrap(batch.upload.path, batch.spool, limits)
     fmt = detect_format(
         payload, batch.requested_format, batch.upload.content_type, batch.upload.filename
     )
-    frame = read_frame(payload, fmt, batch.contract.dtypes)
+    frame = read_frame(payload, fmt, batch.contract.dtypes, limits)
+    compression = "+".join(layers) or None
     return replace(batch, payload=payload, format=fmt, compression=compression, frame=frame)
 
 

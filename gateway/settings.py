@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     pii_key: SecretStr | None = None
     max_upload_bytes: int = Field(1024**3, gt=0, description="Bytes on the wire per upload.")
     max_decoded_bytes: int = Field(
-        4 * 1024**3,
+        2 * 1024**3,
         gt=0,
         description="Bytes an upload may take once decompressed and decoded (every layer).",
     )

@@ -163,6 +163,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         pii_key=TEST_PII_KEY,
         admin_key=TEST_ADMIN_KEY,
         max_upload_bytes=5_000_000,
+        max_decoded_bytes=50_000_000,
     )
 
 
