@@ -95,6 +95,16 @@ class Contract:
         return frozenset(c.name for c in self.columns if c.policy is not None)
 
     @property
+    def check_names(self) -> frozenset[str]:
+        """Every check name a validation report of this contract can give."""
+        names = {"not_nullable", "field_uniqueness", "column_in_schema", "column_in_dataframe"}
+        for column in self.columns:
+            names.add(f"dtype('{column.dtype}')")
+            names.update(check["id"] for check in column.checks)
+        names.update(check["id"] for check in self.definition["dataframe_checks"])
+        return frozenset(names)
+
+    @property
     def dtypes(self) -> dict[str, pl.DataType]:
         """Column name to the polars dtype the contract requires."""
         return {c.name: c.dtype for c in self.columns}

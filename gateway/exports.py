@@ -32,6 +32,33 @@ def neutralise_formulas(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+_WRAPPER_KEY = r'^\{"(?:[^"\\]|\\.)*":'
+
+
+def nested_as_json(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Struct and list columns as JSON text: CSV has no nested values."""
+    nested = [
+        (name, dtype)
+        for name, dtype in frame.collect_schema().items()
+        if isinstance(dtype, pl.Struct | pl.List | pl.Array)
+    ]
+    return frame.with_columns(
+        pl.when(pl.col(name).is_null())
+        .then(None)
+        .otherwise(
+            pl.col(name).struct.json_encode()
+            if isinstance(dtype, pl.Struct)
+            # A list is encoded inside a one-field struct, whose key is then cut away.
+            else pl.struct(name)
+            .struct.json_encode()
+            .str.replace(_WRAPPER_KEY, "")
+            .str.strip_suffix("}")
+        )
+        .alias(name)
+        for name, dtype in nested
+    )
+
+
 def export_snapshot(snapshot: Path, fmt: str, folder: Path) -> Path:
     """Write the Parquet snapshot as ``fmt`` into a new temporary file the caller removes."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +68,7 @@ def export_snapshot(snapshot: Path, fmt: str, folder: Path) -> Path:
     try:
         frame = pl.scan_parquet(snapshot)
         if fmt == "csv":
-            neutralise_formulas(frame).sink_csv(target)
+            neutralise_formulas(nested_as_json(frame)).sink_csv(target)
         else:
             frame.sink_ndjson(target)
     except BaseException:

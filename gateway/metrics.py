@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from gateway.outbox import LineageDelivery
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The label value for anything outside a bounded set (undeclared columns, unknown checks):
+# label values never carry text an uploader chose.
+OTHER = "(other)"
 
 # Created without a registry: in multi-process mode values go to files, otherwise
 # ``_LOCAL`` collects them.

@@ -54,7 +54,14 @@ from lineage import (
     ingest_fail,
     ingest_start,
 )
-from privacy import ColumnOutcome, plan_redaction, scan_texts
+from privacy import (
+    ColumnOutcome,
+    DetectionConfig,
+    plan_redaction,
+    scan_texts,
+    scrub_column_names,
+    scrub_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,7 @@ class Batch:
     spool: UploadSpool
     requested_format: str | None
     uploader: str
+    filename: str | None = None  # the client's file name, PII replaced: what is stored
     payload: Path | None = None
     format: str | None = None
     compression: str | None = None
@@ -118,7 +126,7 @@ def parse_source(source: str | None, namespace: str, dataset: str, run_id: str) 
             host = f"{host}:{parts.port}"
         name = parts.path.lstrip("/")
         if not parts.scheme or not (host or name):
-            raise InvalidRequest(f"source {source!r} is not a valid URL")
+            raise InvalidRequest("source is not a valid URL")
         return DatasetRef(namespace=f"{parts.scheme}://{host}", name=name or "/")
     namespace_part, sep, name_part = source.partition(":")
     if not sep or not namespace_part or not name_part:
@@ -144,11 +152,18 @@ def start_run(
         InvalidRequest: ``source`` is malformed.
     """
     run_id = str(generate_new_uuid())
+    given = parse_source(source, services.settings.namespace, contract.dataset, run_id)
+    if source:
+        # Where the data came from is user text: it may name a person (an export's file name).
+        given = DatasetRef(
+            namespace=scrub(services, contract, given.namespace),
+            name=scrub(services, contract, given.name),
+        )
     job = IngestJob(
         run_id=run_id,
         namespace=services.settings.namespace,
         dataset=contract.dataset,
-        source=parse_source(source, services.settings.namespace, contract.dataset, run_id),
+        source=given,
         owner=contract.owner,
         request_id=request_id,
     )
@@ -172,6 +187,12 @@ def start_run(
         store_event(session, event)
     services.lineage.notify()
     return job
+
+
+def scrub(services: Services, contract: Contract | None, text: str) -> str:
+    """User-chosen text (a source, a file name, an error detail) with its PII replaced."""
+    detection = contract.detection if contract is not None else DetectionConfig()
+    return scrub_text(text, services.pii_engine, detection)
 
 
 # -- stages -------------------------------------------------------------------------------
@@ -203,6 +224,15 @@ def parse(batch: Batch, services: Services) -> Batch:
         payload, batch.requested_format, batch.upload.content_type, batch.upload.filename
     )
     frame = read_frame(payload, fmt, batch.contract.dtypes, limits)
+    # Column and field names come from the data too: PII in them is replaced before anything
+    # (reports, schemas, events, metrics) sees them. The contract's own columns are kept.
+    frame, renamed = scrub_column_names(
+        frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes
+    )
+    if renamed:
+        log.warning(
+            "run %s: personal data in %d column name(s) replaced", batch.job.run_id, renamed
+        )
     compression = "+".join(layers) or None
     return replace(batch, payload=payload, format=fmt, compression=compression, frame=frame)
 
@@ -411,7 +441,7 @@ def _finish_run(
     run: IngestRun, batch: Batch, status: str, error: dict[str, Any] | None = None
 ) -> None:
     run.status = status
-    run.filename = batch.upload.filename
+    run.filename = batch.filename
     run.format = batch.format
     run.bytes_received = batch.upload.size
     run.stage_timings = {name: round(seconds, 6) for name, seconds in batch.timings.items()}
@@ -432,8 +462,15 @@ def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
     for stage, seconds in batch.timings.items():
         metrics.STAGE_SECONDS.labels(stage).observe(seconds)
     if batch.report is not None:
-        for check in {(f["column"], f["check"]) for f in batch.report.failures}:
-            metrics.VALIDATION_FAILURES.labels(batch.contract.dataset, *check).inc()
+        # Label values only from bounded sets: the contract's own columns and checks.
+        contract = batch.contract
+        known_checks = contract.check_names
+        for column, check in {(f["column"], f["check"]) for f in batch.report.failures}:
+            metrics.VALIDATION_FAILURES.labels(
+                contract.dataset,
+                column if column in contract.dtypes else metrics.OTHER,
+                check if check in known_checks else metrics.OTHER,
+            ).inc()
     if outcome not in ("accepted", "matched"):
         return
     metrics.ROWS.labels(dataset).inc(batch.require_frame().height)
@@ -452,6 +489,13 @@ def fail_run(
     """Record a rejected or failed ingest and its FAIL event; never raises."""
     status = "rejected" if isinstance(error, ContractViolation | UndeclaredPii) else "failed"
     observe(job.dataset, status, batch)
+    # A reader's or a check's words may quote the upload: the caller, the run and the FAIL
+    # event all get the detail with its PII replaced.
+    try:
+        error.detail = scrub(services, services.catalog.get(job.dataset), error.detail)
+    except Exception as exc:  # the detector is gone: withhold the detail rather than leak it
+        log.error("could not scrub an error detail: %s", type(exc).__name__)
+        error.detail = problem_for(error).title
     problem = problem_for(error)
     summary = {
         "type": problem.type,
@@ -505,6 +549,7 @@ def run_pipeline(
         spool=spool,
         requested_format=requested_format,
         uploader=uploader,
+        filename=scrub(services, contract, upload.filename) if upload.filename else None,
     )
     try:
         for name, stage in STAGES:

@@ -8,6 +8,7 @@ from privacy.classify import Finding, classify_column
 from privacy.detection import DEFAULT_ENTITIES, DetectionConfig, Span, replace_spans
 from privacy.engine import PiiEngine
 from privacy.freetext import scan_column, scan_texts
+from privacy.names import scrub_column_names, scrub_text
 from privacy.policy import ColumnPolicy, PolicyError, RedactionKey
 from privacy.redactor import ColumnOutcome, plan_redaction, redact_frame
 
@@ -31,4 +32,6 @@ __all__ = [
     "replace_spans",
     "scan_column",
     "scan_texts",
+    "scrub_column_names",
+    "scrub_text",
 ]

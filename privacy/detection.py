@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from privacy.policy import PolicyError
@@ -86,11 +86,22 @@ class DetectionConfig:
     phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
     custom: tuple[CustomPattern, ...] = field(default_factory=tuple)
     min_score: float = 0.4
+    # Names found by NER must have this many words (2 outside free text, where a lone
+    # capitalised word is far more often a city or product than a person).
+    min_name_words: int = 1
 
     @property
     def ner_entities(self) -> frozenset[str]:
         """The requested entities that need the NER model."""
         return self.entities & frozenset(NER_LABELS)
+
+    def structured_only(self) -> DetectionConfig:
+        """The same settings without the NER entities: what pattern recognizers find."""
+        return replace(self, entities=self.entities - frozenset(NER_LABELS))
+
+    def full_names_only(self) -> DetectionConfig:
+        """The same settings, names counted only when they have two words or more."""
+        return replace(self, min_name_words=2)
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> DetectionConfig:

@@ -137,15 +137,21 @@ class Detector:
         """Spans of the configured entities in each text; validated patterns win overlaps."""
         series = pl.Series(texts, dtype=pl.String)
         found: list[list[Span]] = [[] for _ in texts]
+        # Numbers glued into codes are never reported (see _inside_code), so numeric
+        # recognizers need not see cells whose only digits sit in codes or amounts.
+        unglued: pl.Series | None = None
         for recognizer in self._recognizers(config):
             (entity,) = recognizer.supported_entities
             pattern = _CANDIDATES.get(entity)
+            numeric = entity in _NUMERIC_ENTITIES
+            if numeric and unglued is None:
+                unglued = series.str.replace_all(_NOT_A_NUMBER, " ")
+            candidates = unglued if numeric and unglued is not None else series
             rows = (
-                series.str.contains(pattern).fill_null(False).arg_true().to_list()
+                candidates.str.contains(pattern).fill_null(False).arg_true().to_list()
                 if pattern
                 else range(len(texts))
             )
-            numeric = entity in _NUMERIC_ENTITIES
             for row in rows:
                 text = texts[row]
                 for result in recognizer.analyze(text, [entity], None):  # type: ignore[arg-type]
@@ -172,6 +178,10 @@ class Detector:
                     if (
                         named
                         and _plausible(named, texts[row][start:end])
+                        and (
+                            named != "PERSON"
+                            or len(texts[row][start:end].split()) >= config.min_name_words
+                        )
                         and not _overlaps(start, end, kept)
                     ):
                         kept.append(Span(start, end, named, NER_SCORE))
@@ -216,6 +226,14 @@ def _entity_of(label: str, text: str) -> str | None:
 
 _NUMERIC_ENTITIES = frozenset(
     {"PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "US_BANK_NUMBER", "UK_NHS", "US_PASSPORT"}
+)
+# Where digits cannot be a phone, card or SSN: codes that start with a letter and join parts
+# with hyphens ("ORD-2023-529959", "T-0900000123"), letters glued to digits ("TCK00012345"),
+# and money amounts with two decimals standing alone. Only the candidate pre-filter uses this;
+# a span that touches such a code is dropped by _inside_code anyway.
+_NOT_A_NUMBER = (
+    r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[A-Za-z]+[0-9][A-Za-z0-9]*"
+    r"|(?:^|[\s$€£(])[0-9]+[.,][0-9]{2}(?:$|[\s)])"
 )
 _GLUED_BEFORE = re.compile(r"(?:[A-Za-z]|[A-Za-z0-9]-)$")
 _GLUED_AFTER = re.compile(r"(?!x\d)(?:[A-Za-z]|-[A-Za-z0-9])")

@@ -17,12 +17,19 @@ from privacy.engine import PiiEngine
 
 @dataclass(frozen=True)
 class ScanResult:
-    """The scanned column, and how many spans of each entity were replaced in it (all rows)."""
+    """The scanned column, how many spans of each entity were replaced in it (all rows), and
+    the mapping from each changed value to its redacted text."""
 
     values: pl.Series
     spans: dict[str, int]
     cells_changed: int
     distinct_values: int
+    old: list[str]
+    new: list[str]
+
+    def rewrite(self, values: pl.Expr) -> pl.Expr:
+        """The same replacement as an expression, for text nested inside other columns."""
+        return values.replace(self.old, self.new) if self.old else values
 
 
 def scan_texts(texts: list[str], engine: PiiEngine, config: DetectionConfig) -> list[str]:
@@ -31,8 +38,11 @@ def scan_texts(texts: list[str], engine: PiiEngine, config: DetectionConfig) -> 
     return [replace_spans(t, s) for t, s in zip(texts, engine.detect(series, config), strict=True)]
 
 
-def scan_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -> ScanResult:
-    """Find and replace PII spans in every cell of a text column."""
+def scan_column(
+    values: pl.Series, engine: PiiEngine, config: DetectionConfig, *, materialize: bool = True
+) -> ScanResult:
+    """Find and replace PII spans in every cell of a text column (``values`` holds the
+    replaced column only when ``materialize``; ``rewrite`` always gives it as an expression)."""
     counts = values.drop_nulls().value_counts()
     name = values.name
     distinct = counts[name].cast(pl.String)
@@ -49,10 +59,13 @@ def scan_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -
         cells_changed += frequency
         for span in found:
             spans[span.entity] += frequency
-    scanned = values.cast(pl.String).replace(old, new) if old else values.cast(pl.String)
+    text = values.cast(pl.String)
+    scanned = text.replace(old, new) if old and materialize else text
     return ScanResult(
         values=scanned,
         spans=dict(spans),
         cells_changed=cells_changed,
         distinct_values=len(distinct),
+        old=old,
+        new=new,
     )

@@ -34,10 +34,25 @@ def offline_tld_extractor() -> TLDExtract:
 
 
 class OfflineEmailRecognizer(EmailRecognizer):
-    """Presidio's email recognizer, validating domains against the bundled suffix list."""
+    """Presidio's email recognizer, validating domains against the bundled suffix list.
+
+    Presidio's pattern lets a slash into the local part, so in a path such as
+    ``exports/jane@example.com`` it matched ``exports/jane@example.com`` whole and then failed
+    validation (``exports`` is no domain): the address stayed. The local part here stops at a
+    slash, and only the domain is validated.
+    """
+
+    PATTERNS = [
+        Pattern(
+            "Email (Medium)",
+            r"\b[\w!#$%&'*+=?^`{|}~\-](?:[\w!#$%&'*+=?^`{|}~.\-]*[\w!#$%&'*+=?^`{|}~\-])?"
+            r"@\w+(?:[-.]\w+)*\.\w+(?:[-.]\w+)*\b",
+            0.5,
+        )
+    ]
 
     def validate_result(self, pattern_text: str) -> bool:
-        return bool(offline_tld_extractor()(pattern_text).fqdn)
+        return bool(offline_tld_extractor()(pattern_text.rpartition("@")[2]).fqdn)
 
 
 class LuhnCardRecognizer(CreditCardRecognizer):

@@ -1,19 +1,23 @@
-"""Plan the redaction of a frame: declared columns, free-text columns and undeclared columns."""
+"""Plan the redaction of a frame: declared columns, free-text columns and undeclared text of
+any shape (plain, categorical, or nested in structs and lists)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import polars as pl
 
-from privacy.actions import redaction_expr
+from privacy.actions import ACTIONS, RedactionAction, redaction_expr
 from privacy.classify import classify_column
 from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
 from privacy.freetext import scan_column
 from privacy.policy import ColumnPolicy, RedactionKey
+from privacy.shapes import LeafRewrite, is_nested, leaf_values, rewrite_column, text_leaves
 
 FREE_TEXT = "FREE_TEXT"
 UNDECLARED_POLICIES = frozenset({"redact", "reject", "warn"})
@@ -61,13 +65,18 @@ def plan_redaction(
     detection: DetectionConfig | None = None,
     undeclared: str = "redact",
 ) -> tuple[pl.LazyFrame, list[ColumnOutcome]]:
-    """A lazy plan that redacts ``frame``, and one outcome per column examined.
+    """A lazy plan that redacts ``frame``, and one outcome per column (or nested text field)
+    examined.
 
-    - declared columns (``pii: ENTITY``) get their whole-column action as polars expressions;
+    - declared columns (``pii: ENTITY``) get their whole-column action as polars expressions,
+      applied to every text value inside them when they are structs or lists;
     - free-text columns (``pii: "scan"``) get PII spans replaced inside each cell;
-    - undeclared text columns are sampled; one that is mostly one entity is replaced whole,
-      free text with PII is scanned (``undeclared="redact"``), or the outcome's action is
-      ``reject``/``warn`` and the data is left for the caller to refuse or keep.
+    - undeclared text — string and categorical columns, and every string field or element
+      inside struct and list columns — is sampled to classify it: a field that is mostly one
+      entity is replaced whole; every other one is scanned in full (structured entities always,
+      names too when the sample found PII or the text reads like sentences), so a value is
+      redacted however rare it is in its column. With ``undeclared="reject"``/``"warn"`` the
+      outcome says so and the data is left for the caller to refuse or keep.
 
     The plan is meant to be streamed into a sink, so the redacted table never has to exist in
     memory beside the original. Without an ``engine`` nothing is detected, and free-text cells
@@ -83,6 +92,14 @@ def plan_redaction(
     present = [p for p in policies if p.column in frame.columns]
     non_null = dict(zip([p.column for p in present], _non_null_counts(frame, present), strict=True))
     for policy in present:
+        if is_nested(frame.schema[policy.column]):
+            replacement, outcome = _declared_nested(frame, policy, key, engine, config)
+            outcomes.append(outcome)
+            if replacement is None:
+                dropped.append(policy.column)
+            else:
+                replacements.append(replacement)
+            continue
         if policy.is_free_text and engine is not None:
             result = scan_column(frame[policy.column], engine, config)
             replacements.append(result.values)
@@ -117,18 +134,33 @@ def plan_redaction(
         )
     if engine is not None:
         for column in frame.columns:
-            if column in declared or frame.schema[column] != pl.String:
+            if column in declared:
                 continue
-            replacement, outcome = _undeclared(frame[column], engine, config, undeclared)
-            outcomes.append(outcome)
-            if replacement is not None:
-                replacements.append(replacement)
+            dtype = frame.schema[column]
+            rewrites: dict[tuple[str, ...], LeafRewrite] = {}
+            for leaf in text_leaves(column, dtype):
+                values = frame[column] if not leaf.path else leaf_values(frame, leaf)
+                rewrite, outcome = _undeclared(
+                    values.cast(pl.String).rename(leaf.label), engine, config, undeclared
+                )
+                outcomes.append(outcome)
+                if rewrite is not None:
+                    rewrites[leaf.path] = rewrite
+            if rewrites:
+                replacements.append(rewrite_column(column, dtype, rewrites))
     return frame.lazy().with_columns(replacements).drop(dropped), outcomes
+
+
+def _placeholder(entity: str) -> LeafRewrite:
+    def rewrite(values: pl.Expr) -> pl.Expr:
+        return pl.when(values.is_null()).then(None).otherwise(pl.lit(f"<{entity}>"))
+
+    return rewrite
 
 
 def _undeclared(
     values: pl.Series, engine: PiiEngine, config: DetectionConfig, policy: str
-) -> tuple[pl.Series | pl.Expr | None, ColumnOutcome]:
+) -> tuple[LeafRewrite | None, ColumnOutcome]:
     finding = classify_column(values, engine, config)
     name = values.name
 
@@ -145,20 +177,83 @@ def _undeclared(
         evidence.update(extra)
         return ColumnOutcome(name, entity, action, redacted, method=method, **evidence)
 
-    if finding.kind == "clean":
-        return None, outcome("", "none", 0, "detected (sample)")
-    entity = finding.entity or "scan"
-    if policy != "redact":
-        return None, outcome(entity, policy, 0, "detected (sample)")
+    present = values.len() - values.null_count()
     if finding.kind == "entity":
-        expr = redaction_expr(ColumnPolicy(name, entity, "replace"), RedactionKey(b""))
-        assert expr is not None
-        count = values.len() - values.null_count()
-        return expr.alias(name), outcome(entity, "replace", count, "detected (sample)")
-    result = scan_column(values, engine, config)
-    return result.values, outcome(
-        "scan", "scan", result.cells_changed, "detected (sample), scanned", spans=result.spans
+        entity = finding.entity or "scan"
+        if policy != "redact":
+            return None, outcome(entity, policy, 0, "detected (sample)")
+        return _placeholder(entity), outcome(entity, "replace", present, "detected (sample)")
+    # A sample decides only how hard to look, never whether found values stay: every value is
+    # scanned for structured entities, and for names too where the sample saw PII (full names
+    # only, unless the text reads like sentences).
+    if finding.kind == "free_text":
+        scan_config = config
+    elif finding.entities_in_sample:
+        scan_config = config.full_names_only()
+    else:
+        scan_config = config.structured_only()
+    result = scan_column(values, engine, scan_config, materialize=False)
+    method = "detected (sample), scanned" if finding.kind == "free_text" else "full scan"
+    if not result.spans:
+        return None, outcome("", "none", 0, method)
+    share = round(result.cells_changed / present, 4) if present else 0.0
+    if policy != "redact":
+        return None, outcome("scan", policy, 0, method, spans=result.spans, share=share)
+    return result.rewrite, outcome(
+        "scan", "scan", result.cells_changed, method, spans=result.spans, share=share
     )
+
+
+def _declared_nested(
+    frame: pl.DataFrame,
+    policy: ColumnPolicy,
+    key: RedactionKey,
+    engine: PiiEngine | None,
+    config: DetectionConfig,
+) -> tuple[pl.Expr | None, ColumnOutcome]:
+    """A declared policy on a struct or list column applies to every text value inside it."""
+    column = policy.column
+    dtype = frame.schema[column]
+    leaves = text_leaves(column, dtype)
+    values = {leaf.path: leaf_values(frame, leaf) for leaf in leaves}
+    present = sum(v.len() - v.null_count() for v in values.values())
+    effective = _withheld(policy) if policy.is_free_text and engine is None else policy
+    spans: Counter[str] = Counter()
+    rewrites: dict[tuple[str, ...], LeafRewrite] = {}
+    changed = present
+    if effective.action == "drop":
+        expr = None
+    else:
+        if effective.is_free_text:
+            assert engine is not None
+            changed = 0
+            for path, text in values.items():
+                result = scan_column(text, engine, config, materialize=False)
+                rewrites[path] = result.rewrite
+                spans.update(result.spans)
+                changed += result.cells_changed
+        else:
+            action = ACTIONS[effective.action]
+            for path in values:
+                rewrites[path] = partial(_apply, action, effective, key)
+        expr = rewrite_column(column, dtype, rewrites)
+    return expr, ColumnOutcome(
+        column=column,
+        entity=effective.entity,
+        action=effective.action,
+        values_redacted=0 if effective.action == "keep" else changed,
+        method="declared (every nested text value)",
+        justification=effective.justification,
+        spans=dict(spans),
+    )
+
+
+def _apply(
+    action: RedactionAction, policy: ColumnPolicy, key: RedactionKey, values: pl.Expr
+) -> pl.Expr:
+    expr = action(values, policy, key)
+    assert expr is not None, "drop is handled for the whole column"
+    return expr
 
 
 def _non_null_counts(frame: pl.DataFrame, policies: Sequence[ColumnPolicy]) -> list[int]:

@@ -164,3 +164,35 @@ def test_serve_writes_json_lines_joins_request_ids_and_sums_worker_metrics(
         p["run"]["runId"]: p["run"]["facets"]["datagate_request"]["requestId"] for p in payloads
     }
     assert carried == {r.json()["run_id"]: f"req-{i}" for i, r in enumerate(responses)}
+
+
+def test_metric_labels_come_only_from_bounded_sets(client: TestClient) -> None:
+    """Column names, checks and methods an uploader chooses never become label values."""
+    frame = customers(20, seed=3).with_columns(
+        pl.lit("x").alias("jane.doe@example.com"), pl.lit("y").alias("extra_column_7f3a")
+    )
+    assert _upload(client, frame).status_code == 422  # strict: the extra columns are refused
+    client.request("FOOBAR", "/api/v1/datasets")
+    client.request("PROPFIND-jane", "/nowhere")
+    text = client.get("/metrics").text
+    assert "jane" not in text
+    assert "extra_column_7f3a" not in text
+    columns = {c["name"] for c in client.get("/api/v1/contracts/customers").json()["columns"]}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if "column" in labels:
+                assert labels["column"] in columns | {"(other)"}, labels
+            if "method" in labels:
+                assert labels["method"] in {
+                    "GET",
+                    "HEAD",
+                    "OPTIONS",
+                    "POST",
+                    "PUT",
+                    "PATCH",
+                    "DELETE",
+                    "OTHER",
+                }
+            if "route" in labels:
+                assert labels["route"] == "unmatched" or labels["route"].startswith("/"), labels

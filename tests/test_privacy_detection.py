@@ -270,3 +270,55 @@ def test_redaction_without_an_engine_never_keeps_free_text_raw() -> None:
     )
     assert out["notes"].to_list() == ["<FREE_TEXT>", None]
     assert outcomes[0].method.startswith("withheld")
+
+
+def test_one_ssn_in_ten_thousand_cells_is_redacted(pii_engine: PiiEngine) -> None:
+    """The sample (1,000 values) almost surely misses it; the full structured scan does not."""
+    codes = [f"ORD-2024-{i:06d}" for i in range(10_000)]
+    codes[7777] = "536-22-8726"
+    out, outcomes = redact_frame(
+        pl.DataFrame({"code": codes}), [], RedactionKey(b"k" * 40), engine=pii_engine
+    )
+    assert out["code"][7777] == "<US_SSN>"
+    assert out["code"].to_list()[:3] == codes[:3]  # the codes themselves are not numbers
+    (outcome,) = outcomes
+    assert (outcome.action, outcome.values_redacted, outcome.spans) == ("scan", 1, {"US_SSN": 1})
+    assert outcome.method == "full scan"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("exports/jane.doe@example.com/list.csv", "exports/<EMAIL_ADDRESS>/list.csv"),
+        ("SSN 536.22.8726", "SSN <US_SSN>"),
+        ("call 212.555.0199 today", "call <PHONE_NUMBER> today"),
+        ("ORD-2024-000123 for $13698.63", "ORD-2024-000123 for $13698.63"),
+        ("T-990000123", "T-990000123"),
+    ],
+)
+def test_structured_entities_are_found_in_paths_and_not_in_codes(
+    pii_engine: PiiEngine, text: str, expected: str
+) -> None:
+    assert scan_texts([text], pii_engine, DetectionConfig()) == [expected]
+
+
+def test_undeclared_text_in_structs_lists_and_categoricals_is_redacted(
+    pii_engine: PiiEngine,
+) -> None:
+    frame = pl.DataFrame(
+        {
+            "profile": [{"email": "ann@example.com", "age": 41}, None, None],
+            "emails": [["bob@example.org", "n/a"], [], ["n/a"]],
+            "deep": [[{"notes": "call 212-555-0199"}], None, None],
+            "tag": pl.Series(["ann@example.com", "x", "y"], dtype=pl.Categorical),
+        }
+    )
+    out, outcomes = redact_frame(frame, [], RedactionKey(b"k" * 40), engine=pii_engine)
+    first, second, _ = out.to_dicts()
+    assert first["profile"] == {"email": "<EMAIL_ADDRESS>", "age": 41}
+    assert first["emails"][0] == "<EMAIL_ADDRESS>"
+    assert "212-555-0199" not in first["deep"][0]["notes"]
+    assert first["tag"] == "<EMAIL_ADDRESS>"
+    assert second == {"profile": None, "emails": [], "deep": None, "tag": "x"}  # nulls stay
+    labels = {o.column for o in outcomes if o.action != "none"}
+    assert labels == {"profile.email", "emails[]", "deep[].notes", "tag"}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import MetaData, select
 
 from bench.pii_data import mixed_table
@@ -64,11 +65,7 @@ def test_planted_pii_appears_nowhere(
     test: the NER model's recall there is measured (>= 0.85), not perfect."""
     caplog.set_level(logging.DEBUG)
     # The production log format too: JSON lines with the request context bound.
-    json_lines = io.StringIO()
-    json_handler = logging.StreamHandler(json_lines)
-    json_handler.setFormatter(formatter("json"))
-    logging.getLogger().addHandler(json_handler)
-    request.addfinalizer(lambda: logging.getLogger().removeHandler(json_handler))
+    json_lines = _json_log_capture(request)
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     (contracts / "support_tickets.py").write_text(textwrap.dedent(CONTRACT))
@@ -133,37 +130,249 @@ def test_planted_pii_appears_nowhere(
             bodies.append(response.text)
         snapshot = client.get("/api/v1/datasets/support_tickets/versions/1/data").content
         bodies.append(pl.read_parquet(io.BytesIO(snapshot)).write_csv())
-        engine = client.app.state.services.engine  # type: ignore[attr-defined]
-        metadata = MetaData()
-        metadata.reflect(engine)
-        rows: list[str] = []
-        with engine.connect() as connection:
-            for table_ in metadata.sorted_tables:
-                rows += [
-                    json.dumps(r._asdict(), default=str) for r in connection.execute(select(table_))
-                ]
+        rows = _database_rows(client)
     events = [r for r in rows if '"eventType"' in r]
     assert len(events) >= 6
-    files: list[str] = []
-    for stored in (tmp_path / "home").rglob("*"):
-        if stored.is_file() and stored.suffix == ".parquet":
-            files.append(pl.read_parquet(stored).write_csv())
-        elif stored.is_file() and stored.name != "pii.key":
-            files.append(stored.read_bytes().decode("latin-1"))
     structured = table.truth.filter(
         ~((pl.col("column") == "notes") & (pl.col("entity") == "PERSON"))
     )
     planted = set(structured["value"].to_list())
     assert len(planted) > 2_000
-    places = {
+    places = _places(bodies, caplog, json_lines, rows, tmp_path / "home")
+    lines = json_lines.getvalue().splitlines()
+    assert any(json.loads(line)["event"] == "request" for line in lines)
+    leaks = {where: sorted(v for v in planted if v in text)[:5] for where, text in places.items()}
+    assert leaks == {where: [] for where in places}
+
+
+def _database_rows(client: TestClient) -> list[str]:
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    metadata = MetaData()
+    metadata.reflect(engine)
+    rows: list[str] = []
+    with engine.connect() as connection:
+        for table_ in metadata.sorted_tables:
+            rows += [
+                json.dumps(r._asdict(), default=str) for r in connection.execute(select(table_))
+            ]
+    return rows
+
+
+def _places(
+    bodies: list[str],
+    caplog: pytest.LogCaptureFixture,
+    json_lines: io.StringIO,
+    rows: list[str],
+    home: Path,
+) -> dict[str, str]:
+    """Everywhere a value could end up: responses, logs, database rows, files, events."""
+    files: list[str] = []
+    for stored in home.rglob("*"):
+        if stored.is_file() and stored.suffix == ".parquet":
+            files.append(pl.read_parquet(stored).write_ndjson())
+        elif stored.is_file() and stored.name != "pii.key":
+            files.append(stored.read_bytes().decode("latin-1"))
+    return {
         "responses": "\n".join(bodies),
         "logs": caplog.text,
         "JSON logs": json_lines.getvalue(),
         "database": "\n".join(rows),
         "files": "\n".join(files),
-        "lineage events": "\n".join(events),
+        "lineage events": "\n".join(r for r in rows if '"eventType"' in r),
     }
-    lines = json_lines.getvalue().splitlines()
-    assert any(json.loads(line)["event"] == "request" for line in lines)
-    leaks = {where: sorted(v for v in planted if v in text)[:5] for where, text in places.items()}
+
+
+def _json_log_capture(request: pytest.FixtureRequest) -> io.StringIO:
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(formatter("json"))
+    # The test client logs the URLs it requests (the server's own logs are what is checked).
+    handler.addFilter(lambda record: not record.name.startswith("httpx"))
+    logging.getLogger().addHandler(handler)
+    request.addfinalizer(lambda: logging.getLogger().removeHandler(handler))
+    return lines
+
+
+LOOSE_CONTRACT = """
+import pandera.polars as pa
+
+
+class Signups(pa.DataFrameModel):
+    signup_id: int = pa.Field(ge=1)
+
+    class Config:
+        strict = False
+        metadata = {"version": "1.0.0", "owner": "growth", "undeclared_pii": "redact"}
+
+
+class StrictSignups(pa.DataFrameModel):
+    signup_id: int = pa.Field(ge=1)
+
+    class Config:
+        name = "strict_signups"
+        strict = True
+        metadata = {"version": "1.0.0", "owner": "growth", "undeclared_pii": "redact"}
+
+
+class GuardedSignups(pa.DataFrameModel):
+    signup_id: int = pa.Field(ge=1)
+
+    class Config:
+        name = "guarded_signups"
+        strict = False
+        metadata = {"version": "1.0.0", "owner": "growth", "undeclared_pii": "reject"}
+"""
+ROWS = 10_000
+EMAIL, SSN, NAME = "jane.doe@example.com", "536-22-8726", "Harriet Vandersloot"
+PHONE, CARD = "(212) 555-0199", "4111 1111 1111 1111"
+
+
+def _shapes_frame() -> tuple[pl.DataFrame, set[str]]:
+    """Undeclared PII in every shape the security review found passing raw (finding 3)."""
+    cities = ["Berlin", "Paris", "Lyon", "Leeds", "Porto"]
+    # 6 % of a short-text column: an e-mail, an SSN, a name, a phone and a card number.
+    city = [cities[i % 5] for i in range(ROWS)]
+    scattered = [f"c{i}@example.org" for i in range(ROWS // 10)]
+    for n, i in enumerate(range(0, ROWS, 17)):
+        city[i] = [EMAIL, SSN, NAME, PHONE, CARD][n % 5]
+    # A column that is 10 % e-mails.
+    contact = ["none on file"] * ROWS
+    for n, i in enumerate(range(0, ROWS, 10)):
+        contact[i] = scattered[n]
+    # Free text with PII in 2.5 % of rows.
+    notes = [
+        f"Order shipped on time from warehouse {i % 20}, thanks for waiting" for i in range(ROWS)
+    ]
+    for i in range(0, ROWS, 40):
+        notes[i] = f"Customer {NAME} asked us to call back on {PHONE} about the refund"
+    # One SSN in 10,000 cells of a code column.
+    code = [f"ORD-2024-{i:06d}" for i in range(ROWS)]
+    code[4321] = "536-44-1234"
+    frame = pl.DataFrame(
+        {
+            "signup_id": range(1, ROWS + 1),
+            "city": city,
+            "contact": contact,
+            "notes": notes,
+            "code": code,
+            "profile": [
+                {"email": f"p{i}@example.net", "ssn": f"{100 + i % 800:03d}-55-{1000 + i:04d}"}
+                for i in range(ROWS)
+            ],
+            "aliases": [[f"alias{i}@example.com", "n/a"] for i in range(ROWS)],
+            "segment": pl.Series(
+                [EMAIL if i % 9 == 0 else "retail" for i in range(ROWS)], dtype=pl.Categorical
+            ),
+        }
+    )
+    planted = {EMAIL, SSN, PHONE, CARD, NAME, "536-44-1234", "alias7@example.com"}
+    planted |= {scattered[3], "p12@example.net", "112-55-1012"}
+    return frame, planted
+
+
+def test_pii_in_every_column_shape_and_in_names_appears_nowhere(
+    tmp_path: Path,
+    database_url: str,
+    pii_engine: PiiEngine,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # The test client logs the URLs it requests; the server's own logs are what is checked.
+    caplog.set_level(logging.WARNING, logger="httpx")
+    json_lines = _json_log_capture(request)
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "signups.py").write_text(textwrap.dedent(LOOSE_CONTRACT))
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        contracts_dir=contracts,
+        pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
+        log_level="debug",
+    )
+    frame, planted = _shapes_frame()
+    named = {"signup_id": [1, 2], "jane.doe@example.com": ["a", "b"], f"ssn {SSN}": ["c", "d"]}
+    bodies: list[str] = []
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        consumer = client.post(
+            "/api/v1/keys", json={"role": "consumer", "datasets": ["signups"]}
+        ).json()["key"]
+        as_consumer = {"Authorization": f"Bearer {consumer}"}
+        upload = "/api/v1/datasets/signups/uploads"
+        # NDJSON keeps structs and lists; multipart with a file name and a source full of PII.
+        stored = client.post(
+            f"{upload}?source=crm:exports/{EMAIL}/{SSN}.ndjson",
+            files={"file": (f"export for {EMAIL} {SSN}.ndjson", frame.write_ndjson().encode())},
+        )
+        assert stored.status_code == 201, stored.text
+        parquet = io.BytesIO()
+        frame.write_parquet(parquet)  # the categorical column as a real categorical
+        again = client.post(upload, content=parquet.getvalue())
+        assert again.status_code in (200, 201), again.text
+        # Column names that are personal data: stored under placeholders, refused by name-free
+        # reports, never a metric label.
+        renamed = client.post(upload, content=pl.DataFrame(named).write_csv().encode())
+        assert renamed.status_code == 201, renamed.text
+        assert EMAIL not in renamed.text
+        refused = client.post(
+            "/api/v1/datasets/strict_signups/uploads",
+            content=pl.DataFrame(named).write_csv().encode(),
+        )
+        assert refused.status_code == 422
+        guarded = client.post(
+            "/api/v1/datasets/guarded_signups/uploads", content=frame.write_ndjson().encode()
+        )
+        assert guarded.status_code == 422
+        assert guarded.json()["type"].endswith("/undeclared-pii")
+        flagged = {c["column"] for c in guarded.json()["report"]["columns"]}
+        assert {"profile.email", "aliases[]", "code", "city"} <= flagged
+        # A quoted field that runs over several lines and never closes (finding 4).
+        broken = client.post(
+            "/api/v1/datasets/signups/uploads?format=csv",
+            content=f'signup_id,city\n1,"{EMAIL} {SSN}\n2,x\n'.encode(),
+        )
+        assert broken.status_code in (400, 422)
+        bodies += [stored.text, again.text, renamed.text, refused.text, guarded.text, broken.text]
+        report = {c["column"]: c for c in stored.json()["version"]["pii"]["columns"]}
+        for column in ("city", "contact", "notes", "code", "profile.email", "aliases[]", "segment"):
+            assert report[column]["action"] in ("scan", "replace"), report[column]
+        versions = client.get("/api/v1/datasets/signups/versions").json()["versions"]
+        assert len(versions) >= 2
+        for version in [v["version"] for v in versions]:
+            for fmt in ("csv", "ndjson", "parquet"):
+                data = client.get(
+                    f"/api/v1/datasets/signups/versions/{version}/data?format={fmt}",
+                    headers=as_consumer,
+                )
+                assert data.status_code == 200, (version, fmt, data.text[:200])
+                text = (
+                    pl.read_parquet(io.BytesIO(data.content)).write_ndjson()
+                    if fmt == "parquet"
+                    else data.text
+                )
+                bodies.append(text)
+        for path in [
+            "/api/v1/datasets/signups/versions",
+            f"/api/v1/runs/{stored.json()['run_id']}",
+            f"/api/v1/runs/{broken.json().get('run_id')}",
+            "/api/v1/lineage?nodeId=dataset:datagate:signups",
+            "/metrics",
+        ]:
+            bodies.append(client.get(path).text)
+        training = client.post(
+            "/api/v1/training-runs",
+            json={
+                "model": {"name": "churn", "version": "1"},
+                "inputs": [{"dataset": "signups", "version": 1}],
+            },
+        )
+        assert training.status_code == 201
+        bodies.append(client.get("/api/v1/audit/models/churn/provenance?version=1").text)
+        bodies.append(client.get("/api/v1/audit/models/churn/provenance?version=1&format=md").text)
+        rows = _database_rows(client)
+    places = _places(bodies, caplog, json_lines, rows, tmp_path / "home")
+    leaks = {where: sorted(v for v in planted if v in text) for where, text in places.items()}
     assert leaks == {where: [] for where in places}
+    assert "jane.doe" not in places["responses"] + places["database"] + places["logs"]
