@@ -132,6 +132,7 @@ def serve(
         return
     from uvicorn.supervisors import Multiprocess
 
+    os.environ[SUPERVISED_ENV] = "1"  # the workers inherit it: they exit with the supervisor
     Multiprocess(config, sockets=[_tcp_listener(config)]).run()
 
 
@@ -161,10 +162,17 @@ def _tcp_listener(config: Any) -> socket.socket:
     return sock
 
 
+SUPERVISED_ENV = "DATAGATE_SUPERVISED_WORKER"
+
+
 def build_app() -> object:
     """App factory for uvicorn: settings from the environment."""
     from gateway.app import create_app
 
+    if os.environ.get(SUPERVISED_ENV):
+        from gateway.processes import exit_with_parent
+
+        exit_with_parent()
     settings = Settings()
     _configure_logging(settings)
     return create_app(settings)
@@ -329,7 +337,13 @@ def privacy_decrypt(
         raise typer.Exit(1)
 
 
+# Everything Datagate writes (database, snapshots, keys, spooled uploads, metrics) is its
+# operator's alone: files 0600, folders 0700.
+PRIVATE_UMASK = 0o077
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("_RJEM_MALLOC_CONF", JEMALLOC_CONF)
+    os.umask(PRIVATE_UMASK)
     app()

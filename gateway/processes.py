@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from pathlib import Path
+
+PARENT_CHECK_SECONDS = 0.5
 
 
 def pid_alive(pid: int) -> bool:
@@ -22,3 +26,17 @@ def pid_alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def exit_with_parent() -> None:
+    """End this process as soon as its parent is gone: a worker of ``datagate serve
+    --workers N`` whose supervisor was SIGKILLed must not live on as an orphan holding the port,
+    its PII worker processes and its database connections."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

@@ -75,6 +75,9 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         raise ValueError("refusing to start in production mode: " + "; ".join(problems))
     redaction_key = RedactionKey(settings.resolved_pii_key())
     settings.home.mkdir(parents=True, exist_ok=True)
+    # Nothing under the home (database, snapshots, spooled uploads) is anyone else's to read,
+    # whatever modes files made before this start have.
+    settings.home.chmod(0o700)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     catalog = load_contracts(settings.contracts_dir)

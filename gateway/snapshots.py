@@ -164,6 +164,7 @@ class LocalSnapshotStore:
         self.url = root.as_uri()
         self.staging = root / self.STAGING / owner
         self.staging.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)  # the snapshots are redacted, but still nobody else's to read
 
     def stage(self, plan: pl.LazyFrame) -> StagedSnapshot:
         return stage_file(plan, self.staging)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -21,12 +23,28 @@ if TYPE_CHECKING:
     from privacy.detector import Detector
 
 CHUNK = 1_000
+PARENT_CHECK_SECONDS = 0.5
 
 _worker_detector: Detector | None = None
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the process that started it is gone (SIGKILL, OOM): an
+    orphaned worker would hold its ~300 MB model for nothing. Polling the parent pid is used
+    rather than PR_SET_PDEATHSIG, which fires when the *thread* that spawned the worker ends."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(spacy_model: str | None) -> None:
     global _worker_detector
+    _exit_with_parent()
     from privacy.detector import Detector
 
     _worker_detector = Detector(spacy_model)
