@@ -44,6 +44,10 @@ class ColumnSpec:
     checks: tuple[dict[str, Any], ...]
     policy: ColumnPolicy | None
     description: str | None = None
+    # Pandera's coerce (the model's Config.coerce or the field's own): typed data of another
+    # dtype is cast (cells that do not convert are failures); without it, it fails the dtype
+    # check. Text formats (CSV) are parsed into the contract's dtypes either way.
+    coerce: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The column as the API shows it."""
@@ -53,6 +57,7 @@ class ColumnSpec:
             "nullable": self.nullable,
             "unique": self.unique,
             "required": self.required,
+            "coerce": self.coerce,
             "checks": list(self.checks),
             "pii": None
             if self.policy is None
@@ -269,6 +274,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
                 checks=tuple(_describe_check(c) for c in column.checks),
                 policy=_column_policy(name, col_meta),
                 description=column.description,
+                coerce=bool(schema.coerce or column.coerce),
             )
         )
     definition = {

@@ -245,7 +245,9 @@ def validate(batch: Batch, services: Services) -> Batch:
     def scrub(values: list[str]) -> list[str]:
         return scan_texts(values, engine, contract.detection)
 
-    frame, report = validate_frame(batch.require_frame(), contract, scrub)
+    frame, report = validate_frame(
+        batch.require_frame(), contract, scrub, from_text=batch.format == "csv"
+    )
     refusal = None
     if not report.valid:
         refusal = ContractViolation(

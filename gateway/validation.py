@@ -128,15 +128,21 @@ def _align_time_zone(series: pl.Series, target: pl.Datetime) -> pl.Series:
 
 
 def coerce_to_contract(
-    frame: pl.DataFrame, contract: Contract
+    frame: pl.DataFrame, contract: Contract, from_text: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cast the contract's columns to its dtypes; cells that do not convert become failures.
+    """Cast the contract's columns that Pandera would coerce (``coerce`` on the model or the
+    field) to their dtypes — every column when the upload was text (``from_text``: CSV, whose
+    cells have no type until parsed); cells that do not convert become failures. A column that
+    is not coerced keeps its dtype, and a wrong one fails Pandera's dtype check, as in Pandera.
 
     Returns the cast frame (failed cells are null) and the failures as rows of
     (column, check, index, failure_case).
     """
     casts: dict[str, pl.Expr] = {}
-    for name, target in contract.dtypes.items():
+    for column in contract.columns:
+        name, target = column.name, column.dtype
+        if not (from_text or column.coerce):
+            continue
         if name in frame.columns and frame.schema[name] != target:
             casts[name] = _cast_expr(name, frame.schema[name], target)
     if not casts:
@@ -315,13 +321,14 @@ def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, An
 
 
 def validate_frame(
-    frame: pl.DataFrame, contract: Contract, scrub: Scrub | None = None
+    frame: pl.DataFrame, contract: Contract, scrub: Scrub | None = None, from_text: bool = False
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Cast ``frame`` to the contract's dtypes and run every check, collecting all failures.
+    """Cast ``frame`` to the contract's dtypes where Pandera would coerce (or the upload was
+    text) and run every check, collecting all failures.
 
     ``scrub`` replaces PII inside example values of columns without a PII policy.
     """
-    cast, parse_failures = coerce_to_contract(frame, contract)
+    cast, parse_failures = coerce_to_contract(frame, contract, from_text)
     checked = _pandera_failures(cast, contract)
     if not parse_failures.is_empty() and not checked.is_empty():
         # A cell that did not parse is null now; its not-null failure would only repeat that.

@@ -12,9 +12,11 @@ import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlmodel import Session, select
 
 import gateway.api.bodies
 import gateway.api.lineage
+from gateway.models import IngestRun, LineageEvent
 from tests.conftest import ADMIN_HEADERS
 
 JSON_ROUTES = [
@@ -25,6 +27,23 @@ JSON_ROUTES = [
 ]
 BODY_ROUTES = [*JSON_ROUTES, "/api/v1/datasets/customers/uploads"]
 CHUNK = b" " * 512 * 1024
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("203.0.113.9", 5555),
+        "server": ("testserver", 80),
+    }
 
 
 def call(
@@ -50,20 +69,7 @@ def call(
     raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     if declared is not None:
         raw_headers.append((b"content-length", str(declared).encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": raw_headers,
-        "client": ("203.0.113.9", 5555),
-        "server": ("testserver", 80),
-    }
+    scope = _scope(path, raw_headers)
     anyio.run(app, scope, receive, send)  # type: ignore[arg-type]
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -137,3 +143,48 @@ def test_json_bodies_are_parsed_and_validated_off_the_event_loop(
     assert parsed == [False]
     assert parsed_in_lineage == [False]
     assert validated == [False]
+
+
+def test_a_slow_or_aborted_upload_starts_no_run(client: TestClient) -> None:
+    """200 slow connections used to leave 200 runs (finding 10): a run starts only once the
+    whole body has arrived from an authorised caller."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    released: anyio.Event | None = None  # created inside the event loop below
+    runs_while_waiting: list[int] = []
+
+    def count_runs() -> int:
+        with Session(engine) as session:
+            return len(session.exec(select(IngestRun)).all())
+
+    async def scenario() -> None:
+        nonlocal released
+        released = anyio.Event()
+        sent: list[dict[str, Any]] = []
+        step = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal step
+            step += 1
+            if step == 1:
+                return {"type": "http.request", "body": b"customer_id\n1\n", "more_body": True}
+            assert released is not None
+            await released.wait()  # the client stalls, then goes away
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(k.lower().encode(), v.encode()) for k, v in ADMIN_HEADERS.items()]
+        scope = _scope("/api/v1/datasets/customers/uploads", headers)
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope, receive, send)  # type: ignore[arg-type]
+            await anyio.sleep(1.0)
+            runs_while_waiting.append(await anyio.to_thread.run_sync(count_runs))
+            released.set()
+
+    anyio.run(scenario)
+    assert runs_while_waiting == [0]
+    assert count_runs() == 0
+    with Session(engine) as session:
+        assert session.exec(select(LineageEvent)).all() == []

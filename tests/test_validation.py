@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 
 from bench.generate import customers
+from gateway.app import create_app
 from gateway.contracts import load_contracts
+from gateway.settings import Settings
 from gateway.validation import MAX_EXAMPLES, validate_frame
-from tests.conftest import CONTRACTS
+from privacy import PiiEngine
+from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
 
 CATALOG = load_contracts(CONTRACTS)
 CUSTOMERS = CATALOG.contracts["customers"]
@@ -91,3 +95,56 @@ def test_float_that_would_be_truncated_is_a_dtype_failure() -> None:
             "examples": [{"row": 2, "value": "2.5"}],
         }
     ]
+
+
+COERCION = """
+import pandera.polars as pa
+
+
+class Strict(pa.DataFrameModel):
+    item_id: int
+    qty: int = pa.Field(coerce=True)
+
+    class Config:
+        coerce = False
+
+
+class Loose(pa.DataFrameModel):
+    item_id: int
+
+    class Config:
+        name = "loose"
+        coerce = True
+"""
+
+
+def test_coerce_is_honoured_as_pandera_defines_it(tmp_path: Path, pii_engine: PiiEngine) -> None:
+    """``Config.coerce = False``: strings "1", "2" in an int column fail (finding 9), as they do
+    in Pandera; a field's own ``coerce=True`` and a coercing model cast them."""
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "items.py").write_text(COERCION)
+    settings = Settings(
+        home=tmp_path / "home",
+        contracts_dir=contracts,
+        pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
+    )
+    text_ids = b'{"item_id": "1", "qty": "5"}\n{"item_id": "2", "qty": "6"}\n'
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        refused = client.post("/api/v1/datasets/strict/uploads?format=ndjson", content=text_ids)
+        assert refused.status_code == 422, refused.text
+        failures = refused.json()["report"]["failures"]
+        assert [(f["column"], f["check"]) for f in failures] == [("item_id", "dtype('Int64')")]
+        typed = b'{"item_id": 1, "qty": "5"}\n{"item_id": 2, "qty": "6"}\n'
+        accepted = client.post("/api/v1/datasets/strict/uploads?format=ndjson", content=typed)
+        assert accepted.status_code == 201, accepted.text  # qty coerces on its own
+        loose = client.post(
+            "/api/v1/datasets/loose/uploads?format=ndjson", content=b'{"item_id": "1"}\n'
+        )
+        assert loose.status_code == 201, loose.text
+        # CSV cells have no type until parsed: parsing into the contract's dtypes is not coercion.
+        csv = client.post(
+            "/api/v1/datasets/strict/uploads?format=csv", content=b"item_id,qty\n3,4\n"
+        )
+        assert csv.status_code == 201, csv.text
