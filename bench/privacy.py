@@ -106,14 +106,18 @@ def _datagate(table: MixedTable, engine: Any) -> tuple[pl.DataFrame, float]:
 
 
 def _presidio_structured(table: MixedTable, analyzer: Any) -> tuple[pl.DataFrame, float]:
+    import pandas as pd
     from presidio_structured import PandasAnalysisBuilder, StructuredEngine
 
     def run() -> pl.DataFrame:
         # presidio-structured needs primitive values and writes placeholders into the columns
-        # it classifies (which fails on a float column): every column goes in as text.
-        frame = table.frame.select(pl.all().cast(pl.String)).to_pandas()
+        # it classifies (which fails on a float column): every column goes in as text. The
+        # frames cross by plain Python columns (polars' to_pandas/from_pandas need pyarrow).
+        text = table.frame.select(pl.all().cast(pl.String))
+        frame = pd.DataFrame(text.to_dict(as_series=False))
         analysis = PandasAnalysisBuilder(analyzer=analyzer).generate_analysis(frame, n=1_000)
-        return pl.from_pandas(StructuredEngine().anonymize(frame, analysis))
+        anonymized: Any = StructuredEngine().anonymize(frame, analysis)
+        return pl.DataFrame({c: anonymized[c].tolist() for c in anonymized.columns})
 
     return _timed(run)
 

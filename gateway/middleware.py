@@ -53,22 +53,23 @@ MULTIPART_SLACK = 64 * 1024
 PLAIN_TARGET = re.compile(r"^[A-Za-z0-9/_.\-]{1,300}$")
 
 
-_TEMPLATES: dict[int, list[tuple[re.Pattern[str], frozenset[str], str]]] = {}
-
-
 def _documented_route(scope: Scope) -> tuple[str, dict[str, str]] | None:
     # A request refused before routing (no key) is still named by the operation it asked for,
     # as the OpenAPI document names it.
     app = scope.get("app")
     openapi = getattr(app, "openapi", None)
-    if openapi is None:
+    if app is None or openapi is None:
         return None
-    if id(app) not in _TEMPLATES:
-        _TEMPLATES[id(app)] = [
+    templates: list[tuple[re.Pattern[str], frozenset[str], str]] | None = getattr(
+        app.state, "operation_templates", None
+    )
+    if templates is None:
+        templates = [
             (compile_path(path)[0], frozenset(m.upper() for m in operations), path)
             for path, operations in openapi().get("paths", {}).items()
         ]
-    for pattern, methods, template in _TEMPLATES[id(app)]:
+        app.state.operation_templates = templates
+    for pattern, methods, template in templates:
         matched = pattern.match(scope["path"])
         if scope["method"] in methods and matched:
             return template, matched.groupdict()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from privacy.detection import DetectionConfig
+from privacy.detection import DetectionConfig, Span
 from privacy.engine import PiiEngine
 
 SAMPLE_SIZE = 1_000
@@ -46,18 +47,42 @@ def sample_values(values: pl.Series, size: int = SAMPLE_SIZE) -> pl.Series:
 
 def classify_column(values: pl.Series, engine: PiiEngine, config: DetectionConfig) -> Finding:
     """Decide whether a text column is one PII entity, free text with PII, or clean."""
-    sample = sample_values(values)
+    return classify_columns([values], engine, config)[0]
+
+
+def classify_columns(
+    columns: Sequence[pl.Series], engine: PiiEngine, config: DetectionConfig
+) -> list[Finding]:
+    """``classify_column`` for several columns, their samples analysed in one batch (so the
+    engine's worker processes share the work)."""
+    samples = [sample_values(values) for values in columns]
+    counts = [sample.value_counts() for sample in samples]
+    distinct = [c[s.name].cast(pl.String) for c, s in zip(counts, samples, strict=True)]
+    batch = pl.concat([d.rename("text") for d in distinct]) if distinct else None
+    detected = engine.detect(batch, config) if batch is not None and batch.len() else []
+    findings: list[Finding] = []
+    offset = 0
+    for values, sample, count, texts in zip(columns, samples, counts, distinct, strict=True):
+        spans = detected[offset : offset + texts.len()]
+        offset += texts.len()
+        findings.append(_decide(values.name, sample, texts, count["count"].to_list(), spans))
+    return findings
+
+
+def _decide(
+    name: str,
+    sample: pl.Series,
+    distinct: pl.Series,
+    frequencies: list[int],
+    detected: Sequence[Sequence[Span]],
+) -> Finding:
     if sample.len() == 0:
-        return Finding(values.name, "clean", None, 0.0, 0.0, 0, {})
+        return Finding(name, "clean", None, 0.0, 0.0, 0, {})
     # Each distinct sampled value is analysed once and counted as often as it was sampled.
-    counts = sample.value_counts()
-    distinct = counts[sample.name]
-    frequencies: list[int] = counts["count"].to_list()
     whole: Counter[str] = Counter()
     scores: dict[str, list[float]] = {}
     anywhere: Counter[str] = Counter()
     values_with_pii = 0
-    detected = engine.detect(distinct, config)
     for text, frequency, spans in zip(distinct.to_list(), frequencies, detected, strict=True):
         if not spans:
             continue
@@ -77,10 +102,10 @@ def classify_column(values: pl.Series, engine: PiiEngine, config: DetectionConfi
         share = count / size
         if share >= ENTITY_SHARE:
             score = sum(scores[entity]) / len(scores[entity])
-            return Finding(values.name, "entity", entity, share, score, size, dict(anywhere))
+            return Finding(name, "entity", entity, share, score, size, dict(anywhere))
     share = values_with_pii / size
     # Free text is written in sentences; short values (cities, codes) are not scanned as text.
     words = sample.str.count_matches(r"\S+").median()
     sentence_like = float(words) if isinstance(words, int | float) else 0.0
     kind = "free_text" if share >= FREE_TEXT_SHARE and sentence_like >= FREE_TEXT_WORDS else "clean"
-    return Finding(values.name, kind, None, share, 0.0, size, dict(anywhere))
+    return Finding(name, kind, None, share, 0.0, size, dict(anywhere))

@@ -1,7 +1,9 @@
-"""What to detect (entities, regions, custom patterns) and what was found (spans). Plain data.
+"""What to detect (entities, regions, custom patterns), which texts could hold it, and what was
+found (spans).
 
-This module imports neither Presidio nor spaCy: a contract's detection settings are checked in
-the gateway process, while detection itself runs where the models are loaded.
+This module imports neither Presidio nor spaCy: a contract's detection settings are checked,
+and texts that cannot hold PII are set aside, in the gateway process, while detection itself
+runs where the models are loaded.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import polars as pl
 
 from privacy.policy import PolicyError
 
@@ -45,6 +49,59 @@ PATTERN_ENTITIES = frozenset(
 )
 KNOWN_ENTITIES = PATTERN_ENTITIES | frozenset(NER_LABELS)
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR")
+
+# Cheap polars pre-filters: a cell that cannot hold the entity is not given to its recognizer,
+# and a cell that cannot hold any configured entity is not sent to a detector at all.
+CANDIDATES: Mapping[str, str] = {
+    "EMAIL_ADDRESS": r"@",
+    "PHONE_NUMBER": r"\d(?:[\s().\-/+]*\d){6}",
+    "CREDIT_CARD": r"\d(?:[\s\-]*\d){11}",
+    "IBAN_CODE": r"(?i)[a-z]{2}\s*\d{2}",
+    "US_SSN": r"\d{3}[\s.\-]?\d{2}[\s.\-]?\d{4}",
+    "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:",
+    "URL": r"(?i)https?://|www\.|\.[a-z]{2,}",
+    "DATE_TIME": r"\d",
+}
+# The NER model is given only texts with a capitalised word.
+NAME_WORD = r"[A-Z][a-z]"
+NUMERIC_ENTITIES = frozenset(
+    {"PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "US_BANK_NUMBER", "UK_NHS", "US_PASSPORT"}
+)
+# Where digits cannot be a phone, card or SSN: codes that start with a letter and join parts
+# with hyphens ("ORD-2023-529959", "T-0900000123"), letters glued to digits ("TCK00012345"),
+# and money amounts with two decimals standing alone. Only the candidate pre-filter uses this;
+# the detector drops a span that touches such a code anyway.
+NOT_A_NUMBER = (
+    r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[A-Za-z]+[0-9][A-Za-z0-9]*"
+    r"|(?:^|[\s$€£(])[0-9]+[.,][0-9]{2}(?:$|[\s)])"
+)
+
+
+def without_codes(texts: pl.Series) -> pl.Series:
+    """The texts with codes and amounts blanked: what numeric recognizers need to look at."""
+    return texts.str.replace_all(NOT_A_NUMBER, " ")
+
+
+def candidates(texts: pl.Series, entity: str) -> pl.Series | None:
+    """Which texts could hold ``entity`` (None: no pre-filter, every text could)."""
+    if entity in NER_LABELS:
+        return texts.str.contains(NAME_WORD).fill_null(False)
+    pattern = CANDIDATES.get(entity)
+    return None if pattern is None else texts.str.contains(pattern).fill_null(False)
+
+
+def may_hold_pii(texts: pl.Series, config: DetectionConfig) -> pl.Series:
+    """Which texts could hold any entity ``config`` asks for; the others need no detector."""
+    if config.custom:
+        return pl.Series(texts.name, [True] * texts.len(), dtype=pl.Boolean)
+    unglued = without_codes(texts) if config.entities & NUMERIC_ENTITIES else texts
+    mask = pl.Series(texts.name, [False] * texts.len(), dtype=pl.Boolean)
+    for entity in config.entities:
+        found = candidates(unglued if entity in NUMERIC_ENTITIES else texts, entity)
+        if found is None:
+            return pl.Series(texts.name, [True] * texts.len(), dtype=pl.Boolean)
+        mask = mask | found
+    return mask
 
 
 @dataclass(frozen=True, order=True)

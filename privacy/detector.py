@@ -20,27 +20,20 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from privacy.detection import (
     DEFAULT_PHONE_REGIONS,
+    NAME_WORD,
     NER_LABELS,
+    NUMERIC_ENTITIES,
     PATTERN_ENTITIES,
     DetectionConfig,
     Span,
+    candidates,
+    without_codes,
 )
 from privacy.recognizers import pattern_recognizers
 
 NER_SCORE = 0.85
 NER_BATCH = 256
 _NON_NER_PIPES = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
-# Cheap polars pre-filters: a cell that cannot hold the entity is not given to its recognizer.
-_CANDIDATES: dict[str, str] = {
-    "EMAIL_ADDRESS": r"@",
-    "PHONE_NUMBER": r"\d(?:[\s().\-/+]*\d){6}",
-    "CREDIT_CARD": r"\d(?:[\s\-]*\d){11}",
-    "IBAN_CODE": r"(?i)[a-z]{2}\s*\d{2}",
-    "US_SSN": r"\d{3}[\s.\-]?\d{2}[\s.\-]?\d{4}",
-    "IP_ADDRESS": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9a-fA-F]{0,4}:[0-9a-fA-F]{0,4}:",
-    "URL": r"(?i)https?://|www\.|\.[a-z]{2,}",
-    "DATE_TIME": r"\d",
-}
 
 
 def load_spacy_model(name: str) -> spacy.language.Language:
@@ -137,21 +130,12 @@ class Detector:
         """Spans of the configured entities in each text; validated patterns win overlaps."""
         series = pl.Series(texts, dtype=pl.String)
         found: list[list[Span]] = [[] for _ in texts]
-        # Numbers glued into codes are never reported (see _inside_code), so numeric
-        # recognizers need not see cells whose only digits sit in codes or amounts.
-        unglued: pl.Series | None = None
+        unglued = without_codes(series)
         for recognizer in self._recognizers(config):
             (entity,) = recognizer.supported_entities
-            pattern = _CANDIDATES.get(entity)
-            numeric = entity in _NUMERIC_ENTITIES
-            if numeric and unglued is None:
-                unglued = series.str.replace_all(_NOT_A_NUMBER, " ")
-            candidates = unglued if numeric and unglued is not None else series
-            rows = (
-                candidates.str.contains(pattern).fill_null(False).arg_true().to_list()
-                if pattern
-                else range(len(texts))
-            )
+            numeric = entity in NUMERIC_ENTITIES
+            mask = candidates(unglued if numeric else series, entity)
+            rows = range(len(texts)) if mask is None else mask.arg_true().to_list()
             for row in rows:
                 text = texts[row]
                 for result in recognizer.analyze(text, [entity], None):  # type: ignore[arg-type]
@@ -168,8 +152,7 @@ class Detector:
             if "PERSON" in config.ner_entities:
                 for label in _NAME_SHAPED_LABELS:
                     labels.setdefault(label, _MAYBE_PERSON)
-            candidates = series.str.contains(_NAME_WORD.pattern).fill_null(False).arg_true()
-            ner_rows = candidates.to_list()
+            ner_rows = series.str.contains(NAME_WORD).fill_null(False).arg_true().to_list()
             ner_found = _ner(self._nlp, [texts[r] for r in ner_rows], labels)
             for row, ner_spans in zip(ner_rows, ner_found, strict=True):
                 kept = resolved[row]
@@ -193,7 +176,7 @@ def _overlaps(start: int, end: int, spans: Sequence[Span]) -> bool:
     return any(start < span.end and span.start < end for span in spans)
 
 
-_NAME_WORD = re.compile(r"[A-Z][a-z]")
+_NAME_WORD = re.compile(NAME_WORD)
 # The small model often labels a person's full name as an organisation or a place. A span of
 # those labels shaped like a name (two or three capitalised words, no company word) is a PERSON.
 _MAYBE_PERSON = "MAYBE_PERSON"
@@ -224,17 +207,6 @@ def _entity_of(label: str, text: str) -> str | None:
     return None
 
 
-_NUMERIC_ENTITIES = frozenset(
-    {"PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "US_BANK_NUMBER", "UK_NHS", "US_PASSPORT"}
-)
-# Where digits cannot be a phone, card or SSN: codes that start with a letter and join parts
-# with hyphens ("ORD-2023-529959", "T-0900000123"), letters glued to digits ("TCK00012345"),
-# and money amounts with two decimals standing alone. Only the candidate pre-filter uses this;
-# a span that touches such a code is dropped by _inside_code anyway.
-_NOT_A_NUMBER = (
-    r"[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)+|[A-Za-z]+[0-9][A-Za-z0-9]*"
-    r"|(?:^|[\s$€£(])[0-9]+[.,][0-9]{2}(?:$|[\s)])"
-)
 _GLUED_BEFORE = re.compile(r"(?:[A-Za-z]|[A-Za-z0-9]-)$")
 _GLUED_AFTER = re.compile(r"(?!x\d)(?:[A-Za-z]|-[A-Za-z0-9])")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from privacy.detection import DetectionConfig, Span
+from privacy.detection import DetectionConfig, Span, may_hold_pii
 
 if TYPE_CHECKING:
     from privacy.detector import Detector
@@ -104,14 +104,26 @@ class PiiEngine:
         return str(self._status["model"] or "patterns-only")
 
     def detect(self, texts: pl.Series, config: DetectionConfig) -> list[list[Span]]:
-        """Spans of the configured entities in each text (nulls count as empty texts)."""
-        values: list[str] = texts.cast(pl.String).fill_null("").to_list()
+        """Spans of the configured entities in each text (nulls count as empty texts).
+
+        Only texts that could hold an entity (``may_hold_pii``) reach a detector: a column of
+        ids or codes costs a few regular expressions here, not a trip to the workers.
+        """
+        text = texts.cast(pl.String).fill_null("")
+        rows = may_hold_pii(text, config).arg_true().to_list()
+        found: list[list[Span]] = [[] for _ in range(text.len())]
+        if not rows:
+            return found
+        values: list[str] = text.gather(rows).to_list()
         if self._local is not None:
-            return self._local.detect(values, config)
-        chunks = [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
-        found: list[list[Span]] = []
-        for part in self._executor().map(_worker_detect, chunks, [config] * len(chunks)):
-            found.extend(part)
+            spans = self._local.detect(values, config)
+        else:
+            chunks = [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+            spans = []
+            for part in self._executor().map(_worker_detect, chunks, [config] * len(chunks)):
+                spans.extend(part)
+        for row, row_spans in zip(rows, spans, strict=True):
+            found[row] = row_spans
         return found
 
     def close(self) -> None:

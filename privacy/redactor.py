@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from privacy.actions import ACTIONS, RedactionAction, redaction_expr
-from privacy.classify import classify_column
+from privacy.classify import Finding, classify_columns
 from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
 from privacy.freetext import scan_column
@@ -133,21 +133,28 @@ def plan_redaction(
             )
         )
     if engine is not None:
-        for column in frame.columns:
-            if column in declared:
-                continue
-            dtype = frame.schema[column]
-            rewrites: dict[tuple[str, ...], LeafRewrite] = {}
-            for leaf in text_leaves(column, dtype):
-                values = frame[column] if not leaf.path else leaf_values(frame, leaf)
-                rewrite, outcome = _undeclared(
-                    values.cast(pl.String).rename(leaf.label), engine, config, undeclared
-                )
-                outcomes.append(outcome)
-                if rewrite is not None:
-                    rewrites[leaf.path] = rewrite
-            if rewrites:
-                replacements.append(rewrite_column(column, dtype, rewrites))
+        leaves = [
+            (leaf, frame.schema[column])
+            for column in frame.columns
+            if column not in declared
+            for leaf in text_leaves(column, frame.schema[column])
+        ]
+        values = [
+            (frame[leaf.column] if not leaf.path else leaf_values(frame, leaf))
+            .cast(pl.String)
+            .rename(leaf.label)
+            for leaf, _ in leaves
+        ]
+        # Every sample in one batch, so the engine's workers share it.
+        findings = classify_columns(values, engine, config)
+        rewrites: dict[str, dict[tuple[str, ...], LeafRewrite]] = {}
+        for (leaf, _), text, finding in zip(leaves, values, findings, strict=True):
+            rewrite, outcome = _undeclared(text, finding, engine, config, undeclared)
+            outcomes.append(outcome)
+            if rewrite is not None:
+                rewrites.setdefault(leaf.column, {})[leaf.path] = rewrite
+        for column, column_rewrites in rewrites.items():
+            replacements.append(rewrite_column(column, frame.schema[column], column_rewrites))
     return frame.lazy().with_columns(replacements).drop(dropped), outcomes
 
 
@@ -159,9 +166,8 @@ def _placeholder(entity: str) -> LeafRewrite:
 
 
 def _undeclared(
-    values: pl.Series, engine: PiiEngine, config: DetectionConfig, policy: str
+    values: pl.Series, finding: Finding, engine: PiiEngine, config: DetectionConfig, policy: str
 ) -> tuple[LeafRewrite | None, ColumnOutcome]:
-    finding = classify_column(values, engine, config)
     name = values.name
 
     def outcome(

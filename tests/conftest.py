@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
@@ -152,6 +153,17 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+def settings_for(home: Path, contracts_dir: Path = CONTRACTS, **extra: Any) -> Settings:
+    """Settings with the test keys, for an app of one's own (``extra``: any other setting)."""
+    return Settings(
+        home=home,
+        contracts_dir=contracts_dir,
+        pii_key=TEST_PII_KEY,
+        admin_key=TEST_ADMIN_KEY,
+        **extra,
+    )
 
 
 @pytest.fixture

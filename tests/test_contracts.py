@@ -11,9 +11,8 @@ from sqlmodel import Session, select
 from gateway.app import create_app
 from gateway.contracts import load_contracts, snake_case
 from gateway.models import IngestRun
-from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
+from tests.conftest import CONTRACTS, admin_client, settings_for
 
 GOOD = """
 import pandera.polars as pa
@@ -141,12 +140,7 @@ def test_two_contracts_for_one_dataset_are_both_refused_until_one_is_removed(
     assert "customers" not in catalog.contracts
     assert sorted(Path(e.file).name for e in catalog.errors) == ["a_hijack.py", "customers.py"]
     assert all("a_hijack.py" in e.reason and "customers.py" in e.reason for e in catalog.errors)
-    settings = Settings(
-        home=tmp_path / "home",
-        contracts_dir=tmp_path,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-    )
+    settings = settings_for(tmp_path / "home", tmp_path)
     with admin_client(create_app(settings, pii_engine=PiiEngine(None, workers=0))) as client:
         refused = client.post(
             "/api/v1/datasets/customers/uploads",
@@ -182,12 +176,7 @@ def test_a_contract_file_that_exits_at_import_is_reported_broken(tmp_path: Path,
 def test_readyz_and_contracts_api_name_the_broken_file(tmp_path: Path) -> None:
     _write(tmp_path, "orders.py", GOOD.format(cls="Orders", action="hash", version="1"))
     broken = _write(tmp_path, "refunds.py", GOOD.format(cls="Refunds", action="shred", version="1"))
-    settings = Settings(
-        home=tmp_path / "home",
-        contracts_dir=tmp_path,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-    )
+    settings = settings_for(tmp_path / "home", tmp_path)
     with admin_client(create_app(settings, pii_engine=PiiEngine(None, workers=0))) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503

@@ -10,6 +10,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -17,11 +18,10 @@ import zstandard
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
+from tests.conftest import admin_client, csv_bytes, settings_for
 
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "max_decoded_bytes": 32_000_000,
     "max_rows": 1_000_000,
     "max_columns": 200,
@@ -43,17 +43,8 @@ def _reset_peak_rss() -> None:
 
 @pytest.fixture
 def guarded(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterator[TestClient]:
-    settings = Settings(
-        home=tmp_path / "home",
-        database_url=database_url,
-        contracts_dir=CONTRACTS,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-        max_upload_bytes=5_000_000,
-        max_decoded_bytes=LIMITS["max_decoded_bytes"],
-        max_rows=LIMITS["max_rows"],
-        max_columns=LIMITS["max_columns"],
-        max_nesting_depth=LIMITS["max_nesting_depth"],
+    settings = settings_for(
+        tmp_path / "home", database_url=database_url, max_upload_bytes=5_000_000, **LIMITS
     )
     with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         yield client

@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.logs import formatter
 from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
+from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, settings_for
 
 CONTRACT = """
 import pandera.polars as pa
@@ -284,13 +284,8 @@ def test_pii_in_every_column_shape_and_in_names_appears_nowhere(
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     (contracts / "signups.py").write_text(textwrap.dedent(LOOSE_CONTRACT))
-    settings = Settings(
-        home=tmp_path / "home",
-        database_url=database_url,
-        contracts_dir=contracts,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-        log_level="debug",
+    settings = settings_for(
+        tmp_path / "home", contracts, database_url=database_url, log_level="debug"
     )
     frame, planted = _shapes_frame()
     named = {"signup_id": [1, 2], "jane.doe@example.com": ["a", "b"], f"ssn {SSN}": ["c", "d"]}

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gateway.app import create_app
 from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
+from tests.conftest import admin_client, settings_for
 
 PROBLEM = "application/problem+json"
 # Each example is a full upload through the app; these counts keep the file under a minute.
@@ -228,12 +228,7 @@ def loose_client(tmp_path: Path, pii_engine: PiiEngine) -> Iterator[TestClient]:
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     (contracts / "signups.py").write_text(LOOSE_CONTRACT)
-    loose = Settings(
-        home=tmp_path / "loose",
-        contracts_dir=contracts,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-    )
+    loose = settings_for(tmp_path / "loose", contracts)
     with admin_client(create_app(loose, pii_engine=pii_engine)) as client:
         yield client
 

@@ -10,10 +10,9 @@ import polars as pl
 from bench.generate import customers
 from gateway.app import create_app
 from gateway.contracts import load_contracts
-from gateway.settings import Settings
 from gateway.validation import MAX_EXAMPLES, validate_frame
 from privacy import PiiEngine
-from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client
+from tests.conftest import CONTRACTS, admin_client, settings_for
 
 CATALOG = load_contracts(CONTRACTS)
 CUSTOMERS = CATALOG.contracts["customers"]
@@ -124,12 +123,7 @@ def test_coerce_is_honoured_as_pandera_defines_it(tmp_path: Path, pii_engine: Pi
     contracts = tmp_path / "contracts"
     contracts.mkdir()
     (contracts / "items.py").write_text(COERCION)
-    settings = Settings(
-        home=tmp_path / "home",
-        contracts_dir=contracts,
-        pii_key=TEST_PII_KEY,
-        admin_key=TEST_ADMIN_KEY,
-    )
+    settings = settings_for(tmp_path / "home", contracts)
     text_ids = b'{"item_id": "1", "qty": "5"}\n{"item_id": "2", "qty": "6"}\n'
     with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         refused = client.post("/api/v1/datasets/strict/uploads?format=ndjson", content=text_ids)

@@ -44,7 +44,7 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Unreadable or empty upload.", **_PROBLEM},
     404: {"description": "No contract for this dataset.", **_PROBLEM},
     503: {"description": "The dataset's contract files must be fixed first.", **_PROBLEM},
-    413: {"description": "Upload (or its decompressed content) too large.", **_PROBLEM},
+    413: {"description": "Upload too large, on the wire or decoded.", **_PROBLEM},
     415: {"description": "Unsupported format.", **_PROBLEM},
     422: {"description": "Rejected by the contract; the body holds the report.", **_PROBLEM},
 }
