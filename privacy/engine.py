@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1_000
 PARENT_CHECK_SECONDS = 0.5
+WORKER_START_SECONDS = 300
 
 _worker_detector: Detector | None = None
 
@@ -42,12 +43,13 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _init_worker(spacy_model: str | None) -> None:
+def _init_worker(spacy_model: str | None, ready: Any) -> None:
     global _worker_detector
     _exit_with_parent()
     from privacy.detector import Detector
 
     _worker_detector = Detector(spacy_model)
+    ready.release()
 
 
 def _worker_status() -> dict[str, Any]:
@@ -74,17 +76,25 @@ class PiiEngine:
             self._local = Detector(spacy_model)
             self._status = self._local.status
         else:
-            self._status = self._executor().submit(_worker_status).result()
+            # One call per worker makes the pool start them all now (it starts them on demand),
+            # and each says when its model is loaded: the first upload finds them all warm.
+            executor = self._executor()
+            calls = [executor.submit(_worker_status) for _ in range(self.workers)]
+            self._status = calls[0].result()
+            for _ in range(self.workers):
+                self._ready.acquire(timeout=WORKER_START_SECONDS)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent runs polars and server threads that must not be
             # copied mid-lock.
+            context = multiprocessing.get_context("spawn")
+            self._ready = context.Semaphore(0)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.model_name,),
+                initargs=(self.model_name, self._ready),
             )
         return self._pool
 
