@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 CHUNK = 1_000
 PARENT_CHECK_SECONDS = 0.5
 WORKER_START_SECONDS = 300
+WARM_UP_TEXT = (
+    "Jane Doe (jane.doe@example.com, +1 212 555 0199) paid with 4111 1111 1111 1111, "
+    "SSN 536-22-8726, IBAN DE89370400440532013000, from 192.168.0.1"
+)
 
 _worker_detector: Detector | None = None
 
@@ -49,6 +53,9 @@ def _init_worker(spacy_model: str | None, ready: Any) -> None:
     from privacy.detector import Detector
 
     _worker_detector = Detector(spacy_model)
+    # Recognizers load their data on first use (phone metadata, the public-suffix list, the
+    # NER pipeline): do it now, not inside the first upload.
+    _worker_detector.detect([WARM_UP_TEXT], DetectionConfig())
     ready.release()
 
 

@@ -2,8 +2,9 @@
 
 FastAPI documents request validation failures as 422 ``HTTPValidationError``; Datagate answers
 them with 400 problem+json (``invalid-request``). Every ``/api/v1`` operation can also answer
-401 and 403, an operation with a path parameter 404, and the error statuses routes declare
-themselves (413, 415, 422 …) carry the ``Problem`` schema under ``application/problem+json``.
+401 and 403, an operation with a body 413, one with a path parameter 404, and the error
+statuses routes declare themselves (415, 422 …) carry the ``Problem`` schema under
+``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 del responses["422"]
             if validated or operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault("400", _problem(400, "Invalid request"))
+            if operation.get("requestBody"):
+                responses.setdefault("413", _problem(413, "The body is larger than its limit"))
             if path.startswith("/api/"):
                 responses.setdefault("401", _problem(401, "Missing, unknown or expired API key"))
                 responses.setdefault("403", _problem(403, "The key's role or datasets forbid it"))
