@@ -47,7 +47,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _init_worker(spacy_model: str | None, ready: Any) -> None:
+def _init_worker(spacy_model: str | None) -> None:
     global _worker_detector
     _exit_with_parent()
     from privacy.detector import Detector
@@ -56,12 +56,17 @@ def _init_worker(spacy_model: str | None, ready: Any) -> None:
     # Recognizers load their data on first use (phone metadata, the public-suffix list, the
     # NER pipeline): do it now, not inside the first upload.
     _worker_detector.detect([WARM_UP_TEXT], DetectionConfig())
-    ready.release()
 
 
 def _worker_status() -> dict[str, Any]:
     assert _worker_detector is not None
     return _worker_detector.status
+
+
+def _worker_pid() -> int:
+    # Busy for a moment, so that the next call goes to another worker once that one is ready.
+    time.sleep(0.05)
+    return os.getpid()
 
 
 def _worker_detect(texts: list[str], config: DetectionConfig) -> list[list[Span]]:
@@ -83,25 +88,25 @@ class PiiEngine:
             self._local = Detector(spacy_model)
             self._status = self._local.status
         else:
-            # One call per worker makes the pool start them all now (it starts them on demand),
-            # and each says when its model is loaded: the first upload finds them all warm.
+            # The pool starts workers on demand; start them all now and wait until each has
+            # answered (its model loaded and warmed), so the first upload finds them ready.
             executor = self._executor()
-            calls = [executor.submit(_worker_status) for _ in range(self.workers)]
-            self._status = calls[0].result()
-            for _ in range(self.workers):
-                self._ready.acquire(timeout=WORKER_START_SECONDS)
+            self._status = executor.submit(_worker_status).result()
+            answered: set[int] = set()
+            deadline = time.monotonic() + WORKER_START_SECONDS
+            while len(answered) < self.workers and time.monotonic() < deadline:
+                calls = [executor.submit(_worker_pid) for _ in range(self.workers)]
+                answered |= {call.result() for call in calls}
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the parent runs polars and server threads that must not be
             # copied mid-lock.
-            context = multiprocessing.get_context("spawn")
-            self._ready = context.Semaphore(0)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=context,
+                mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(self.model_name, self._ready),
+                initargs=(self.model_name,),
             )
         return self._pool
 
