@@ -79,6 +79,7 @@ def test_configured_transport_delivers_each_event_once(
     receiver: tuple[str, list[dict[str, object]]],
     monkeypatch: pytest.MonkeyPatch,
     style: str,
+    pii_engine: PiiEngine,
 ) -> None:
     url, received = receiver
     if style == "OPENLINEAGE_URL":
@@ -86,7 +87,7 @@ def test_configured_transport_delivers_each_event_once(
     else:
         monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "http")
         monkeypatch.setenv("OPENLINEAGE__TRANSPORT__URL", url)
-    with admin_client(create_app(settings)) as client:
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         assert client.get("/readyz").json()["checks"]["lineage"]["transport"] == "HttpTransport"
         response = client.post(
             "/api/v1/datasets/customers/uploads",
@@ -111,10 +112,13 @@ def test_configured_transport_delivers_each_event_once(
 
 
 def test_unreachable_backend_neither_fails_nor_slows_the_upload(
-    settings: Settings, customers_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    customers_frame: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    pii_engine: PiiEngine,
 ) -> None:
     monkeypatch.setenv("OPENLINEAGE_URL", "http://127.0.0.1:9")  # discard port: refused
-    with admin_client(create_app(settings)) as client:
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         started = time.monotonic()
         response = client.post(
             "/api/v1/datasets/customers/uploads",
