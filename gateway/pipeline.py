@@ -195,6 +195,17 @@ def scrub(services: Services, contract: Contract | None, text: str) -> str:
     return scrub_text(text, services.pii_engine, detection)
 
 
+def _shown_filename(services: Services, contract: Contract, name: str | None) -> str | None:
+    """The client's file name as recorded: PII replaced, or withheld if it cannot be checked."""
+    if not name:
+        return None
+    try:
+        return scrub(services, contract, name)
+    except Exception as exc:
+        log.error("could not scrub a file name: %s", type(exc).__name__)
+        return None
+
+
 # -- stages -------------------------------------------------------------------------------
 
 
@@ -242,11 +253,11 @@ def validate(batch: Batch, services: Services) -> Batch:
     contract = batch.contract
     engine = services.pii_engine
 
-    def scrub(values: list[str]) -> list[str]:
+    def scrub_values(values: list[str]) -> list[str]:
         return scan_texts(values, engine, contract.detection)
 
     frame, report = validate_frame(
-        batch.require_frame(), contract, scrub, from_text=batch.format == "csv"
+        batch.require_frame(), contract, scrub_values, from_text=batch.format == "csv"
     )
     refusal = None
     if not report.valid:
@@ -551,7 +562,7 @@ def run_pipeline(
         spool=spool,
         requested_format=requested_format,
         uploader=uploader,
-        filename=scrub(services, contract, upload.filename) if upload.filename else None,
+        filename=_shown_filename(services, contract, upload.filename),
     )
     try:
         for name, stage in STAGES:
