@@ -36,7 +36,8 @@ from gateway.uploads import UploadSpool
 MAX_LAYERS = 3
 _COPY_CHUNK = 1 << 20
 _SCAN_CHUNK = 4 << 20
-_MAX_FOOTER = 16 << 20
+_MAX_FOOTER = 8 << 20
+_MAX_MESSAGES = 100_000
 _MAX_MESSAGE = 64 << 20
 _VIEW_BYTES = 16  # polars keeps a 16-byte view per string or binary value
 _MAGIC = {
@@ -486,31 +487,46 @@ def _file_messages(fh: IO[bytes], size: int) -> tuple[_Flat, list[int]]:
     return footer, starts
 
 
+def _stream_messages(fh: IO[bytes], size: int) -> Iterator[tuple[_Flat, int, int]]:
+    pos = 0
+    while pos + 8 <= size and (found := _message_at(fh, pos, size)) is not None:
+        yield found
+        pos = found[1] + found[2]
+
+
 def arrow_footprint(path: Path) -> Footprint:
     """Rows, columns, nesting depth and decoded bytes of an Arrow IPC file or stream, from its
     message headers (compressed buffers count at the length they declare uncompressed).
 
     Raises:
         UnreadableUpload: a message header that does not parse.
+        UploadTooLarge: more messages than Datagate reads (``_MAX_MESSAGES``).
     """
     size = path.stat().st_size
     rows = columns = depth = decoded = 0
     with path.open("rb") as fh:
         is_file = fh.read(6) == _ARROW_MAGIC
         try:
+            messages: Iterable[tuple[_Flat, int, int] | None]
             if is_file:
                 footer, starts = _file_messages(fh, size)
                 schema = footer.ref(footer.root(), 1)
                 if schema is not None:
                     columns, depth = _arrow_schema_shape(footer, schema)
-                messages = [m for m in (_message_at(fh, s, size) for s in starts) if m]
+                messages = (_message_at(fh, start, size) for start in starts)
             else:
-                messages = []
-                pos = 0
-                while pos + 8 <= size and (found := _message_at(fh, pos, size)) is not None:
-                    messages.append(found)
-                    pos = found[1] + found[2]
-            for flat, body, _ in messages:
+                messages = _stream_messages(fh, size)
+            # Read one at a time and counted: millions of tiny messages must not pile up.
+            for count, found in enumerate(messages, start=1):
+                if count > _MAX_MESSAGES:
+                    raise UploadTooLarge(
+                        f"the Arrow upload holds more than {_MAX_MESSAGES:,} messages",
+                        limit=_MAX_MESSAGES,
+                        exceeded="messages",
+                    )
+                if found is None:
+                    continue
+                flat, body, _ = found
                 message = flat.root()
                 kind = flat.scalar(message, 1, "<B")
                 header = flat.ref(message, 2)

@@ -17,6 +17,7 @@ import pytest
 import zstandard
 from fastapi.testclient import TestClient
 
+import gateway.decoding
 from gateway.app import create_app
 from privacy import PiiEngine
 from tests.conftest import admin_client, csv_bytes, settings_for
@@ -229,3 +230,29 @@ def test_data_within_the_limits_still_passes(
         response = guarded.post(f"{UPLOAD}?format={fmt}", content=body)
         assert response.status_code in (200, 201), (name, response.text)
         assert response.json()["version"]["row_count"] == customers_frame.height
+
+
+def test_an_arrow_stream_of_countless_tiny_messages_is_refused_while_it_is_read(
+    guarded: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Headers are read one at a time and counted: a flood of tiny record batches neither piles
+    up in memory nor keeps the reader busy for minutes (the cap is lowered to keep it small)."""
+    monkeypatch.setattr(gateway.decoding, "_MAX_MESSAGES", 50)
+    single = io.BytesIO()
+    pl.DataFrame({"customer_id": [1]}).write_ipc_stream(single)
+    data = single.getvalue()
+    # The stream is: schema message, one record batch message, end-of-stream marker.
+    schema_end = _message_end(data, 0)
+    batch_end = _message_end(data, schema_end)
+    stream = data[:schema_end] + data[schema_end:batch_end] * 200 + data[batch_end:]
+    response = guarded.post(f"{UPLOAD}?format=arrow", content=stream)
+    assert response.status_code == 413, response.text
+    assert response.json()["exceeded"] == "messages"
+
+
+def _message_end(data: bytes, pos: int) -> int:
+    """Where the encapsulated Arrow message starting at ``pos`` ends (header and body)."""
+    found = gateway.decoding._message_at(io.BytesIO(data), pos, len(data))
+    assert found is not None
+    _, body, body_length = found
+    return body + body_length
