@@ -161,13 +161,11 @@ class AnonymousThrottle:
             if client not in self._windows and len(self._windows) >= MAX_TRACKED_CLIENTS:
                 client = SHARED_BUCKET
             window = self._windows.get(client)
-            if window is None or now - window.started >= self.window_seconds:
-                if window is not None and window.counted:
-                    # Rolled over before a flush: keep the count, open a new minute after it.
-                    window.started = now
-                    window.admitted = 0
-                else:
-                    window = self._windows[client] = _Window(started=now)
+            if window is None:
+                window = self._windows[client] = _Window(started=now)
+            elif now - window.started >= self.window_seconds:
+                # Over but not flushed (the database was unavailable): keep counting into it.
+                window.started, window.admitted = now, 0
             if window.admitted < self.limit:
                 window.admitted += 1
                 return True

@@ -134,7 +134,7 @@ def plan_redaction(
         )
     if engine is not None:
         leaves = [
-            (leaf, frame.schema[column])
+            leaf
             for column in frame.columns
             if column not in declared
             for leaf in text_leaves(column, frame.schema[column])
@@ -143,12 +143,12 @@ def plan_redaction(
             (frame[leaf.column] if not leaf.path else leaf_values(frame, leaf))
             .cast(pl.String)
             .rename(leaf.label)
-            for leaf, _ in leaves
+            for leaf in leaves
         ]
         # Every sample in one batch, so the engine's workers share it.
         findings = classify_columns(values, engine, config)
         rewrites: dict[str, dict[tuple[str, ...], LeafRewrite]] = {}
-        for (leaf, _), text, finding in zip(leaves, values, findings, strict=True):
+        for leaf, text, finding in zip(leaves, values, findings, strict=True):
             rewrite, outcome = _undeclared(text, finding, engine, config, undeclared)
             outcomes.append(outcome)
             if rewrite is not None:

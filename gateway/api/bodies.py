@@ -108,14 +108,3 @@ async def json_body(request: Request, model: type[Model], limit: int) -> Model:
     """
     raw = await read_body(request, limit)
     return await run_in_threadpool(_validated, raw, model)
-
-
-async def json_value(request: Request, limit: int) -> Any:
-    """Read and parse a JSON body of any shape (off the event loop).
-
-    Raises:
-        BodyTooLarge: longer than ``limit`` bytes.
-        InvalidRequest: not JSON, or too deeply nested.
-    """
-    raw = await read_body(request, limit)
-    return await run_in_threadpool(parse_json, raw)

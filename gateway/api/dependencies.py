@@ -11,7 +11,8 @@ from fastapi.security import HTTPBearer
 from pydantic import BeforeValidator
 from sqlmodel import Session
 
-from gateway.keys import Principal, authenticate
+from gateway.errors import Unauthorized
+from gateway.keys import Principal
 from gateway.models import MAX_VERSION
 from gateway.services import Services
 
@@ -57,22 +58,16 @@ IsoTime = Annotated[
 
 
 def get_principal(
-    request: Request,
-    services: Annotated[Services, Depends(get_services)],
-    _scheme: Annotated[object, Depends(_bearer)] = None,
+    request: Request, _scheme: Annotated[object, Depends(_bearer)] = None
 ) -> Principal:
-    """The caller: authenticated by ``gateway.middleware`` before the body was read, or here
-    (401 without a valid key)."""
-    known = getattr(request.state, "principal", None)
-    if isinstance(known, Principal):
-        return known
-    admin_key = services.settings.admin_key
-    principal = authenticate(
-        services.engine,
-        request.headers.get("authorization"),
-        admin_key.get_secret_value() if admin_key else None,
-    )
-    request.state.principal = principal  # for the audit trail
+    """The caller, as ``gateway.middleware`` authenticated it before any body was read.
+
+    Raises:
+        Unauthorized: no principal (the request did not pass the middleware's gate).
+    """
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise Unauthorized("send 'Authorization: Bearer <api key>'")
     return principal
 
 
