@@ -238,6 +238,40 @@ def scan_json_text(path: Path, max_depth: int, to_lines: bool = False) -> None:
         writable.flush()
 
 
+# A JSON object key: a string followed by a colon. On a line of valid JSON a match can only
+# start at a real key (a string that ends before a colon is a key; one that ends elsewhere
+# fails), so every key is found and nothing else is.
+_JSON_KEY = r'"(?:[^"\\]|\\.)*"\s*:'
+
+
+def check_json_keys(path: Path, limits: DecodeLimits) -> None:
+    """At most ``limits.columns`` distinct key names in the JSON Lines file, at any level.
+
+    Inferring a schema costs polars time quadratic in the number of distinct keys (a 4 MB file
+    of 200,000 one-key records takes minutes), so they are counted first, in bounded batches:
+    every key becomes a column or a struct field, so this bounds both.
+
+    Raises:
+        UploadTooLarge: more distinct keys than the column limit.
+    """
+    # A line of valid JSON holds no raw control character, so 0x1F never splits one (if it
+    # does, the reader raises and the upload is unreadable, as it is).
+    lines = pl.scan_csv(
+        path,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        schema={"line": pl.String},
+        raise_if_empty=False,
+    )
+    keys = lines.select(pl.col("line").str.extract_all(_JSON_KEY).explode().unique())
+    seen: set[str] = set()
+    for batch in keys.collect_batches():
+        seen.update(batch["line"].drop_nulls().to_list())
+        if len(seen) > limits.columns:
+            raise limits.too_large("columns", len(seen), limits.columns)
+
+
 # -- Parquet footer ----------------------------------------------------------------------
 
 _PHYSICAL_WIDTH = {0: 1, 1: 4, 2: 8, 3: 12, 4: 4, 5: 8, 6: _VIEW_BYTES, 7: _VIEW_BYTES}

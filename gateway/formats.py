@@ -18,6 +18,7 @@ import polars as pl
 from gateway.decoding import (
     DecodeLimits,
     arrow_footprint,
+    check_json_keys,
     check_schema,
     collect_within,
     parquet_footprint,
@@ -187,6 +188,7 @@ def _read_arrow(path: Path, limits: DecodeLimits) -> pl.DataFrame:
 def _read_json_lines(path: Path, limits: DecodeLimits, *, array: bool) -> pl.DataFrame:
     # A record is one level, so its columns may nest ``limits.depth`` more (an array one more).
     scan_json_text(path, limits.depth + (2 if array else 1), to_lines=array)
+    check_json_keys(path, limits)
     schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
     check_schema(schema, limits)
     return collect_within(pl.scan_ndjson(path, schema=schema).collect_batches(), limits)

@@ -173,6 +173,22 @@ BOMBS: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "ndjson",
         "columns",
     ),
+    # Schema inference is quadratic in distinct keys: this took polars minutes to infer.
+    "ndjson-200k-distinct-keys": (
+        lambda: "".join(json.dumps({f"k{i}": i}) + "\n" for i in range(200_000)).encode(),
+        "ndjson",
+        "columns",
+    ),
+    "ndjson-200k-distinct-nested-keys": (
+        lambda: "".join(json.dumps({"a": {f"k{i}": 1}}) + "\n" for i in range(200_000)).encode(),
+        "ndjson",
+        "columns",
+    ),
+    "json-array-200k-distinct-keys": (
+        lambda: json.dumps([{f"k{i}": i} for i in range(200_000)]).encode(),
+        "json",
+        "columns",
+    ),
     "deep-ndjson": (lambda: b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "ndjson", "nesting levels"),
     "deep-json-array": (
         lambda: b"[" + b"[" * 100_000 + b"]" * 100_000 + b"]",
