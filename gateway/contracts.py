@@ -48,11 +48,15 @@ class ColumnSpec:
     # dtype is cast (cells that do not convert are failures); without it, it fails the dtype
     # check. Text formats (CSV) are parsed into the contract's dtypes either way.
     coerce: bool = False
+    # ``name`` is a regular expression: the spec governs every column it matches (Pandera's
+    # ``Field(alias=..., regex=True)``).
+    regex: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The column as the API shows it."""
         return {
             "name": self.name,
+            "regex": self.regex,
             "dtype": str(self.dtype),
             "nullable": self.nullable,
             "unique": self.unique,
@@ -77,7 +81,11 @@ class Contract:
     dataset: str
     model_name: str
     schema: pa.DataFrameSchema
+    # The schema without coercion (Datagate coerces first, with Pandera's engine, so that a
+    # cell that does not convert is reported by its column)...
     checked_schema: pa.DataFrameSchema
+    # ...and, for a drop_invalid_rows contract, one that keeps the rows, to report them.
+    reporting_schema: pa.DataFrameSchema
     version: str
     owner: str | None
     description: str | None
@@ -108,6 +116,15 @@ class Contract:
             names.update(check["id"] for check in column.checks)
         names.update(check["id"] for check in self.definition["dataframe_checks"])
         return frozenset(names)
+
+    def spec_for(self, column: str | None) -> ColumnSpec | None:
+        """The contract column governing ``column`` of an upload (by name or regex), if any."""
+        if column is None:
+            return None
+        for spec in self.columns:
+            if spec.name == column if not spec.regex else re.fullmatch(spec.name, column):
+                return spec
+        return None
 
     @property
     def dtypes(self) -> dict[str, pl.DataType]:
@@ -231,11 +248,20 @@ def _dataset_name(model: type[pa.DataFrameModel]) -> str:
 
 
 def _without_coercion(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
-    # Datagate casts to the contract's dtypes itself (reporting cells that do not convert), so
-    # Pandera only checks; its own coercion would fail outright on a missing column.
+    # Datagate coerces with Pandera's dtype engine itself, column by column, so that a cell that
+    # does not convert is reported under its column (Pandera files it under the schema's name);
+    # Pandera's own coercion would also crash on a missing column a dataframe check uses.
     checked = copy.deepcopy(schema)
     checked.coerce = False
+    for column in checked.columns.values():
+        column.coerce = False
     return checked
+
+
+def _keeping_rows(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    kept = copy.deepcopy(schema)
+    kept.drop_invalid_rows = False
+    return kept
 
 
 def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract:
@@ -275,6 +301,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
                 policy=_column_policy(name, col_meta),
                 description=column.description,
                 coerce=bool(schema.coerce or column.coerce),
+                regex=bool(column.regex),
             )
         )
     definition = {
@@ -300,6 +327,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         model_name=model.__name__,
         schema=schema,
         checked_schema=_without_coercion(schema),
+        reporting_schema=_keeping_rows(_without_coercion(schema)),
         version=str(meta.get("version", "0.0.0")),
         owner=meta.get("owner"),
         description=meta.get("description") or (inspect.getdoc(model) or None),

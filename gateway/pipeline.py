@@ -257,7 +257,11 @@ def validate(batch: Batch, services: Services) -> Batch:
         return scan_texts(values, engine, contract.detection)
 
     frame, report = validate_frame(
-        batch.require_frame(), contract, scrub_values, from_text=batch.format == "csv"
+        batch.require_frame(),
+        contract,
+        scrub_values,
+        from_text=batch.format == "csv",
+        from_json=batch.format in ("ndjson", "json"),
     )
     refusal = None
     if not report.valid:

@@ -6,14 +6,16 @@ The report never holds a raw value of a column with a PII policy, and holds at m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.polars.types import PolarsData
 
-from gateway.contracts import Contract
+from gateway.contracts import ColumnSpec, Contract
 
 MAX_EXAMPLES = 10
 MAX_VALUE_CHARS = 200
@@ -25,7 +27,8 @@ _FAILURE_SCHEMA = {
 }
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
-_SCHEMA_LEVEL_CHECKS = ("column_in_schema", "column_in_dataframe")
+# Checks whose failure case is the name of the column at fault.
+_SCHEMA_LEVEL_CHECKS = ("column_in_schema", "column_in_dataframe", "column_ordered")
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,15 @@ class ValidationReport:
     rows: int
     failures: list[dict[str, Any]]
     assertions: list[dict[str, Any]]
+    rejected: bool = False
+    rows_dropped: int = 0
+    """Rows a ``drop_invalid_rows`` contract removed (their failures are listed)."""
 
     @property
     def valid(self) -> bool:
-        """True when no check failed."""
-        return not self.failures
+        """True when the upload is accepted (rows a drop_invalid_rows contract removed
+        do not make it invalid)."""
+        return not self.rejected
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON (the 422 extension and the run record)."""
@@ -50,6 +57,7 @@ class ValidationReport:
             "rows": self.rows,
             "checks_run": len(self.assertions),
             "checks_failed": sum(1 for a in self.assertions if not a["success"]),
+            "rows_dropped": self.rows_dropped,
             "failures": self.failures,
         }
 
@@ -59,6 +67,7 @@ class ValidationReport:
             "valid": self.valid,
             "checks_run": len(self.assertions),
             "checks_failed": sum(1 for a in self.assertions if not a["success"]),
+            "rows_dropped": self.rows_dropped,
         }
 
 
@@ -127,131 +136,319 @@ def _align_time_zone(series: pl.Series, target: pl.Datetime) -> pl.Series:
     return series.dt.convert_time_zone(target.time_zone)
 
 
-def coerce_to_contract(
-    frame: pl.DataFrame, contract: Contract, from_text: bool = False
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cast the contract's columns that Pandera would coerce (``coerce`` on the model or the
-    field) to their dtypes — every column when the upload was text (``from_text``: CSV, whose
-    cells have no type until parsed); cells that do not convert become failures. A column that
-    is not coerced keeps its dtype, and a wrong one fails Pandera's dtype check, as in Pandera.
+_INTEGER_TEXT = pl.Decimal(38, 9)
 
-    Returns the cast frame (failed cells are null) and the failures as rows of
+
+def _widest(target: pl.DataType) -> pl.DataType | None:
+    # The same kind of value at full precision: text parsed into it and into the target must
+    # agree, or the target would silently drop digits (12.345 into Decimal(12, 2)).
+    if isinstance(target, pl.Decimal):
+        return pl.Decimal(38, max(target.scale, 18))
+    if isinstance(target, pl.Datetime) and target.time_unit != "ns":
+        return pl.Datetime("ns", target.time_zone)
+    if target.is_integer():
+        return _INTEGER_TEXT
+    return None
+
+
+def _parsed(frame: pl.DataFrame, name: str, target: pl.DataType) -> pl.Series:
+    try:
+        expr = _cast_expr(name, frame.schema[name], target)
+        if target.is_integer() and frame.schema[name] == pl.String:
+            # "1.0" is the integer 1 (exports write integers so); "2.5" stays a failure, as
+            # the exactness check compares with the text read at full precision.
+            text = pl.col(name).str.strip_chars()
+            expr = pl.coalesce(
+                expr, text.cast(_INTEGER_TEXT, strict=False).cast(target, strict=False)
+            )
+        series = frame.select(expr.alias(name)).to_series()
+        if isinstance(target, pl.Datetime):
+            series = _align_time_zone(series, target)
+        return series.cast(target, strict=False)
+    except pl.exceptions.PolarsError:
+        # The whole column is of a shape that cannot become the target.
+        return pl.Series(name, [None] * frame.height, dtype=target)
+
+
+def _failure_rows(name: str, check: str, rows: pl.Series, values: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "column": name,
+            "check": check,
+            "index": rows.cast(pl.Int64),
+            "failure_case": _as_text(values.gather(rows)),
+        },
+        schema=_FAILURE_SCHEMA,
+    )
+
+
+def _contract_columns(frame: pl.DataFrame, contract: Contract) -> list[tuple[str, ColumnSpec]]:
+    """The frame's columns the contract governs: by name, or every match of a regex column."""
+    found: list[tuple[str, ColumnSpec]] = []
+    for spec in contract.columns:
+        if spec.regex:
+            selector = contract.schema.columns[spec.name].selector
+            found.extend((name, spec) for name in frame.select(pl.col(selector)).columns)
+        elif spec.name in frame.columns:
+            found.append((spec.name, spec))
+    return found
+
+
+def _json_has_no_type_for(source: pl.DataType, target: pl.DataType) -> bool:
+    # JSON writes dates, times, durations and decimals as strings, and has one integer and one
+    # float type: those values are read into the contract's dtype like CSV text. Anything else
+    # (the string "1" for an integer column, say) is a value of another type, left to Pandera.
+    if source == pl.String:
+        return target.is_temporal() or isinstance(target, pl.Decimal)
+    if source.is_integer():
+        return target.is_integer() or target.is_float() or isinstance(target, pl.Decimal)
+    if source.is_float():
+        return target.is_float() or isinstance(target, pl.Decimal)
+    return False
+
+
+def parse_text(
+    frame: pl.DataFrame, contract: Contract, json_values: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read an upload's text values into the contract's dtypes, exactly: a value that does not
+    parse, or would lose digits or precision on the way, is a failure, never a changed value.
+
+    CSV cells have no type until parsed, so every column is read; JSON values
+    (``json_values``) only where JSON has no type of the contract's kind: dates and decimals
+    are strings in JSON, and its numbers have no width.
+
+    Returns the parsed frame (failed cells are null) and the failures as rows of
     (column, check, index, failure_case).
     """
-    casts: dict[str, pl.Expr] = {}
-    for column in contract.columns:
-        name, target = column.name, column.dtype
-        if not (from_text or column.coerce):
+    parsed: list[pl.Series] = []
+    failures: list[pl.DataFrame] = []
+    for name, spec in _contract_columns(frame, contract):
+        if frame.schema[name] == spec.dtype:
             continue
-        if name in frame.columns and frame.schema[name] != target:
-            casts[name] = _cast_expr(name, frame.schema[name], target)
-    if not casts:
-        return frame, pl.DataFrame(schema=_FAILURE_SCHEMA)
-    cast_columns: dict[str, pl.Series] = {}
-    for name, expr in casts.items():
-        target = contract.dtypes[name]
-        try:
-            series = frame.select(expr.alias(name)).to_series()
-            if isinstance(target, pl.Datetime):
-                series = _align_time_zone(series, target)
-            series = series.cast(target, strict=False)
-        except pl.exceptions.PolarsError:
-            # The whole column is of a shape that cannot become the target (e.g. nested JSON).
-            series = pl.Series(name, [None] * frame.height, dtype=target)
-        cast_columns[name] = series
-    cast = frame.with_columns(list(cast_columns.values()))
-    failures = []
-    for name, series in cast_columns.items():
+        if json_values and not _json_has_no_type_for(frame.schema[name], spec.dtype):
+            continue
         original = frame[name]
+        series = _parsed(frame, name, spec.dtype)
         failed = original.is_not_null() & series.is_null()
-        if original.dtype.is_numeric() and series.dtype.is_numeric():
-            # Catches silent truncation, e.g. 1.5 cast to an integer column.
+        wide = _widest(spec.dtype)
+        if original.dtype.is_numeric() and not spec.dtype.is_float():
+            # A number narrowed to the contract's width or scale must keep its value.
             failed = failed | (series.cast(original.dtype, strict=False) != original).fill_null(
                 False
             )
+        elif wide is not None:
+            exact = _parsed(frame, name, wide)
+            failed = failed | (series.cast(wide, strict=False) != exact).fill_null(False)
+        parsed.append(series)
         rows = failed.arg_true()
         if rows.len():
+            failures.append(_failure_rows(name, f"dtype('{spec.dtype}')", rows, original))
+    failure_frame = pl.concat(failures) if failures else pl.DataFrame(schema=_FAILURE_SCHEMA)
+    return frame.with_columns(parsed), failure_frame
+
+
+def coerce_like_pandera(
+    frame: pl.DataFrame, contract: Contract
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Coerce the columns Pandera would (``coerce`` on the model or the field) with Pandera's
+    own dtype engine, so values come out as ``Model.validate`` makes them; a column that does
+    not coerce is reported cell by cell, named by its column.
+
+    Returns the coerced frame and the failures as rows of (column, check, index, failure_case).
+    """
+    failures: list[pl.DataFrame] = []
+    for name, spec in _contract_columns(frame, contract):
+        if not spec.coerce or frame.schema[name] == spec.dtype:
+            continue
+        engine_dtype = contract.schema.columns[spec.name].dtype
+        try:
+            frame = engine_dtype.try_coerce(PolarsData(frame.lazy(), name)).collect()
+            continue
+        except (pa.errors.ParserError, pl.exceptions.PolarsError, TypeError, ValueError):
+            pass
+        original = frame[name]
+        try:
+            series = original.cast(spec.dtype, strict=False)
+        except pl.exceptions.PolarsError:
+            series = pl.Series(name, [None] * frame.height, dtype=spec.dtype)
+        rows = (original.is_not_null() & series.is_null()).arg_true()
+        check = f"dtype('{spec.dtype}')"
+        if rows.len():
+            failures.append(_failure_rows(name, check, rows, original))
+        else:  # no single cell is at fault: the column as a whole does not coerce
             failures.append(
                 pl.DataFrame(
                     {
-                        "column": name,
-                        "check": f"dtype('{contract.dtypes[name]}')",
-                        "index": rows.cast(pl.Int64),
-                        "failure_case": _as_text(original.gather(rows)),
+                        "column": [name],
+                        "check": [check],
+                        "index": [None],
+                        "failure_case": [str(original.dtype)],
                     },
                     schema=_FAILURE_SCHEMA,
                 )
             )
+        frame = frame.with_columns(series)
     failure_frame = pl.concat(failures) if failures else pl.DataFrame(schema=_FAILURE_SCHEMA)
-    return cast, failure_frame
+    return frame, failure_frame
 
 
 def _as_text(values: pl.Series) -> pl.Series:
-    # Nested values (lists, structs from JSON) have no plain text form: show their type.
+    """Values as text for a report: lists and structs as JSON, other types as polars prints them."""
+    dtype = values.dtype
+    if dtype == pl.String:
+        return values
     try:
+        if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
+            return values.to_frame("v").select(pl.col("v").map_batches(_json_text)).to_series()
         return values.cast(pl.String)
     except pl.exceptions.PolarsError:
-        return pl.Series(values.name, [f"<{values.dtype}>"] * values.len(), dtype=pl.String)
+        return pl.Series(values.name, [str(v) for v in values.to_list()], dtype=pl.String)
 
 
-def _pandera_failures(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+def _json_text(values: pl.Series) -> pl.Series:
+    return pl.Series(
+        values.name,
+        [None if v is None else json.dumps(v, default=str) for v in values.to_list()],
+        dtype=pl.String,
+    )
+
+
+def _normalised(cases: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Pandera's failure cases as (column, check, index, failure_case), each named by its
+    place: the column for column checks and for missing, extra or misordered columns; the
+    columns of ``Config.unique``; none for other dataframe-wide checks (their check names them).
+    """
+    frame_level = pl.col("schema_context") == "DataFrameSchema"
+    names_column = pl.col("check").is_in(_SCHEMA_LEVEL_CHECKS)
+    unique = contract.definition["unique"]
+    unique_columns = ", ".join(unique) if isinstance(unique, list) else unique
+    text = cases.with_columns(_as_text(cases["failure_case"]).alias("failure_case"))
+    return text.select(
+        pl.when(names_column)
+        .then(pl.col("failure_case"))
+        .when(frame_level & (pl.col("check") == "multiple_fields_uniqueness"))
+        .then(pl.lit(unique_columns, dtype=pl.String))
+        .when(frame_level)
+        .then(None)
+        .otherwise(pl.col("column"))
+        .cast(pl.String)
+        .alias("column"),
+        pl.col("check").cast(pl.String),
+        pl.col("index").cast(pl.Int64),
+        pl.when(names_column).then(None).otherwise(pl.col("failure_case")).alias("failure_case"),
+        (frame_level & ~names_column).alias("whole_row"),
+    )
+
+
+def _column_by_column(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    # Pandera failed to build its own report (it cannot turn some dtypes, e.g. Duration, into
+    # text): each column is checked alone, eagerly, and reported without row numbers.
+    rows: list[dict[str, Any]] = []
+    for name, component in contract.checked_schema.columns.items():
+        try:
+            component.validate(frame, lazy=False)
+        except pa.errors.SchemaError as exc:
+            cases = exc.failure_cases
+            values = (
+                _as_text(cases.to_series(0)).to_list()
+                if isinstance(cases, pl.DataFrame) and cases.width
+                else [None]
+            )
+            check = str(exc.check) if exc.check is not None else type(exc).__name__
+            check = getattr(exc.check, "name", None) or check
+            rows.extend(
+                {"column": name, "check": check, "index": None, "failure_case": v} for v in values
+            )
+        except Exception as exc:  # a Pandera crash is reported, never raised
+            rows.append(
+                {
+                    "column": name,
+                    "check": f"pandera raised {type(exc).__name__}",
+                    "index": None,
+                    "failure_case": None,
+                }
+            )
+    if not rows:
+        rows.append(
+            {
+                "column": None,
+                "check": "pandera could not validate the upload",
+                "index": None,
+                "failure_case": None,
+            }
+        )
+    return pl.DataFrame(rows, schema=_FAILURE_SCHEMA).with_columns(pl.lit(False).alias("whole_row"))
+
+
+def _run_pandera(
+    frame: pl.DataFrame, contract: Contract
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """Pandera's validation of the coerced frame: its output frame (None when it rejects) and
+    its failures, normalised. With ``drop_invalid_rows`` the output lacks the failing rows and
+    the failures say which were dropped."""
     try:
-        contract.checked_schema.validate(frame, lazy=True)
+        output = contract.checked_schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        cases: pl.DataFrame = exc.failure_cases
+        try:
+            return None, _normalised(exc.failure_cases, contract)
+        except pl.exceptions.PolarsError:
+            return None, _column_by_column(frame, contract)
     except pa.errors.SchemaError as exc:
-        return pl.DataFrame(
+        return None, pl.DataFrame(
             {
                 "column": [getattr(exc.schema, "name", None)],
                 "check": [str(exc.check) if exc.check is not None else type(exc).__name__],
                 "index": [None],
                 "failure_case": [None],
+                "whole_row": [False],
             },
-            schema=_FAILURE_SCHEMA,
+            schema={**_FAILURE_SCHEMA, "whole_row": pl.Boolean},
         )
-    else:
-        return pl.DataFrame(schema=_FAILURE_SCHEMA)
-    schema_level = pl.col("check").is_in(_SCHEMA_LEVEL_CHECKS)
-    return cases.select(
-        # For "column not in schema/dataframe", Pandera puts the schema name in ``column`` and
-        # the offending column's name in ``failure_case``.
-        pl.when(schema_level)
-        .then(pl.col("failure_case"))
-        .otherwise(pl.col("column"))
-        .alias("column"),
-        pl.col("check").cast(pl.String),
-        pl.col("index").cast(pl.Int64),
-        pl.when(schema_level)
-        .then(None)
-        .otherwise(pl.col("failure_case"))
-        .cast(pl.String)
-        .alias("failure_case"),
-    )
+    except Exception:  # Pandera crashed (e.g. building its report): say where
+        return None, _column_by_column(frame, contract)
+    if output.height == frame.height:
+        return output, _no_failures()
+    # drop_invalid_rows: Pandera dropped rows without a word; the report names them.
+    try:
+        contract.reporting_schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return output, _normalised(exc.failure_cases, contract)
+    except Exception:  # as above
+        return output, _column_by_column(frame, contract)
+    return output, _no_failures()
 
 
-def _shown_value(contract: Contract) -> pl.Expr:
-    entities = {c.name: c.policy.entity for c in contract.columns if c.policy is not None}
-    value = pl.col("failure_case").str.slice(0, MAX_VALUE_CHARS)
-    if not entities:
-        return value
-    placeholder = pl.col("column").replace_strict(
-        {
-            name: ("<REDACTED>" if entity == "scan" else f"<{entity}>")
-            for name, entity in entities.items()
-        },
-        default=None,
-        return_dtype=pl.String,
-    )
-    return (
-        pl.when(pl.col("failure_case").is_null())
-        .then(None)
-        .when(placeholder.is_not_null())
-        .then(placeholder)
-        .otherwise(value)
-    )
+def _no_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema={**_FAILURE_SCHEMA, "whole_row": pl.Boolean})
+
+
+def _placeholder(spec: ColumnSpec | None) -> str | None:
+    if spec is None or spec.policy is None:
+        return None
+    return "<REDACTED>" if spec.policy.entity == "scan" else f"<{spec.policy.entity}>"
 
 
 Scrub = Callable[[list[str]], list[str]]
+
+
+def _redacted_row(
+    text: str, contract: Contract, to_scrub: list[tuple[dict[str, Any], str]]
+) -> dict[str, Any] | str:
+    # A whole-row example (a dataframe check, Config.unique) as Pandera gives it, JSON: its
+    # declared-PII cells become their placeholder, other text cells are scanned like any value.
+    try:
+        row = json.loads(text)
+    except ValueError:
+        row = None
+    if not isinstance(row, dict):
+        return "<REDACTED>" if contract.pii_columns else text
+    for key, value in row.items():
+        shown = _placeholder(contract.spec_for(key))
+        if shown is not None and value is not None:
+            row[key] = shown
+        elif isinstance(value, str):
+            to_scrub.append((row, key))
+    return row
 
 
 def _summarise(
@@ -259,37 +456,51 @@ def _summarise(
 ) -> list[dict[str, Any]]:
     if failures.is_empty():
         return []
-    shown = failures.with_columns(
-        _shown_value(contract).alias("value"), (pl.col("index") + 1).alias("row")
+    ordered = failures.with_columns(
+        pl.col("failure_case").str.slice(0, MAX_VALUE_CHARS).alias("value"),
+        (pl.col("index") + 1).alias("row"),
     ).sort("row", nulls_last=True, maintain_order=True)
-    grouped = shown.group_by(["column", "check"], maintain_order=True).agg(
+    grouped = ordered.group_by(["column", "check"], maintain_order=True).agg(
         pl.col("index").drop_nulls().n_unique().alias("failing_rows"),
-        pl.struct("row", "value")
+        pl.col("whole_row").first(),
+        pl.struct("row", "value", pl.col("failure_case").alias("full"))
         .filter(pl.col("row").is_not_null())
         .head(MAX_EXAMPLES)
         .alias("examples"),
     )
-    summary = [
-        {
-            "column": row["column"],
-            "check": row["check"],
-            "failing_rows": row["failing_rows"],
-            "examples": row["examples"],
-        }
-        for row in grouped.iter_rows(named=True)
-    ]
-    if scrub is not None:
+    summary: list[dict[str, Any]] = []
+    to_scrub: list[tuple[dict[str, Any], str]] = []
+    for group in grouped.iter_rows(named=True):
+        placeholder = _placeholder(contract.spec_for(group["column"]))
+        examples = []
+        for example in group["examples"]:
+            item: dict[str, Any] = {"row": example["row"], "value": example["value"]}
+            if example["value"] is None:
+                pass
+            elif group["whole_row"]:
+                item["value"] = _redacted_row(example["full"], contract, to_scrub)
+            elif placeholder is not None:
+                item["value"] = placeholder
+            else:
+                to_scrub.append((item, "value"))
+            examples.append(item)
+        summary.append(
+            {
+                "column": group["column"],
+                "check": group["check"],
+                "failing_rows": group["failing_rows"],
+                "examples": examples,
+            }
+        )
+    if scrub is not None and to_scrub:
         # Values of undeclared columns are shown, but PII found inside them is replaced.
-        displayed: list[dict[str, Any]] = [
-            example
-            for failure in summary
-            if failure["column"] not in contract.pii_columns
-            for example in failure["examples"]
-            if example["value"] is not None
-        ]
-        values = [str(e["value"]) for e in displayed]
-        for example, clean in zip(displayed, scrub(values), strict=True):
-            example["value"] = clean
+        cleaned = scrub([str(holder[key]) for holder, key in to_scrub])
+        for (holder, key), clean in zip(to_scrub, cleaned, strict=True):
+            holder[key] = clean
+    for failure in summary:
+        for example in failure["examples"]:
+            if isinstance(example["value"], dict):
+                example["value"] = json.dumps(example["value"], default=str)[:MAX_VALUE_CHARS]
     return summary
 
 
@@ -321,24 +532,43 @@ def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, An
 
 
 def validate_frame(
-    frame: pl.DataFrame, contract: Contract, scrub: Scrub | None = None, from_text: bool = False
+    frame: pl.DataFrame,
+    contract: Contract,
+    scrub: Scrub | None = None,
+    from_text: bool = False,
+    from_json: bool = False,
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Cast ``frame`` to the contract's dtypes where Pandera would coerce (or the upload was
-    text) and run every check, collecting all failures.
+    """Validate ``frame`` as ``Model.validate(frame, lazy=True)`` would, and return the frame
+    Pandera returns (coerced, ``strict="filter"`` applied, defaults filled, missing columns
+    added, invalid rows dropped) with a report of every failure.
 
+    ``from_text``: the upload was CSV, parsed exactly into the contract's dtypes first;
+    ``from_json``: it was JSON, whose strings and numbers are read likewise where JSON has no
+    type of the contract's kind (see ``parse_text``).
     ``scrub`` replaces PII inside example values of columns without a PII policy.
     """
-    cast, parse_failures = coerce_to_contract(frame, contract, from_text)
-    checked = _pandera_failures(cast, contract)
-    if not parse_failures.is_empty() and not checked.is_empty():
-        # A cell that did not parse is null now; its not-null failure would only repeat that.
-        repeated = parse_failures.select("column", "index").with_columns(
+    if from_text or from_json:
+        frame, parse_failures = parse_text(frame, contract, json_values=from_json and not from_text)
+    else:
+        parse_failures = pl.DataFrame(schema=_FAILURE_SCHEMA)
+    coerced, coerce_failures = coerce_like_pandera(frame, contract)
+    cell_failures = pl.concat([parse_failures, coerce_failures]).with_columns(
+        pl.lit(False).alias("whole_row")
+    )
+    output, checked = _run_pandera(coerced, contract)
+    if not cell_failures.is_empty() and not checked.is_empty():
+        # A cell that did not convert is null now; its not-null failure would only repeat that.
+        repeated = cell_failures.select("column", "index").with_columns(
             pl.lit("not_nullable").alias("check")
         )
         checked = checked.join(
             repeated, on=["column", "check", "index"], how="anti", nulls_equal=True
         )
-    failures = pl.concat([parse_failures, checked])
+    failures = pl.concat([cell_failures, checked])
+    rejected = output is None or not cell_failures.is_empty()
+    if output is not None and output.height == 0 < frame.height:
+        rejected = True  # drop_invalid_rows dropped every row: nothing valid to store
+    stored = coerced if output is None else output
     report = ValidationReport(
         contract={
             "name": contract.dataset,
@@ -348,5 +578,7 @@ def validate_frame(
         rows=frame.height,
         failures=_summarise(failures, contract, scrub),
         assertions=_assertions(contract, failures),
+        rejected=rejected,
+        rows_dropped=0 if rejected else frame.height - stored.height,
     )
-    return cast, report
+    return stored, report
