@@ -90,9 +90,10 @@ def test_coercion_is_pandera_s_and_text_parsing_is_exact() -> None:
     frame = customers(3).with_columns(pl.Series("orders_count", [1.0, 2.5, 3.0]))
     stored, report = validate_frame(frame, CUSTOMERS)
     assert report.valid
-    assert stored["orders_count"].to_list() == CUSTOMERS.schema.validate(frame)[
-        "orders_count"
-    ].to_list()
+    assert (
+        stored["orders_count"].to_list()
+        == CUSTOMERS.schema.validate(frame)["orders_count"].to_list()
+    )
     _, report = validate_frame(_as_text(frame), CUSTOMERS, from_text=True)
     assert report.failures == [
         {
