@@ -267,26 +267,18 @@ def coerce_like_pandera(
         except (pa.errors.ParserError, pl.exceptions.PolarsError, TypeError, ValueError):
             pass
         original = frame[name]
+        check = f"dtype('{spec.dtype}')"
         try:
             series = original.cast(spec.dtype, strict=False)
         except pl.exceptions.PolarsError:
-            series = pl.Series(name, [None] * frame.height, dtype=spec.dtype)
+            # No cell can convert (e.g. text to Boolean): every value fails, as in Pandera, and
+            # the column stays as it came (Pandera's dtype check names it too).
+            failures.append(_failure_rows(name, check, original.is_not_null().arg_true(), original))
+            continue
         rows = (original.is_not_null() & series.is_null()).arg_true()
-        check = f"dtype('{spec.dtype}')"
-        if rows.len():
-            failures.append(_failure_rows(name, check, rows, original))
-        else:  # no single cell is at fault: the column as a whole does not coerce
-            failures.append(
-                pl.DataFrame(
-                    {
-                        "column": [name],
-                        "check": [check],
-                        "index": [None],
-                        "failure_case": [str(original.dtype)],
-                    },
-                    schema=_FAILURE_SCHEMA,
-                )
-            )
+        if not rows.len():
+            continue  # no single cell is at fault: Pandera's dtype check names the column
+        failures.append(_failure_rows(name, check, rows, original))
         frame = frame.with_columns(series)
     failure_frame = pl.concat(failures) if failures else pl.DataFrame(schema=_FAILURE_SCHEMA)
     return frame, failure_frame
