@@ -199,6 +199,7 @@ def _compare(frame: pl.DataFrame, contract: Contract) -> None:
 
 # -- frames -----------------------------------------------------------------------------------
 
+COLOR_DTYPES: list[pl.DataType] = [pl.Enum(["red", "green"]), pl.Categorical(), pl.String()]
 _ints = st.one_of(st.integers(-5, 200), st.integers(60_000, 70_000), st.none())
 _floats = st.one_of(
     st.floats(-10, 2000, allow_nan=False, width=32), st.sampled_from([0.1, 12.345, 50.0]), st.none()
@@ -245,7 +246,7 @@ def typed_frames(draw: st.DrawFn) -> pl.DataFrame:
             else pl.Series(_column(draw, st.sampled_from(["true", "false"]), n)),
             "color": pl.Series(
                 _column(draw, st.sampled_from(["red", "green"]), n),
-                dtype=draw(st.sampled_from([pl.Enum(["red", "green"]), pl.Categorical, pl.String])),
+                dtype=draw(st.sampled_from(COLOR_DTYPES)),
             ),
             "tags": pl.Series(
                 _column(draw, st.lists(st.sampled_from(["a", "b"]), max_size=2), n),
