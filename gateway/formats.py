@@ -140,6 +140,15 @@ def safe_reason(exc: BaseException) -> str:
     return (cut or type(exc).__name__)[:200]
 
 
+def _parsed_by_reader(dtype: pl.DataType | None) -> pl.DataType:
+    # The CSV reader parses integers, floats, booleans and dates exactly (or fails); it would
+    # cut decimals and sub-microsecond times to the contract's scale without a word, so those
+    # are read as text and parsed exactly by the validation stage.
+    if dtype is None or isinstance(dtype, pl.Decimal) or (dtype.is_temporal() and dtype != pl.Date):
+        return pl.String()
+    return dtype
+
+
 def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits) -> pl.DataFrame:
     with path.open("rb") as fh:
         head = fh.read(4)
@@ -147,7 +156,7 @@ def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimit
         raise UnreadableUpload("CSV text must be UTF-8 encoded (found a UTF-16/32 byte order mark)")
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
     limits.check(columns=len(header))
-    overrides = {c: dtypes.get(c, pl.String()) for c in header}
+    overrides = {c: _parsed_by_reader(dtypes.get(c)) for c in header}
     try:
         # Fast path: the reader parses straight into the contract's dtypes.
         batches = pl.scan_csv(path, schema_overrides=overrides, encoding="utf8").collect_batches()
