@@ -7,6 +7,7 @@ column (pii, redact, justification). Each contract is fingerprinted over its can
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import importlib.util
@@ -14,13 +15,17 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Mapping
+import threading
+import types
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.checks import Check
 
 from gateway.errors import ContractLoadError, ContractUnavailable, DatasetNotFound
 from privacy import ACTIONS, ColumnPolicy, DetectionConfig, PolicyError
@@ -188,28 +193,12 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
-def _check_fn_digest(check: Any) -> str | None:
-    # Built-in checks are identified by name and statistics; a custom check's body is part of
-    # the contract, so its source is fingerprinted too.
-    fn = getattr(check, "_check_fn", None)
-    if fn is None or getattr(fn, "__module__", "").startswith("pandera"):
-        return None
-    try:
-        source = inspect.getsource(fn)
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode()).hexdigest()
-
-
 def _describe_check(check: Any) -> dict[str, Any]:
     described: dict[str, Any] = {
         "name": check.name,
         "id": check.error or check.name,
         "statistics": json.loads(json.dumps(check.statistics or {}, default=str, sort_keys=True)),
     }
-    digest = _check_fn_digest(check)
-    if digest:
-        described["source_sha256"] = digest
     return described
 
 
@@ -322,6 +311,8 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         "dataframe_checks": [_describe_check(c) for c in schema.checks],
     }
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode())
+    digest.update(code_digest(model).encode())
     return Contract(
         dataset=dataset,
         model_name=model.__name__,
@@ -336,13 +327,13 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         source_file=source_file,
         columns=tuple(columns),
         definition=definition,
-        fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+        fingerprint=digest.hexdigest(),
         detection=DetectionConfig.from_metadata(meta),
     )
 
 
 def _models_in(module: Any) -> list[type[pa.DataFrameModel]]:
-    return [
+    models = [
         obj
         for obj in vars(module).values()
         if inspect.isclass(obj)
@@ -350,10 +341,101 @@ def _models_in(module: Any) -> list[type[pa.DataFrameModel]]:
         and obj is not pa.DataFrameModel
         and obj.__module__ == module.__name__
     ]
+    # A model used as another's column type describes a struct inside it, not a dataset
+    # (Pandera builds its schema where it is used, under the model's name).
+    nested = {
+        getattr(column.dtype.schema, "name", None)
+        for model in models
+        for column in model.to_schema().columns.values()
+        if getattr(column.dtype, "schema", None) is not None
+    }
+    return [model for model in models if model.__name__ not in nested]
+
+
+def _object_api_schemas(module: Any) -> list[str]:
+    return [
+        name
+        for name, obj in vars(module).items()
+        if isinstance(obj, pa.DataFrameSchema) and not name.startswith("_")
+    ]
+
+
+PACKAGE = "datagate_contracts"
+_LOADING = threading.Lock()
+
+
+def _helpers(folder: Path) -> dict[str, Path]:
+    """Helper modules of a contracts folder: ``_name.py`` files (not contracts themselves)."""
+    return {p.stem: p for p in sorted(folder.glob("_*.py")) if p.stem != "__init__"}
+
+
+@contextmanager
+def _importable(folder: Path) -> Iterator[None]:
+    """While contracts load, their helper modules import like a package's: ``from _helpers
+    import x`` and ``from ._helpers import x`` both work. Afterwards the helpers leave
+    ``sys.modules``, so another folder's ``_helpers`` is never confused with these."""
+    helpers = _helpers(folder)
+    package = types.ModuleType(PACKAGE)
+    package.__path__ = [str(folder)]
+    saved = sys.modules.get(PACKAGE)
+    sys.modules[PACKAGE] = package
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+        for stem in helpers:
+            for name in (stem, f"{PACKAGE}.{stem}"):
+                module = sys.modules.get(name)
+                if module is not None and _defined_in(module, folder):
+                    del sys.modules[name]
+        if saved is None:
+            sys.modules.pop(PACKAGE, None)
+        else:
+            sys.modules[PACKAGE] = saved
+
+
+def _defined_in(module: Any, folder: Path) -> bool:
+    origin = getattr(module, "__file__", None)
+    return origin is not None and Path(origin).resolve().parent == folder.resolve()
+
+
+def _registered_function(entry: Any, depth: int = 0) -> Any:
+    """The user's function behind a registered check (Pandera keeps it in closures)."""
+    function = getattr(entry, "func", entry)
+    code = getattr(function, "__code__", None)
+    if code is not None and "pandera" not in Path(code.co_filename).parts:
+        return function
+    if depth > 3:
+        return None
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            found = _registered_function(cell.cell_contents, depth + 1)
+        except ValueError:  # an empty cell
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _registered_checks() -> dict[str, Path | None]:
+    """Every registered custom check and the file that defines it."""
+    owners: dict[str, Path | None] = {}
+    for name, entry in Check.REGISTERED_CUSTOM_CHECKS.items():
+        function = _registered_function(entry)
+        owners[name] = None if function is None else Path(function.__code__.co_filename)
+    return owners
+
+
+def _forget_checks_of(folder: Path) -> None:
+    # Reloading a folder registers its checks anew; Pandera refuses a name twice.
+    for name, owner in _registered_checks().items():
+        if owner is not None and owner.resolve().parent == folder.resolve():
+            Check.REGISTERED_CUSTOM_CHECKS.pop(name, None)
 
 
 def _import_file(path: Path) -> Any:
-    module_name = f"datagate_contracts.{path.stem}"
+    module_name = f"{PACKAGE}.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError("not a Python module")
@@ -361,6 +443,17 @@ def _import_file(path: Path) -> Any:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except ValueError as exc:
+        sys.modules.pop(module_name, None)
+        taken = re.match(r"method with name '(\w+)' already defined", str(exc))
+        if taken is None:
+            raise
+        owner = _registered_checks().get(taken.group(1))
+        where = f" by {owner.name}" if owner is not None else ""
+        raise ValueError(
+            f"check {taken.group(1)!r} is already registered{where}; registered check names "
+            "are shared by every contract, so give this one another name"
+        ) from None
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
@@ -372,34 +465,47 @@ def load_contracts(folder: Path) -> ContractCatalog:
 
     A dataset claimed by two contracts gets neither (whichever file sorts first must not win):
     both are reported and the dataset is unavailable until one is removed. A file that raises
-    anything at import — ``SystemExit`` included — is reported as broken.
+    anything at import — ``SystemExit`` included — is reported as broken. Files whose name
+    starts with ``_`` are helper modules the contracts may import.
     """
     catalog = ContractCatalog(folder=folder)
     if not folder.is_dir():
         catalog.errors.append(ContractLoadError(str(folder), "contracts folder does not exist"))
         return catalog
     claims: dict[str, list[Contract]] = {}
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        try:
-            module = _import_file(path)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # a contract file is user code: any failure is reported
-            catalog.errors.append(ContractLoadError(str(path), _reason(exc)))
-            continue
-        for model in _models_in(module):
+    with _LOADING, _importable(folder):
+        _forget_checks_of(folder)
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
             try:
-                contract = build_contract(model, str(path))
+                module = _import_file(path)
             except KeyboardInterrupt:
                 raise
-            except BaseException as exc:
-                catalog.errors.append(
-                    ContractLoadError(str(path), f"{model.__name__}: {_reason(exc)}")
-                )
+            except BaseException as exc:  # a contract file is user code: any failure is reported
+                catalog.errors.append(ContractLoadError(str(path), _reason(exc)))
                 continue
-            claims.setdefault(contract.dataset, []).append(contract)
+            models = _models_in(module)
+            if not models and _object_api_schemas(module):
+                names = ", ".join(_object_api_schemas(module))
+                catalog.errors.append(
+                    ContractLoadError(
+                        str(path),
+                        f"{names}: a pa.DataFrameSchema object; Datagate reads contracts written "
+                        "as DataFrameModel classes (the same columns and checks, as a class)",
+                    )
+                )
+            for model in models:
+                try:
+                    contract = build_contract(model, str(path))
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    catalog.errors.append(
+                        ContractLoadError(str(path), f"{model.__name__}: {_reason(exc)}")
+                    )
+                    continue
+                claims.setdefault(contract.dataset, []).append(contract)
     for dataset, contracts in claims.items():
         if len(contracts) == 1:
             catalog.contracts[dataset] = contracts[0]
@@ -412,6 +518,70 @@ def load_contracts(folder: Path) -> ContractCatalog:
         for contract in contracts:
             catalog.errors.append(ContractLoadError(contract.source_file, reason))
     return catalog
+
+
+# -- the code of a contract ------------------------------------------------------------------
+
+
+def _code_of(path: Path) -> str:
+    """A module's syntax tree: what it does, without its comments and formatting."""
+    return ast.dump(ast.parse(path.read_text(), filename=str(path)), include_attributes=False)
+
+
+def _local_imports(tree: ast.Module, folder: Path) -> set[Path]:
+    helpers = _helpers(folder)
+    found: set[Path] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.module:
+                names = [node.module]
+            elif node.level:  # from . import _helpers
+                names = [alias.name for alias in node.names]
+        for name in names:
+            head = name.split(".")[0]
+            if head == PACKAGE and "." in name:
+                head = name.split(".")[1]
+            if head in helpers:
+                found.add(helpers[head])
+    return found
+
+
+def code_digest(model: type[pa.DataFrameModel]) -> str:
+    """SHA-256 over the code that gives ``model`` its meaning: its module's syntax tree (other
+    models of the same file left out) and the helper modules of the contracts folder it
+    imports, transitively. Comments and formatting do not count; any change to a check's body,
+    a helper or a constant does."""
+    module = sys.modules.get(model.__module__)
+    source = getattr(module, "__file__", None)
+    if source is None:
+        return ""
+    path = Path(source)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    others = {
+        name
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, pa.DataFrameModel)
+        and obj is not model
+        and obj.__module__ == model.__module__
+    }
+    tree.body = [
+        node for node in tree.body if not (isinstance(node, ast.ClassDef) and node.name in others)
+    ]
+    digest = hashlib.sha256(ast.dump(tree, include_attributes=False).encode())
+    seen: set[Path] = set()
+    pending = _local_imports(tree, path.parent)
+    while pending:
+        helper = pending.pop()
+        if helper in seen:
+            continue
+        seen.add(helper)
+        digest.update(helper.name.encode() + b"\0" + _code_of(helper).encode())
+        pending |= _local_imports(ast.parse(helper.read_text()), path.parent)
+    return digest.hexdigest()
 
 
 def _reason(exc: BaseException) -> str:

@@ -122,7 +122,9 @@ REFUSED: dict[str, tuple[str, bytes, str]] = {
     ),
     "csv-nanoseconds": (
         "csv",
-        FRAME.with_columns(pl.lit("2024-01-01T00:00:00.123456789").alias("at")).write_csv().encode(),
+        FRAME.with_columns(pl.lit("2024-01-01T00:00:00.123456789").alias("at"))
+        .write_csv()
+        .encode(),
         "at",
     ),
     "csv-int16-overflow": (
