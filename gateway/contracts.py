@@ -240,11 +240,20 @@ def _without_coercion(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
     # Datagate coerces with Pandera's dtype engine itself, column by column, so that a cell that
     # does not convert is reported under its column (Pandera files it under the schema's name);
     # Pandera's own coercion would also crash on a missing column a dataframe check uses.
+    # A nested model's column stays as Pandera sets it: Pandera validates the struct's fields
+    # through that coercion.
     checked = copy.deepcopy(schema)
     checked.coerce = False
     for column in checked.columns.values():
-        column.coerce = False
+        if nested_model(column) is None:
+            column.coerce = False
     return checked
+
+
+def nested_model(column: Any) -> str | None:
+    """The name of the DataFrameModel a column's struct is validated against, if any."""
+    schema = getattr(column.dtype, "schema", None)
+    return None if schema is None else str(getattr(schema, "name", None) or "nested model")
 
 
 def _keeping_rows(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:

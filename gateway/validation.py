@@ -15,7 +15,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.polars.types import PolarsData
 
-from gateway.contracts import ColumnSpec, Contract
+from gateway.contracts import ColumnSpec, Contract, nested_model
 
 MAX_EXAMPLES = 10
 MAX_VALUE_CHARS = 200
@@ -260,6 +260,8 @@ def coerce_like_pandera(
     for name, spec in _contract_columns(frame, contract):
         if not spec.coerce or frame.schema[name] == spec.dtype:
             continue
+        if nested_model(contract.schema.columns[spec.name]) is not None:
+            continue  # Pandera validates the struct against its model itself
         engine_dtype = contract.schema.columns[spec.name].dtype
         try:
             frame = engine_dtype.try_coerce(PolarsData(frame.lazy(), name)).collect()
@@ -314,21 +316,34 @@ def _normalised(cases: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     names_column = pl.col("check").is_in(_SCHEMA_LEVEL_CHECKS)
     unique = contract.definition["unique"]
     unique_columns = ", ".join(unique) if isinstance(unique, list) else unique
+    # Only nested-model columns are still coerced by Pandera here (see _without_coercion): a
+    # coercion failure is theirs, named by their column and model, not the schema's text.
+    nested = {
+        name: model
+        for name, column in contract.checked_schema.columns.items()
+        if (model := nested_model(column)) is not None
+    }
+    in_nested = pl.col("check").str.starts_with("coerce_dtype(")
     text = cases.with_columns(_as_text(cases["failure_case"]).alias("failure_case"))
     return text.select(
         pl.when(names_column)
         .then(pl.col("failure_case"))
         .when(frame_level & (pl.col("check") == "multiple_fields_uniqueness"))
         .then(pl.lit(unique_columns, dtype=pl.String))
+        .when(frame_level & in_nested & bool(nested))
+        .then(pl.lit(", ".join(nested), dtype=pl.String))
         .when(frame_level)
         .then(None)
         .otherwise(pl.col("column"))
         .cast(pl.String)
         .alias("column"),
-        pl.col("check").cast(pl.String),
+        pl.when(in_nested & bool(nested))
+        .then(pl.lit(f"nested({', '.join(sorted(set(nested.values())))})", dtype=pl.String))
+        .otherwise(pl.col("check").cast(pl.String))
+        .alias("check"),
         pl.col("index").cast(pl.Int64),
         pl.when(names_column).then(None).otherwise(pl.col("failure_case")).alias("failure_case"),
-        (frame_level & ~names_column).alias("whole_row"),
+        (frame_level & ~names_column & ~(in_nested & bool(nested))).alias("whole_row"),
     )
 
 

@@ -120,6 +120,17 @@ class RegexColumns(pa.DataFrameModel):
     class Config:
         coerce = True
 """,
+    # A model as a column type: its struct's fields are validated against it.
+    "nested": """
+class Address(pa.DataFrameModel):
+    street: str
+    zip: int = pa.Field(ge=0)
+
+
+class Nested(pa.DataFrameModel):
+    id: int
+    to: Address
+""",
     "durations": """
 class Durations(pa.DataFrameModel):
     wait: pl.Duration("us") = pa.Field(le=datetime.timedelta(seconds=5))
@@ -163,12 +174,16 @@ def _datagate(frame: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, An
     return stored, report
 
 
+# Datagate's names for what Pandera reports as coerce_dtype (a nested model is validated by it).
+CAST_CHECKS = ("dtype(", "nested(")
+
+
 def _failing_rows(report: Any) -> set[int]:
     # Rows named by checks; cells that did not convert are compared as "some" (see _pandera).
     return {
         example["row"] - 1
         for failure in report.failures
-        if not failure["check"].startswith("dtype(")
+        if not failure["check"].startswith(CAST_CHECKS)
         for example in failure["examples"]
         if example["row"] is not None
     }
@@ -192,7 +207,7 @@ def _compare(frame: pl.DataFrame, contract: Contract) -> None:
         return
     rows, coercion = expected
     if coercion:
-        assert any(f["check"].startswith("dtype(") for f in report.failures)
+        assert any(f["check"].startswith(CAST_CHECKS) for f in report.failures)
     if all(f["failing_rows"] <= 10 for f in report.failures):  # every failing row is shown
         assert _failing_rows(report) == rows
 
@@ -343,7 +358,15 @@ def duration_frames(draw: st.DrawFn) -> pl.DataFrame:
     )
 
 
+@st.composite
+def nested_frames(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 4))
+    zips = _column(draw, st.sampled_from([1, -4, 90210]), n)
+    return pl.DataFrame({"id": list(range(n)), "to": [{"street": "Main", "zip": z} for z in zips]})
+
+
 FRAMES: dict[str, st.SearchStrategy[pl.DataFrame]] = {
+    "nested": nested_frames(),
     "no_coercion": typed_frames(),
     "coercing": typed_frames(),
     "checks": check_frames(),
@@ -502,3 +525,15 @@ def test_reports_name_the_place_and_never_show_declared_pii(catalog: dict[str, C
     ordered = [f for f in report.failures if f["check"] == "column_ordered"]
     assert ordered
     assert all(f["column"] in frame.columns for f in ordered)
+
+
+def test_a_nested_model_failure_names_its_column_and_model(catalog: dict[str, Contract]) -> None:
+    nested = catalog["nested"]
+    assert "address" not in catalog  # the nested model is no dataset
+    frame = pl.DataFrame(
+        {"id": [1, 2], "to": [{"street": "a", "zip": 1}, {"street": "b", "zip": -4}]}
+    )
+    _, report = _one(nested, frame)
+    assert [(f["column"], f["check"], f["failing_rows"]) for f in report.failures] == [
+        ("to", "nested(Address)", 1)
+    ]
