@@ -371,3 +371,68 @@ def test_pii_in_every_column_shape_and_in_names_appears_nowhere(
     leaks = {where: sorted(v for v in planted if v in text) for where, text in places.items()}
     assert leaks == {where: [] for where in places}
     assert "jane.doe" not in places["responses"] + places["database"] + places["logs"]
+
+
+EVERY_CHECK = """
+import pandera.polars as pa
+import polars as pl
+
+
+class People(pa.DataFrameModel):
+    id: int = pa.Field(ge=1)
+    email: str = pa.Field(
+        unique=True,
+        str_matches=r"^[^@]+@[^@]+$",
+        metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"},
+    )
+    name: str = pa.Field(
+        str_length={"min_value": 20}, metadata={"pii": "PERSON", "redact": "mask"}
+    )
+    phone: str = pa.Field(isin=["none"], metadata={"pii": "PHONE_NUMBER"})
+    country: str
+
+    @pa.check("name")
+    def not_robert(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.col("name").str.contains("Robert"))
+
+    @pa.dataframe_check
+    def id_and_name(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("id") > 5)
+
+    class Config:
+        name = "people"
+        strict = True
+        unique = ["name", "country"]
+"""
+
+
+def test_no_declared_pii_value_in_any_report_of_any_check_kind(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    """Column checks, uniqueness, dataframe checks and Config.unique (whose examples are whole
+    rows) all fail; the 422 body and the run's report hold placeholders, never the values."""
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "people.py").write_text(EVERY_CHECK)
+    settings = settings_for(tmp_path / "home", contracts, database_url=database_url)
+    planted = ["Robert Miller", "robert.miller@example.org", "+1 202 555 0143"]
+    body = (
+        "id,email,name,phone,country\n"
+        f"1,{planted[1]},{planted[0]},{planted[2]},US\n"
+        f"2,{planted[1]},{planted[0]},{planted[2]},US\n"
+    ).encode()
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        refused = client.post("/api/v1/datasets/people/uploads?format=csv", content=body)
+        assert refused.status_code == 422, refused.text
+        checks = {f["check"] for f in refused.json()["report"]["failures"]}
+        assert {
+            "field_uniqueness",
+            "not_robert",
+            "id_and_name",
+            "multiple_fields_uniqueness",
+        } <= checks
+        run = client.get(f"/api/v1/runs/{refused.json()['run_id']}")
+        for text in (refused.text, run.text):
+            assert not [value for value in planted if value in text]
+            assert "<PERSON>" in text
+            assert "<EMAIL_ADDRESS>" in text
