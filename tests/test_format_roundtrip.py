@@ -156,3 +156,13 @@ def test_a_value_that_would_change_is_reported_not_stored(client: TestClient, na
     response = client.post(f"/api/v1/datasets/kinds/uploads?format={fmt}", content=body)
     assert response.status_code == 422, response.text
     assert column in {f["column"] for f in response.json()["report"]["failures"]}
+
+
+def test_an_integer_written_as_a_float_is_that_integer(client: TestClient) -> None:
+    frame = FRAME.head(2).with_columns(pl.Series("i64", [7.0, 0.0]))
+    body = frame.write_csv().encode()
+    assert b",7.0," in body
+    response = client.post("/api/v1/datasets/kinds/uploads?format=csv", content=body)
+    assert response.status_code == 201, response.text
+    stored = _stored(client, response.json()["version"]["version"])
+    assert stored["i64"].to_list() == [7, 0]

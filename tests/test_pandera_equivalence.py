@@ -120,6 +120,11 @@ class RegexColumns(pa.DataFrameModel):
     class Config:
         coerce = True
 """,
+    "aliased": """
+class Aliased(pa.DataFrameModel):
+    value: int = pa.Field(alias="Value (raw)", ge=0)
+    kind: str = pa.Field(alias="kind-of", isin=["a", "b"])
+""",
     # A model as a column type: its struct's fields are validated against it.
     "nested": """
 class Address(pa.DataFrameModel):
@@ -365,7 +370,20 @@ def nested_frames(draw: st.DrawFn) -> pl.DataFrame:
     return pl.DataFrame({"id": list(range(n)), "to": [{"street": "Main", "zip": z} for z in zips]})
 
 
+@st.composite
+def aliased_frames(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 4))
+    frame = pl.DataFrame(
+        {
+            "Value (raw)": _column(draw, st.integers(-1, 3), n),
+            "kind-of": _column(draw, st.sampled_from(["a", "c"]), n),
+        }
+    )
+    return _mutated(draw, frame)
+
+
 FRAMES: dict[str, st.SearchStrategy[pl.DataFrame]] = {
+    "aliased": aliased_frames(),
     "nested": nested_frames(),
     "no_coercion": typed_frames(),
     "coercing": typed_frames(),
@@ -521,6 +539,9 @@ def test_reports_name_the_place_and_never_show_declared_pii(catalog: dict[str, C
     assert ("name, country", "multiple_fields_uniqueness") in {
         (f["column"], f["check"]) for f in report.failures
     }
+    _, report = _one(checks, frame.with_columns(pl.Series("id", [5000, 5001])))
+    by_check = {f["check"]: f for f in report.failures}
+    assert by_check["id_below_score"]["column"] is None  # a dataframe check: named by itself
     _, report = _one(checks, frame.select(list(reversed(frame.columns))))
     ordered = [f for f in report.failures if f["check"] == "column_ordered"]
     assert ordered
