@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandera.polars as pa
@@ -18,6 +18,10 @@ from pandera.api.polars.types import PolarsData
 from gateway.contracts import ColumnSpec, Contract, nested_model
 
 MAX_EXAMPLES = 10
+PANDERA_CRASHED = (
+    "Pandera could not build its own report of these failures (it raised an error): each "
+    "column was checked on its own, and the failures are given without row numbers"
+)
 MAX_VALUE_CHARS = 200
 _FAILURE_SCHEMA = {
     "column": pl.String,
@@ -42,6 +46,7 @@ class ValidationReport:
     rejected: bool = False
     rows_dropped: int = 0
     """Rows a ``drop_invalid_rows`` contract removed (their failures are listed)."""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -59,6 +64,7 @@ class ValidationReport:
             "checks_failed": sum(1 for a in self.assertions if not a["success"]),
             "rows_dropped": self.rows_dropped,
             "failures": self.failures,
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -384,7 +390,9 @@ def _column_by_column(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
                 "failure_case": None,
             }
         )
-    return pl.DataFrame(rows, schema=_FAILURE_SCHEMA).with_columns(pl.lit(False).alias("whole_row"))
+    return pl.DataFrame(rows, schema=_FAILURE_SCHEMA).with_columns(
+        pl.lit(False).alias("whole_row"), pl.lit(True).alias("by_column")
+    )
 
 
 def _run_pandera(
@@ -563,6 +571,10 @@ def validate_frame(
         pl.lit(False).alias("whole_row")
     )
     output, checked = _run_pandera(coerced, contract)
+    notes = []
+    if "by_column" in checked.columns:
+        notes.append(PANDERA_CRASHED)
+        checked = checked.drop("by_column")
     if not cell_failures.is_empty() and not checked.is_empty():
         # A cell that did not convert is null now; its not-null failure would only repeat that.
         repeated = cell_failures.select("column", "index").with_columns(
@@ -587,5 +599,6 @@ def validate_frame(
         assertions=_assertions(contract, failures),
         rejected=rejected,
         rows_dropped=0 if rejected else frame.height - stored.height,
+        notes=notes,
     )
     return stored, report

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from gateway.contracts import Contract, load_contracts
-from gateway.validation import validate_frame
+from gateway.validation import PANDERA_CRASHED, validate_frame
 
 HEADER = """
 import datetime
@@ -119,6 +119,18 @@ class RegexColumns(pa.DataFrameModel):
 
     class Config:
         coerce = True
+""",
+    "registered": """
+import pandera.extensions as extensions
+
+
+@extensions.register_check_method(statistics=["limit"])
+def dg_equivalence_below(data, *, limit):
+    return data.lazyframe.select(pl.col(data.key) < limit)
+
+
+class Registered(pa.DataFrameModel):
+    x: int = pa.Field(dg_equivalence_below={"limit": 3})
 """,
     "aliased": """
 class Aliased(pa.DataFrameModel):
@@ -382,7 +394,14 @@ def aliased_frames(draw: st.DrawFn) -> pl.DataFrame:
     return _mutated(draw, frame)
 
 
+@st.composite
+def registered_frames(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 4))
+    return pl.DataFrame({"x": _column(draw, st.integers(0, 5), n)})
+
+
 FRAMES: dict[str, st.SearchStrategy[pl.DataFrame]] = {
+    "registered": registered_frames(),
     "aliased": aliased_frames(),
     "nested": nested_frames(),
     "no_coercion": typed_frames(),
@@ -512,6 +531,7 @@ def test_no_failure_case_of_any_dtype_is_a_server_error(catalog: dict[str, Contr
     _, report = _one(durations, frame)
     assert not report.valid
     assert report.failures[0]["column"] == "wait"
+    assert report.as_dict()["notes"] == [PANDERA_CRASHED]  # and it says so
     regex = catalog["regex_columns"]
     _, report = _one(regex, pl.DataFrame({"site": ["a"]}))  # no column matches the pattern
     assert not report.valid
