@@ -299,18 +299,13 @@ def _as_text(values: pl.Series) -> pl.Series:
         return values
     try:
         if isinstance(dtype, (pl.List, pl.Array, pl.Struct)):
-            return values.to_frame("v").select(pl.col("v").map_batches(_json_text)).to_series()
+            # JSON of {"v": value}, the wrapper cut off again: vectorised, for any number of rows.
+            wrapped = pl.struct(pl.col("v")).struct.json_encode().str.slice(5).str.head(-1)
+            text = pl.when(pl.col("v").is_null()).then(None).otherwise(wrapped)
+            return values.to_frame("v").select(text.alias(values.name)).to_series()
         return values.cast(pl.String)
     except pl.exceptions.PolarsError:
         return pl.Series(values.name, [str(v) for v in values.to_list()], dtype=pl.String)
-
-
-def _json_text(values: pl.Series) -> pl.Series:
-    return pl.Series(
-        values.name,
-        [None if v is None else json.dumps(v, default=str) for v in values.to_list()],
-        dtype=pl.String,
-    )
 
 
 def _normalised(cases: pl.DataFrame, contract: Contract) -> pl.DataFrame:
