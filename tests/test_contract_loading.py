@@ -150,6 +150,7 @@ def test_a_model_used_as_a_column_type_is_not_a_dataset(tmp_path: Path) -> None:
 
 
 BASE = """
+import pandera.extensions as extensions
 import pandera.polars as pa
 import polars as pl
 
@@ -158,8 +159,14 @@ from _rules import THRESHOLD, positive
 FACTOR = 2
 
 
+@extensions.register_check_method(statistics=["limit"])
+def {registered}(data, *, limit):
+    return data.lazyframe.select(pl.col(data.key) < limit)
+
+
 class Orders(pa.DataFrameModel):
     id: int = pa.Field(ge=0)
+    qty: int = pa.Field({registered}={{"limit": 10**9}})
     amount: float = pa.Field(nullable=True)
     note: str = pa.Field(nullable=True)
 
@@ -191,6 +198,7 @@ def positive(data) -> pl.LazyFrame:
 
 CHANGES: dict[str, tuple[str, str, str]] = {
     # name: (file, old text, new text)
+    "registered-check-body": ("orders.py", "< limit)", "<= limit)"),
     "check-body": ("orders.py", "< THRESHOLD * FACTOR", "<= THRESHOLD * FACTOR"),
     "dataframe-check-body": ("_rules.py", 'pl.col("id") >= 0', 'pl.col("id") > 0'),
     "helper-constant": ("_rules.py", "THRESHOLD = 100", "THRESHOLD = 101"),
@@ -229,6 +237,11 @@ CHANGES: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _base(tmp_path: Path) -> str:
+    # Registered check names are process-wide: each test's folder registers its own.
+    return BASE.format(registered=f"dg_limit_{abs(hash(tmp_path))}")
+
+
 def _fingerprint(folder: Path) -> str:
     catalog = load_contracts(folder)
     assert not catalog.errors, catalog.errors
@@ -237,7 +250,7 @@ def _fingerprint(folder: Path) -> str:
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_any_change_of_meaning_changes_the_fingerprint(tmp_path: Path, change: str) -> None:
-    folder = _folder(tmp_path / "c", {"orders.py": BASE, "_rules.py": RULES})
+    folder = _folder(tmp_path / "c", {"orders.py": _base(tmp_path), "_rules.py": RULES})
     before = _fingerprint(folder)
     file, old, new = CHANGES[change]
     text = (folder / file).read_text()
@@ -247,10 +260,11 @@ def test_any_change_of_meaning_changes_the_fingerprint(tmp_path: Path, change: s
 
 
 def test_comments_formatting_and_other_models_leave_the_fingerprint_alone(tmp_path: Path) -> None:
-    folder = _folder(tmp_path / "c", {"orders.py": BASE, "_rules.py": RULES})
+    folder = _folder(tmp_path / "c", {"orders.py": _base(tmp_path), "_rules.py": RULES})
     before = _fingerprint(folder)
     reformatted = (
-        BASE.replace("FACTOR = 2", "FACTOR = 2  # doubles the threshold\n\n")
+        _base(tmp_path)
+        .replace("FACTOR = 2", "FACTOR = 2  # doubles the threshold\n\n")
         .replace("id: int = pa.Field(ge=0)", "id: int = pa.Field(\n        ge=0,\n    )")
         .replace(
             "class Other(pa.DataFrameModel):\n    x: int",

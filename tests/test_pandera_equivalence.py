@@ -59,7 +59,7 @@ class Coercing(pa.DataFrameModel):
     small: pl.Int16 = pa.Field(ge=0)
     unsigned: pl.UInt16
     ratio: pl.Float32
-    price: pl.Decimal(12, 2)
+    price: pl.Decimal(12, 2) = pa.Field(ge=0)
     flag: pl.Boolean
     label: str
 
