@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlmodel import Session, select
 
 from gateway.models import LineageEvent
 from lineage.validation import SPEC_DIR, _spec
-from tests.openlineage_spec import shared_spec_dir
+from tests.openlineage_spec import EXAMPLES, SCHEMA_DIGESTS, shared_spec_dir
 
 RUN_EVENT: dict[str, Any] = {
     "eventType": "COMPLETE",
@@ -35,13 +36,25 @@ def _stored(client: TestClient) -> list[LineageEvent]:
 
 
 def test_shipped_schemas_are_the_official_ones() -> None:
-    shared = shared_spec_dir()
-    for shipped in [SPEC_DIR / "OpenLineage.json", *sorted((SPEC_DIR / "facets").glob("*.json"))]:
-        assert shipped.read_bytes() == (shared / shipped.relative_to(SPEC_DIR)).read_bytes()
+    shipped = [SPEC_DIR / "OpenLineage.json", *sorted((SPEC_DIR / "facets").glob("*.json"))]
+    published = {}
+    for line in SCHEMA_DIGESTS.read_text().splitlines():
+        digest, name = line.split()
+        published[SPEC_DIR / name] = digest
+    assert set(published) == set(shipped)
+    for path in shipped:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == published[path], path
+    shared = shared_spec_dir()  # a copy of the spec beside the checkout, when there is one
+    if shared is not None:
+        for path in shipped:
+            assert path.read_bytes() == (shared / path.relative_to(SPEC_DIR)).read_bytes()
+        for example in (shared / "tests").rglob("*.json"):
+            carried = EXAMPLES / example.relative_to(shared / "tests")
+            assert carried.read_bytes() == example.read_bytes(), carried
 
 
 def test_the_spec_example_event_is_accepted_and_stored(client: TestClient) -> None:
-    example = json.loads((shared_spec_dir() / "tests" / "example_full_event.json").read_text())
+    example = json.loads((EXAMPLES / "example_full_event.json").read_text())
     response = client.post("/api/v1/lineage", json=example)
     assert response.status_code == 201, response.text
     (stored,) = _stored(client)
@@ -64,7 +77,7 @@ def _event_with_facet(key: str, facet: Any, kind: str) -> dict[str, Any]:
 
 
 def _facet_examples() -> list[tuple[str, Path]]:
-    folder = shared_spec_dir() / "tests"
+    folder = EXAMPLES
     return [(path.parent.name, path) for path in sorted(folder.glob("*/*.json"))]
 
 
