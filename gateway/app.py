@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.api import api_router, health
+from gateway.api.docs import install_docs
 from gateway.api.openapi import install_openapi
 from gateway.middleware import RequestContext
 from gateway.problems import install_problem_handlers
@@ -40,6 +41,8 @@ def create_app(
         version="0.1.0",
         summary="Data governance and validation gateway",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (gateway.api.docs)
+        redoc_url=None,
     )
     app.state.services = services
     install_problem_handlers(app)
@@ -47,4 +50,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_router)
     install_openapi(app)
+    install_docs(app)
     return app

@@ -271,4 +271,11 @@ def test_the_wheel_the_image_installs_carries_migrations_and_lineage_schemas(
     migrations = {p.relative_to(REPO).as_posix() for p in REPO.glob("gateway/migrations/**/*.py")}
     assert migrations <= names
     assert "lineage/spec/OpenLineage.json" in names
+    # /docs and /redoc work offline in the image: their assets are in the package.
+    assert {
+        "gateway/static/swagger-ui/swagger-ui-bundle.js",
+        "gateway/static/swagger-ui/LICENSE",
+        "gateway/static/redoc/redoc.standalone.js",
+        "gateway/static/redoc/LICENSE",
+    } <= names
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
