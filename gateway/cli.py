@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,16 +201,46 @@ def _expiry(text: str | None) -> datetime | None:
     if text[-1] in "dh" and text[:-1].isdigit():
         unit = "days" if text[-1] == "d" else "hours"
         return datetime.now(UTC) + timedelta(**{unit: int(text[:-1])})
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO 8601 time (2027-01-31T00:00:00+00:00) nor a duration "
+            "like 30d or 12h",
+            param_hint="--expires",
+        ) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if moment <= datetime.now(UTC):
         raise typer.BadParameter(f"{text} is in the past", param_hint="--expires")
     return moment
 
 
+class Role(StrEnum):
+    """An API key's role."""
+
+    admin = "admin"
+    producer = "producer"
+    consumer = "consumer"
+    auditor = "auditor"
+
+
+def _unknown_datasets(settings: Settings, engine: Any, names: list[str]) -> list[str]:
+    """The names that are neither a loaded contract's dataset nor a dataset with versions."""
+    from sqlmodel import Session, select
+
+    from gateway.contracts import load_contracts
+    from gateway.models import Dataset
+
+    catalog = load_contracts(settings.contracts_dir)
+    known = set(catalog.contracts) | set(catalog.unavailable)
+    with Session(engine) as session:
+        known |= set(session.exec(select(Dataset.name)).all())
+    return [name for name in names if name != "*" and name not in known]
+
+
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, producer, consumer or auditor.")],
+    role: Annotated[Role, typer.Option(help="What the key may do.")],
     name: Annotated[
         str, typer.Option(help="Who or what uses the key (recorded as uploader).")
     ] = "api-key",
@@ -220,24 +251,43 @@ def keys_create(
     expires: Annotated[
         str | None, typer.Option(help="ISO time, or a duration like 30d or 12h.")
     ] = None,
+    allow_unknown: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unknown", help="Accept dataset names no contract or version knows (yet)."
+        ),
+    ] = False,
 ) -> None:
-    """Create a key and print it once; only its hash is stored."""
+    """Create a key. The secret alone goes to standard output (KEY=$(datagate keys create ...));
+    what it is goes to standard error. Only its hash is stored: it is shown this once."""
     from gateway.errors import InvalidRequest
     from gateway.keys import create_key, key_scope
 
     names = None if datasets is None else [d.strip() for d in datasets.split(",") if d.strip()]
     try:
-        key_scope(role, names)  # refuse before touching the database
+        key_scope(role.value, names)  # refuse before touching the database
     except InvalidRequest as exc:
         raise typer.BadParameter(exc.detail, param_hint="--datasets/--role") from exc
-    engine = _migrated_engine(Settings())
+    expiry = _expiry(expires)
+    settings = Settings()
+    engine = _migrated_engine(settings)
     try:
-        row, secret = create_key(engine, role, name, names, _expiry(expires))
+        unknown = [] if allow_unknown or not names else _unknown_datasets(settings, engine, names)
+        if unknown:
+            raise typer.BadParameter(
+                f"no contract or stored version knows {', '.join(map(repr, unknown))} "
+                "(a typo?); --allow-unknown creates the key all the same",
+                param_hint="--datasets",
+            )
+        row, secret = create_key(engine, role.value, name, names, expiry)
     finally:
         engine.dispose()
     scope = row.datasets or "all"
     typer.echo(
-        f"id {row.id}  role {row.role}  datasets {scope}  expires {row.expires_at or 'never'}"
+        f"created key {row.id}: role {row.role}, datasets {scope}, "
+        f"expires {row.expires_at.isoformat() if row.expires_at else 'never'}; "
+        "the secret is shown once, on standard output: store it now",
+        err=True,
     )
     typer.echo(secret)
 

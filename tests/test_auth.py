@@ -181,9 +181,12 @@ def test_keys_command_line_creates_lists_and_revokes(tmp_path: Path) -> None:
         "crm",
     )
     assert created.returncode == 0, created.stderr
-    key_id = created.stdout.split()[1]
-    secret = created.stdout.strip().splitlines()[-1]
+    secret = created.stdout.strip()  # the secret alone: KEY=$(datagate keys create ...) works
     assert secret.startswith("dg_")
+    assert "\n" not in secret
+    key_id = created.stderr.split()[2].rstrip(":")
+    assert "store it now" in created.stderr
+    assert secret not in created.stderr
     listed = run("list").stdout
     assert key_id in listed
     assert "producer" in listed
@@ -260,3 +263,56 @@ def test_keys_create_refuses_an_empty_dataset_list_in_one_line(tmp_path: Path) -
         assert "Traceback" not in done.stderr
         assert "dg_" not in done.stdout
     assert not (tmp_path / "datagate.db").exists()  # refused before touching the database
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "superuser"], "'superuser' is not one of"),
+        (
+            ["--role", "consumer", "--datasets", "customers", "--expires", "next tuesday"],
+            "neither an ISO 8601 time",
+        ),
+        (
+            ["--role", "consumer", "--datasets", "custmers"],
+            "no contract or stored version knows 'custmers'",
+        ),
+    ],
+    ids=["bad-role", "bad-expiry", "unknown-dataset"],
+)
+def test_keys_create_refuses_bad_options_in_one_clean_message(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    env = {
+        **os.environ,
+        "DATAGATE_HOME": str(tmp_path),
+        "DATAGATE_PII_KEY": TEST_PII_KEY,
+        "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
+    }
+    datagate = str(Path(sys.executable).parent / "datagate")
+    done = subprocess.run(
+        [datagate, "keys", "create", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stdout
+    assert "Traceback" not in done.stderr
+    assert message in " ".join(done.stderr.split()), done.stderr
+    assert "dg_" not in done.stdout
+    allowed = subprocess.run(
+        [
+            datagate,
+            "keys",
+            "create",
+            "--role",
+            "consumer",
+            "--datasets",
+            "custmers",
+            "--allow-unknown",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.strip().startswith("dg_")
