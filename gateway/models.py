@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 # Version numbers are 32-bit integer columns; larger ones in requests are refused (400).
@@ -22,6 +23,21 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment as timezone-aware UTC on every database: stored in UTC, and read back with its
+    offset even from SQLite, which keeps none (so no API response, report or event ever shows
+    a naive time)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 def _json_column() -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=True))
 
@@ -34,7 +50,7 @@ class Dataset(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=200)
     latest_version: int = 0
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ContractVersion(SQLModel, table=True):
@@ -50,7 +66,7 @@ class ContractVersion(SQLModel, table=True):
     owner: str | None = Field(default=None, max_length=200)
     source_file: str = Field(max_length=1000)
     definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
-    first_seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    first_seen_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class IngestRun(SQLModel, table=True):
@@ -77,9 +93,9 @@ class IngestRun(SQLModel, table=True):
     validation_report: dict[str, Any] | None = _json_column()
     pii_report: dict[str, Any] | None = _json_column()
     error: dict[str, Any] | None = _json_column()
-    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     finished_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 
@@ -108,7 +124,7 @@ class DatasetVersion(SQLModel, table=True):
     run_id: str = Field(foreign_key="ingest_run.id", max_length=36)
     validation_summary: dict[str, Any] | None = _json_column()
     pii_summary: dict[str, Any] | None = _json_column()
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class LineageEvent(SQLModel, table=True):
@@ -123,14 +139,14 @@ class LineageEvent(SQLModel, table=True):
     event_type: str | None = Field(default=None, max_length=20)
     job_namespace: str | None = Field(default=None, max_length=1000)
     job_name: str | None = Field(default=None, max_length=1000)
-    event_time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    event_time: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     delivered_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True, index=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True)
     )
     delivery_attempts: int = 0
     next_attempt_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 
@@ -161,8 +177,8 @@ class GatewayInstance(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     host: str = Field(max_length=255)
     pid: int
-    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    heartbeat_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    heartbeat_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ApiKey(SQLModel, table=True):
@@ -175,12 +191,12 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(max_length=200)
     role: str = Field(max_length=20)
     datasets: list[str] | None = _json_column()
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     expires_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
     revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
 
 
@@ -196,7 +212,7 @@ class AuditEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     seq: int = Field(unique=True)
-    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     actor: str = Field(max_length=200)
     role: str | None = Field(default=None, max_length=20)
     action: str = Field(max_length=300)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -33,9 +33,13 @@ class KeyIn(BaseModel):
     @field_validator("expires_at")
     @classmethod
     def _in_the_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and as_utc(value) <= utcnow():
+        # A time without an offset is UTC; every time is kept and shown in UTC.
+        if value is None:
+            return None
+        moment = as_utc(value).astimezone(UTC)
+        if moment <= utcnow():
             raise ValueError("expires_at must be in the future")
-        return value
+        return moment
 
 
 def key_view(row: ApiKey) -> dict[str, Any]:

@@ -1,0 +1,73 @@
+"""Every time the API gives carries an explicit UTC offset, on SQLite (which stores none) as on
+PostgreSQL: every GET route of the OpenAPI document is walked after an upload and a training run."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+from fastapi.testclient import TestClient
+
+from tests.conftest import csv_bytes
+
+# An ISO 8601 date-time: a time of day after the date.
+ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+SKIPPED = {"/metrics", "/api/v1/datasets/{dataset}/versions/{version}/data"}  # not JSON
+
+
+def _naive_times(value: Any, where: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [n for key, item in value.items() for n in _naive_times(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [n for i, item in enumerate(value) for n in _naive_times(item, f"{where}[{i}]")]
+    if isinstance(value, str) and ISO_TIME.match(value) and not OFFSET.search(value):
+        return [f"{where}: {value}"]
+    return []
+
+
+def test_every_route_gives_times_with_their_utc_offset(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    created = client.post(
+        "/api/v1/datasets/customers/uploads",
+        content=csv_bytes(customers_frame),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert created.status_code == 201, created.text
+    trained = client.post(
+        "/api/v1/training-runs",
+        json={
+            "model": {"name": "churn", "version": "3"},
+            "inputs": [{"dataset": "customers", "version": 1}],
+        },
+    )
+    assert trained.status_code == 201, trained.text
+    key = client.post(
+        "/api/v1/keys", json={"role": "auditor", "name": "audit", "expires_at": "2099-01-01"}
+    )
+    assert key.status_code == 201, key.text
+    values = {
+        "dataset": "customers",
+        "name": "customers",
+        "version": "1",
+        "run_id": created.json()["run_id"],
+        "model": "churn",
+    }
+    queries = {
+        "/api/v1/lineage": {"nodeId": "dataset:datagate:customers"},
+        "/api/v1/audit/models/{model}/provenance": {"version": "3"},
+    }
+    naive = _naive_times(created.json(), "POST upload") + _naive_times(key.json(), "POST key")
+    walked = 0
+    for path, operations in client.get("/openapi.json").json()["paths"].items():
+        if "get" not in operations or path in SKIPPED:
+            continue
+        url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+        response = client.get(url, params=queries.get(path))
+        assert response.status_code == 200, (url, response.text)
+        naive += _naive_times(response.json(), url)
+        walked += 1
+    assert walked >= 14
+    assert naive == []
