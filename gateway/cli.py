@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gateway import cli_client
 from gateway.settings import Settings
 
 # Tracebacks never show local variables: they may hold keys or data.
@@ -390,6 +391,9 @@ def privacy_decrypt(
 # Everything Datagate writes (database, snapshots, keys, spooled uploads, metrics) is its
 # operator's alone: files 0600, folders 0700.
 PRIVATE_UMASK = 0o077
+
+
+cli_client.register(app)
 
 
 def main() -> None:

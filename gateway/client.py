@@ -8,11 +8,12 @@ with client.training_run("fraud-detector", version="7", inputs=[("customers", 3)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -31,6 +32,31 @@ class TrainingRun:
 
     run_id: str
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _Counted:
+    """A file that reports how much of it has been read (sent)."""
+
+    def __init__(self, fh: BinaryIO, progress: Callable[[int, int | None], None]) -> None:
+        self._fh = fh
+        self._progress = progress
+        self._size = os.fstat(fh.fileno()).st_size
+        self._sent = 0
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fh.read(size)
+        self._sent += len(chunk)
+        self._progress(self._sent, self._size)
+        return chunk
 
 
 class DatagateClient:
@@ -67,8 +93,11 @@ class DatagateClient:
         *,
         source: str | None = None,
         format: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> dict[str, Any]:
         """Upload a file or bytes; returns the run id and the version (new or identical).
+
+        ``progress`` is called with the bytes sent so far and the file's size.
 
         Raises:
             DatagateError: rejected (422, with the report in ``problem``) or refused.
@@ -76,16 +105,84 @@ class DatagateClient:
         params = {k: v for k, v in {"source": source, "format": format}.items() if v}
         if isinstance(data, Path):
             with data.open("rb") as fh:
+                body: Any = fh if progress is None else _Counted(fh, progress)
                 response = self._http.post(
                     f"/api/v1/datasets/{dataset}/uploads",
                     params=params,
-                    files={"file": (data.name, fh)},
+                    files={"file": (data.name, body)},
                 )
         else:
             response = self._http.post(
                 f"/api/v1/datasets/{dataset}/uploads", params=params, content=data
             )
         return self._json(response)
+
+    def datasets(self) -> list[dict[str, Any]]:
+        """Every dataset the key may see, with its contract and latest version."""
+        datasets: list[dict[str, Any]] = self._json(self._http.get("/api/v1/datasets"))["datasets"]
+        return datasets
+
+    def versions(self, dataset: str) -> list[dict[str, Any]]:
+        """Every version of ``dataset``, oldest first."""
+        body = self._json(self._http.get(f"/api/v1/datasets/{dataset}/versions"))
+        versions: list[dict[str, Any]] = body["versions"]
+        return versions
+
+    def dataset(self, dataset: str) -> dict[str, Any]:
+        """One dataset with its contract and latest version."""
+        return self._json(self._http.get(f"/api/v1/datasets/{dataset}"))
+
+    def version(self, dataset: str, version: int) -> dict[str, Any]:
+        """One version's metadata."""
+        return self._json(self._http.get(f"/api/v1/datasets/{dataset}/versions/{version}"))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """An ingest run: status, stages, report, version."""
+        return self._json(self._http.get(f"/api/v1/runs/{run_id}"))
+
+    def contracts(self) -> list[dict[str, Any]]:
+        """The loaded contracts."""
+        contracts: list[dict[str, Any]] = self._json(self._http.get("/api/v1/contracts"))[
+            "contracts"
+        ]
+        return contracts
+
+    def contract(self, name: str) -> dict[str, Any]:
+        """One contract: columns, checks, PII policy."""
+        return self._json(self._http.get(f"/api/v1/contracts/{name}"))
+
+    def download(
+        self,
+        dataset: str,
+        version: int,
+        path: Path,
+        *,
+        format: str = "parquet",
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
+        """Stream a version's data into ``path`` (written whole or not at all).
+
+        ``progress`` is called with the bytes written so far and the total, when known.
+        """
+        url = f"/api/v1/datasets/{dataset}/versions/{version}/data"
+        partial = path.with_name(f".{path.name}.partial")
+        with self._http.stream("GET", url, params={"format": format}) as response:
+            if response.is_error:
+                response.read()
+                self._json(response)
+            total = response.headers.get("Content-Length")
+            written = 0
+            try:
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        written += len(chunk)
+                        if progress is not None:
+                            progress(written, int(total) if total else None)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+        return path
 
     def report_training(self, **report: Any) -> dict[str, Any]:
         """POST one training-run report (see ``POST /api/v1/training-runs``)."""

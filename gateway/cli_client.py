@@ -1,0 +1,378 @@
+"""``datagate`` commands that talk to a running gateway over HTTP (``gateway.client``).
+
+Connection: ``--url``/``--key``, else ``DATAGATE_URL``/``DATAGATE_API_KEY``, else
+``http://127.0.0.1:8000`` and the admin key a local ``datagate serve`` left in
+``$DATAGATE_HOME/admin.key``. Exit codes: 0 stored, matched or shown; 1 rejected or refused;
+2 usage; 3 connection or authentication. A failure is one line on standard error, never a
+traceback; results go to standard output, as a table on a terminal and plain tab-separated
+lines otherwise, or as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from gateway.client import DatagateClient, DatagateError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+OK, REJECTED, USAGE, UNREACHABLE = 0, 1, 2, 3
+EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="The gateway's address (DATAGATE_URL; default http://127.0.0.1:8000)."
+    ),
+]
+Key = Annotated[
+    str | None,
+    typer.Option("--key", help="API key (DATAGATE_API_KEY; default the local admin key file)."),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the answer as JSON, for scripts.")]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _key(key: str | None) -> str | None:
+    if key or os.environ.get("DATAGATE_API_KEY"):
+        return key or os.environ["DATAGATE_API_KEY"]
+    local = Path(os.environ.get("DATAGATE_HOME", ".datagate")) / "admin.key"
+    try:
+        return local.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@contextmanager
+def _client(url: str | None, key: str | None) -> Iterator[DatagateClient]:
+    """A client for the gateway; any failure ends the command with one line and its exit code."""
+    address = url or os.environ.get("DATAGATE_URL") or DEFAULT_URL
+    client = DatagateClient(address, _key(key))
+    try:
+        yield client
+    except httpx.TransportError as exc:
+        _fail(f"cannot reach Datagate at {address} ({type(exc).__name__})", UNREACHABLE)
+    except DatagateError as exc:
+        problem = exc.problem
+        status = problem.get("status")
+        code = UNREACHABLE if status in (401, 403) else REJECTED
+        detail = problem.get("detail") or ""
+        _fail(f"{status} {problem.get('title')}" + (f": {detail}" if detail else ""), code)
+    except OSError as exc:
+        _fail(f"{exc.strerror or type(exc).__name__}: {exc.filename}", USAGE)
+    finally:
+        client.close()
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def _json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    """A table on a terminal; tab-separated lines, header first, otherwise."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if out.is_terminal:
+        table = Table(*columns)
+        for row in cells:
+            table.add_row(*row)
+        out.print(table)
+        return
+    for row in [columns, *cells]:
+        sys.stdout.write(
+            "\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) + "\n"
+        )
+
+
+def _progress(description: str) -> tuple[Progress | None, Callable[[int, int | None], None] | None]:
+    if not err.is_terminal:
+        return None, None
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+        if total is not None and done >= total:
+            bar.update(task, description="validating, redacting and storing…")
+
+    return bar, update
+
+
+def _dataset_at(text: str, *, version_required: bool) -> tuple[str, int | None]:
+    dataset, _, version = text.partition("@")
+    if not dataset or (version_required and not version) or (version and not version.isdigit()):
+        form = "DATASET@VERSION" if version_required else "DATASET[@VERSION]"
+        raise typer.BadParameter(f"{text!r} is not {form} (e.g. customers@3)")
+    return dataset, int(version) if version else None
+
+
+def _report(problem: dict[str, Any]) -> None:
+    failures = (problem.get("report") or {}).get("failures") or []
+    rows = [
+        [
+            f.get("column") or "(dataset)",
+            f.get("check"),
+            f.get("failing_rows"),
+            ", ".join(f"row {e['row']}: {e['value']}" for e in f.get("examples", [])[:3]),
+        ]
+        for f in failures
+    ]
+    if rows:
+        _table(["column", "check", "failing rows", "examples"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the ``datagate`` command line."""
+    runs = typer.Typer(help="Ingest runs.", no_args_is_help=True)
+    app.add_typer(runs, name="runs")
+
+    @app.command()
+    def upload(
+        file: Annotated[Path, typer.Argument(help="The file to upload.", show_default=False)],
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="The dataset it is for.")],
+        source: Annotated[
+            str | None, typer.Option(help="Where the data came from (lineage input).")
+        ] = None,
+        format: Annotated[
+            str | None,
+            typer.Option(help="csv, parquet, ndjson, json or arrow (default: detected)."),
+        ] = None,
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Upload a file: exit 0 when stored or matched, 1 when rejected (the report is shown)."""
+        bar, progress = _progress(f"uploading {file.name}")
+        with _client(url, key) as client:
+            try:
+                if bar is not None:
+                    bar.start()
+                answer = client.upload(
+                    dataset, file, source=source, format=format, progress=progress
+                )
+            except DatagateError as exc:
+                if bar is not None:
+                    bar.stop()
+                if as_json:
+                    _json(exc.problem)
+                else:
+                    _report(exc.problem)
+                raise
+            finally:
+                if bar is not None:
+                    bar.stop()
+        if as_json:
+            _json(answer)
+            return
+        version = answer["version"]
+        verb = "stored" if answer.get("created") else "matched (identical data already stored)"
+        sys.stdout.write(
+            f"{verb}: {version['dataset']}@{version['version']}, {version['row_count']:,} rows, "
+            f"run {answer['run_id']}\n"
+        )
+
+    @app.command()
+    def datasets(url: Url = None, key: Key = None, as_json: AsJson = False) -> None:
+        """The datasets the key may see."""
+        with _client(url, key) as client:
+            found = client.datasets()
+        if as_json:
+            _json(found)
+            return
+        _table(
+            ["dataset", "versions", "latest", "rows", "contract"],
+            [
+                [
+                    d["name"],
+                    d["version_count"],
+                    (d.get("latest_version") or {}).get("version"),
+                    (d.get("latest_version") or {}).get("row_count"),
+                    None
+                    if d.get("contract") is None
+                    else f"{d['contract']['name']} {d['contract']['version']}",
+                ]
+                for d in found
+            ],
+        )
+
+    @app.command()
+    def versions(
+        dataset: Annotated[str, typer.Argument(help="The dataset.", show_default=False)],
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Every version of a dataset, oldest first."""
+        with _client(url, key) as client:
+            found = client.versions(dataset)
+        if as_json:
+            _json(found)
+            return
+        _table(
+            ["version", "rows", "created", "uploader", "source", "content hash"],
+            [
+                [
+                    v["version"],
+                    v["row_count"],
+                    v["created_at"],
+                    v["uploader"],
+                    v["source"],
+                    v["content_hash"][:12],
+                ]
+                for v in found
+            ],
+        )
+
+    @app.command()
+    def show(
+        target: Annotated[
+            str, typer.Argument(help="DATASET or DATASET@VERSION.", show_default=False)
+        ],
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """A dataset (with its latest version) or one version."""
+        dataset, number = _dataset_at(target, version_required=False)
+        with _client(url, key) as client:
+            found = client.dataset(dataset) if number is None else client.version(dataset, number)
+        if as_json:
+            _json(found)
+            return
+        version = found if number is not None else found.get("latest_version") or {}
+        rows = [
+            [k, version.get(k)]
+            for k in (
+                "dataset",
+                "version",
+                "row_count",
+                "byte_size",
+                "created_at",
+                "uploader",
+                "source",
+                "run_id",
+                "content_hash",
+            )
+        ]
+        rows.append(["contract", json.dumps(version.get("contract"))])
+        rows.append(["validation", json.dumps(version.get("validation"))])
+        rows += [[f"column {c['name']}", c["type"]] for c in version.get("schema") or []]
+        _table(["field", "value"], rows)
+
+    @app.command()
+    def download(
+        target: Annotated[str, typer.Argument(help="DATASET@VERSION.", show_default=False)],
+        output: Annotated[
+            Path,
+            typer.Option(
+                "--output",
+                "-o",
+                help="The file to write; its suffix picks the format (.parquet, .csv, .ndjson).",
+            ),
+        ],
+        url: Url = None,
+        key: Key = None,
+    ) -> None:
+        """Download a version's data, streamed (the file appears only once complete)."""
+        dataset, number = _dataset_at(target, version_required=True)
+        assert number is not None
+        fmt = EXPORT_FORMATS.get(output.suffix.lower())
+        if fmt is None:
+            raise typer.BadParameter(
+                f"{output.name!r}: the suffix must be one of {', '.join(EXPORT_FORMATS)}",
+                param_hint="--output",
+            )
+        bar, progress = _progress(f"downloading {dataset}@{number}")
+        with _client(url, key) as client:
+            try:
+                if bar is not None:
+                    bar.start()
+                client.download(dataset, number, output, format=fmt, progress=progress)
+            finally:
+                if bar is not None:
+                    bar.stop()
+        err.print(f"wrote {output} ({output.stat().st_size:,} bytes, {fmt})", markup=False)
+
+    @runs.command("show")
+    def runs_show(
+        run_id: Annotated[str, typer.Argument(help="The run's id.", show_default=False)],
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """An ingest run: status, stages, report and version."""
+        with _client(url, key) as client:
+            found = client.run(run_id)
+        if as_json:
+            _json(found)
+            return
+        _table(
+            ["field", "value"],
+            [
+                [k, v if not isinstance(v, (dict, list)) else json.dumps(v)]
+                for k, v in found.items()
+            ],
+        )
+
+    @app.command()
+    def contracts(
+        name: Annotated[
+            str | None, typer.Argument(help="One contract's name.", show_default=False)
+        ] = None,
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """The loaded contracts, or one contract's columns."""
+        with _client(url, key) as client:
+            found: Any = client.contracts() if name is None else client.contract(name)
+        if as_json:
+            _json(found)
+            return
+        if name is None:
+            _table(
+                ["contract", "version", "owner", "columns"],
+                [
+                    [c["name"], c["version"], c.get("owner"), len(c.get("columns", []))]
+                    for c in found
+                ],
+            )
+            return
+        _table(
+            ["column", "dtype", "nullable", "unique", "checks", "pii"],
+            [
+                [
+                    c["name"],
+                    c["dtype"],
+                    c["nullable"],
+                    c["unique"],
+                    ", ".join(k["name"] for k in c["checks"]),
+                    None if c["pii"] is None else f"{c['pii']['entity']} ({c['pii']['action']})",
+                ]
+                for c in found["columns"]
+            ],
+        )

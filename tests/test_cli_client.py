@@ -1,0 +1,131 @@
+"""The `datagate` client commands against a live `datagate serve`: results, exit codes, and one
+clean line on standard error for every failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bench.generate import customers
+from tests.conftest import TEST_ADMIN_KEY, csv_bytes
+from tests.serve import ServeProcess, free_port
+
+pytestmark = pytest.mark.slow
+DATAGATE = str(Path(sys.executable).parent / "datagate")
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    process = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log")
+    try:
+        yield process.wait_ready().base
+    finally:
+        process.stop()
+
+
+def _cli(
+    *args: str, url: str, key: str | None = TEST_ADMIN_KEY, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    env["DATAGATE_URL"] = url
+    if key is not None:
+        env["DATAGATE_API_KEY"] = key
+    env["DATAGATE_HOME"] = str(cwd or Path.cwd() / "no-such-home")
+    return subprocess.run(
+        [DATAGATE, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def _one_clean_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_upload_list_show_and_download(server: str, tmp_path: Path) -> None:
+    frame = customers(50, seed=4)
+    good = tmp_path / "customers.csv"
+    good.write_bytes(csv_bytes(frame))
+    stored = _cli("upload", str(good), "--dataset", "customers", url=server)
+    assert stored.returncode == 0, stored.stderr
+    assert stored.stdout.startswith("stored: customers@1, 50 rows, run ")
+    again = _cli("upload", str(good), "-d", "customers", "--json", url=server)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] is False
+
+    listed = _cli("datasets", url=server)
+    assert listed.returncode == 0
+    header, *rows = listed.stdout.splitlines()
+    assert header.split("\t") == ["dataset", "versions", "latest", "rows", "contract"]
+    assert ["customers", "1", "1", "50", "customers 1.2.0"] in [r.split("\t") for r in rows]
+    versions = json.loads(_cli("versions", "customers", "--json", url=server).stdout)
+    assert [v["version"] for v in versions] == [1]
+    shown = json.loads(_cli("show", "customers@1", "--json", url=server).stdout)
+    assert shown["row_count"] == 50
+    assert "row_count\t50" in _cli("show", "customers", url=server).stdout
+    run = json.loads(_cli("runs", "show", shown["run_id"], "--json", url=server).stdout)
+    assert run["id"] == shown["run_id"]
+    contract = json.loads(_cli("contracts", "customers", "--json", url=server).stdout)
+    assert contract["name"] == "customers"
+
+    for suffix in (".parquet", ".csv"):
+        target = tmp_path / f"out{suffix}"
+        done = _cli("download", "customers@1", "-o", str(target), url=server)
+        assert done.returncode == 0, done.stderr
+        read = pl.read_parquet(target) if suffix == ".parquet" else pl.read_csv(target)
+        assert read.height == 50
+        assert read["customer_id"].to_list() == frame["customer_id"].to_list()
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_a_rejected_upload_exits_1_with_its_report_as_a_table(server: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(csv_bytes(customers(5, seed=1).with_columns(pl.lit("ZZ").alias("country"))))
+    done = _cli("upload", str(bad), "--dataset", "customers", url=server)
+    assert done.returncode == 1
+    line = _one_clean_line(done)
+    assert "422 Contract violation" in line
+    header, *rows = done.stdout.splitlines()
+    assert header.split("\t") == ["column", "check", "failing rows", "examples"]
+    assert rows[0].split("\t")[:3] == [
+        "country",
+        "isin(['US', 'GB', 'DE', 'FR', 'NL', 'ES', 'IT', 'CA'])",
+        "5",
+    ]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Path) -> None:
+    good = tmp_path / "customers.csv"
+    good.write_bytes(csv_bytes(customers(5, seed=2)))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    cases = [
+        (_cli("datasets", url=nowhere), 3, "cannot reach Datagate"),
+        (_cli("datasets", url=server, key="dg_wrong"), 3, "401"),
+        (_cli("datasets", url=server, key=None), 3, "401"),
+        (_cli("versions", "nosuch", url=server), 1, "404"),
+        (
+            _cli("upload", str(tmp_path / "missing.csv"), "-d", "customers", url=server),
+            2,
+            "missing.csv",
+        ),
+        (_cli("upload", str(good), "-d", "nosuch", url=server), 1, "404"),
+        (_cli("download", "customers", "-o", "x.parquet", url=server), 2, "DATASET@VERSION"),
+        (_cli("download", "customers@1", "-o", "x.xlsx", url=server), 2, "suffix"),
+        (_cli("upload", str(good), url=server), 2, "--dataset"),
+    ]
+    for done, code, text in cases:
+        assert done.returncode == code, (done.args, done.stderr)
+        assert "Traceback" not in done.stderr + done.stdout
+        assert text in done.stderr, (done.args, done.stderr)
+        if code != 2:  # usage errors are typer's own box; every other failure is one line
+            assert text in _one_clean_line(done)
