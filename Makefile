@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench bench-privacy bench-lineage load clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "make: installing Datagate and its dependencies into $(VENV) (first run, or after a dependency change; a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
+	@echo "make: starting Datagate on http://127.0.0.1:8000 (SQLite and snapshots in .datagate/, contracts from contracts/; Ctrl-C stops it)"
 	$(BIN)/datagate serve
 
 lint: $(STAMP)

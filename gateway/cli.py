@@ -394,6 +394,7 @@ PRIVATE_UMASK = 0o077
 
 
 cli_client.register(app)
+cli_client.register_audit(app)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ lines otherwise, or as JSON with ``--json``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,8 +24,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from gateway.client import DatagateClient, DatagateError
+from gateway.settings import ClientSettings
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 OK, REJECTED, USAGE, UNREACHABLE = 0, 1, 2, 3
 EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
@@ -46,21 +45,12 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _key(key: str | None) -> str | None:
-    if key or os.environ.get("DATAGATE_API_KEY"):
-        return key or os.environ["DATAGATE_API_KEY"]
-    local = Path(os.environ.get("DATAGATE_HOME", ".datagate")) / "admin.key"
-    try:
-        return local.read_text().strip() or None
-    except OSError:
-        return None
-
-
 @contextmanager
 def _client(url: str | None, key: str | None) -> Iterator[DatagateClient]:
     """A client for the gateway; any failure ends the command with one line and its exit code."""
-    address = url or os.environ.get("DATAGATE_URL") or DEFAULT_URL
-    client = DatagateClient(address, _key(key))
+    settings = ClientSettings()
+    address = url or settings.url
+    client = DatagateClient(address, key or settings.resolved_api_key())
     try:
         yield client
     except httpx.TransportError as exc:
@@ -374,5 +364,116 @@ def register(app: typer.Typer) -> None:
                     None if c["pii"] is None else f"{c['pii']['entity']} ({c['pii']['action']})",
                 ]
                 for c in found["columns"]
+            ],
+        )
+
+
+def _tree_lines(graph: dict[str, Any], start: str, direction: str) -> list[str]:
+    """Indented lines following ``direction`` ("inEdges" upstream, "outEdges" downstream)."""
+    nodes = {node["id"]: node for node in graph.get("graph", [])}
+    lines: list[str] = []
+
+    def walk(node_id: str, depth: int, seen: frozenset[str]) -> None:
+        for edge in nodes.get(node_id, {}).get(direction, []):
+            other = edge["origin"] if direction == "inEdges" else edge["destination"]
+            lines.append("  " * depth + ("<- " if direction == "inEdges" else "-> ") + other)
+            if other not in seen:
+                walk(other, depth + 1, seen | {other})
+
+    walk(start, 1, frozenset({start}))
+    return lines
+
+
+def register_audit(app: typer.Typer) -> None:
+    """Add the lineage and audit commands."""
+    audit = next(
+        (group.typer_instance for group in app.registered_groups if group.name == "audit"), None
+    )
+    if audit is None:  # pragma: no cover - the audit group is defined in gateway.cli
+        raise RuntimeError("the audit command group is missing")
+
+    @app.command()
+    def lineage(
+        node: Annotated[
+            str,
+            typer.Argument(
+                help="dataset:NAMESPACE:NAME or job:NAMESPACE:NAME.", show_default=False
+            ),
+        ],
+        depth: Annotated[int, typer.Option(help="How many jobs away to follow.")] = 20,
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """The lineage around a node, as a tree: what it came from and what used it."""
+        with _client(url, key) as client:
+            graph = client.lineage(node, depth)
+        if as_json:
+            _json(graph)
+            return
+        sys.stdout.write(node + "\n")
+        upstream, downstream = (
+            _tree_lines(graph, node, "inEdges"),
+            _tree_lines(graph, node, "outEdges"),
+        )
+        sys.stdout.write("".join(f"{line}\n" for line in upstream + downstream))
+
+    @app.command()
+    def provenance(
+        target: Annotated[str, typer.Argument(help="MODEL@VERSION.", show_default=False)],
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Everything behind a model version: inputs, uploads, contracts, PII handling."""
+        model, _, version = target.rpartition("@")
+        if not model or not version:
+            raise typer.BadParameter(f"{target!r} is not MODEL@VERSION (e.g. churn@3)")
+        with _client(url, key) as client:
+            if as_json:
+                _json(client.provenance(model, version))
+            else:
+                sys.stdout.write(client.report_markdown("provenance", model, version))
+
+    @app.command()
+    def impact(
+        target: Annotated[str, typer.Argument(help="DATASET@VERSION.", show_default=False)],
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Every model and downstream job or dataset that used a dataset version."""
+        dataset, number = _dataset_at(target, version_required=True)
+        with _client(url, key) as client:
+            if as_json:
+                _json(client.impact(dataset, number or 0))
+            else:
+                sys.stdout.write(client.report_markdown("impact", dataset, number))
+
+    @audit.command("log")
+    def audit_log(
+        actor: Annotated[str | None, typer.Option(help="Only this key's name.")] = None,
+        action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
+        dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+        since: Annotated[str | None, typer.Option(help="ISO 8601 time.")] = None,
+        until: Annotated[str | None, typer.Option(help="ISO 8601 time.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+        url: Url = None,
+        key: Key = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """The audit trail, newest first (auditor keys)."""
+        with _client(url, key) as client:
+            found = client.audit_log(
+                actor=actor, action=action, dataset=dataset, since=since, until=until, limit=limit
+            )
+        if as_json:
+            _json(found)
+            return
+        _table(
+            ["seq", "at", "actor", "action", "target", "outcome"],
+            [
+                [e["seq"], e["at"], e["actor"], e["action"], e["target"], e["outcome"]]
+                for e in found["entries"]
             ],
         )

@@ -184,6 +184,38 @@ class DatagateClient:
                 partial.unlink(missing_ok=True)
         return path
 
+    def lineage(self, node: str, depth: int = 20) -> dict[str, Any]:
+        """The lineage graph around ``node`` (``dataset:NS:NAME`` or ``job:NS:NAME``)."""
+        params: dict[str, str | int] = {"nodeId": node, "depth": depth}
+        return self._json(self._http.get("/api/v1/lineage", params=params))
+
+    def provenance(self, model: str, version: str) -> dict[str, Any]:
+        """Everything behind a model version (auditor keys)."""
+        url = f"/api/v1/audit/models/{model}/provenance"
+        return self._json(self._http.get(url, params={"version": version}))
+
+    def impact(self, dataset: str, version: int) -> dict[str, Any]:
+        """Every model and downstream job or dataset that used a dataset version (auditors)."""
+        url = f"/api/v1/audit/datasets/{dataset}/versions/{version}/impact"
+        return self._json(self._http.get(url))
+
+    def report_markdown(self, kind: str, *args: Any) -> str:
+        """The provenance (``kind="provenance"``, model, version) or impact (``"impact"``,
+        dataset, version) report as Markdown."""
+        if kind == "provenance":
+            url, params = f"/api/v1/audit/models/{args[0]}/provenance", {"version": args[1]}
+        else:
+            url, params = f"/api/v1/audit/datasets/{args[0]}/versions/{args[1]}/impact", {}
+        response = self._http.get(url, params={**params, "format": "md"})
+        if response.is_error:
+            self._json(response)
+        return response.text
+
+    def audit_log(self, **filters: Any) -> dict[str, Any]:
+        """Audit entries, newest first: filters actor, action, dataset, since, until, limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._json(self._http.get("/api/v1/audit/log", params=params))
+
     def report_training(self, **report: Any) -> dict[str, Any]:
         """POST one training-run report (see ``POST /api/v1/training-runs``)."""
         return self._json(self._http.post("/api/v1/training-runs", json=report))

@@ -125,6 +125,25 @@ class Settings(BaseSettings):
         return key
 
 
+class ClientSettings(BaseSettings):
+    """Where the ``datagate`` client commands find a running gateway, and the key they use."""
+
+    model_config = SettingsConfigDict(env_prefix="DATAGATE_", extra="ignore")
+
+    url: str = Field("http://127.0.0.1:8000", description="The gateway's address.")
+    api_key: SecretStr | None = Field(None, description="The API key the client sends.")
+    home: Path = Field(DEFAULT_HOME, description="Where a local gateway left its admin key.")
+
+    def resolved_api_key(self) -> str | None:
+        """The key: ``DATAGATE_API_KEY``, else the admin key a local ``datagate serve`` left."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        try:
+            return (self.home / "admin.key").read_text().strip() or None
+        except OSError:
+            return None
+
+
 def _generated_secret(path: Path) -> bytes:
     """Read a secret kept at ``path``, creating it (mode 0600) on first use."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 
@@ -129,3 +130,49 @@ def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Pat
         assert text in done.stderr, (done.args, done.stderr)
         if code != 2:  # usage errors are typer's own box; every other failure is one line
             assert text in _one_clean_line(done)
+
+
+def test_lineage_provenance_impact_and_audit_from_the_terminal(server: str, tmp_path: Path) -> None:
+    data = tmp_path / "customers.csv"
+    data.write_bytes(csv_bytes(customers(20, seed=6)))
+    assert _cli("upload", str(data), "-d", "customers", url=server).returncode == 0
+    trained = httpx.post(
+        f"{server}/api/v1/training-runs",
+        json={
+            "model": {"name": "churn", "version": "3"},
+            "inputs": [{"dataset": "customers", "version": 1}],
+        },
+        headers={"Authorization": f"Bearer {TEST_ADMIN_KEY}"},
+        timeout=30,
+    )
+    assert trained.status_code == 201, trained.text
+
+    tree = _cli("lineage", "dataset:datagate:customers", url=server)
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    assert lines[0] == "dataset:datagate:customers"
+    assert any(line.strip().startswith("<- job:datagate:ingest.customers") for line in lines)
+    assert any("-> job:" in line and "train" in line for line in lines), lines
+
+    provenance = _cli("provenance", "churn@3", url=server)
+    assert provenance.returncode == 0, provenance.stderr
+    assert "customers" in provenance.stdout
+    assert json.loads(_cli("provenance", "churn@3", "--json", url=server).stdout)
+    impact = _cli("impact", "customers@1", url=server)
+    assert impact.returncode == 0, impact.stderr
+    assert "churn" in impact.stdout
+    log = json.loads(_cli("audit", "log", "--limit", "5", "--json", url=server).stdout)
+    assert 0 < len(log["entries"]) <= 5
+    table = _cli("audit", "log", "--dataset", "customers", url=server)
+    assert table.stdout.splitlines()[0].split("\t") == [
+        "seq",
+        "at",
+        "actor",
+        "action",
+        "target",
+        "outcome",
+    ]
+    usage = _cli("provenance", "churn", url=server)
+    assert usage.returncode == 2
+    assert "MODEL@VERSION" in usage.stderr
+    assert "Traceback" not in usage.stderr
