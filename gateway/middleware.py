@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from gateway.contracts import DATASET_NAME
 from gateway.errors import (
     BodyTooLarge,
     DatagateError,
+    InvalidRequest,
     Unauthorized,
     UploadTooLarge,
     redacted_traceback,
@@ -133,6 +135,9 @@ class RequestContext:
         except Unauthorized as error:
             return error
         scope["state"]["principal"] = principal
+        if "\x00" in path or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+            # No name or value holds one, and PostgreSQL cannot even compare text with one.
+            return InvalidRequest("the request's path or query holds a NUL character")
         declared = headers.get("content-length", "")
         limit = self.body_limit(path)
         if declared.isdigit() and int(declared) > limit:

@@ -188,3 +188,41 @@ def test_a_slow_or_aborted_upload_starts_no_run(client: TestClient) -> None:
     assert count_runs() == 0
     with Session(engine) as session:
         assert session.exec(select(LineageEvent)).all() == []
+
+
+NUL_REQUESTS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/api/v1/datasets/a%00b", None),
+    ("GET", "/api/v1/datasets/a%00b/versions", None),
+    ("GET", "/api/v1/runs/a%00", None),
+    ("GET", "/api/v1/audit/log?actor=a%00", None),
+    ("GET", "/api/v1/lineage?nodeId=dataset:a%00:b", None),
+    ("GET", "/api/v1/audit/models/m%00/provenance?version=1", None),
+    ("POST", "/api/v1/keys", {"role": "auditor", "name": "a\x00b"}),
+    (
+        "POST",
+        "/api/v1/training-runs",
+        {"model": {"name": "m", "version": "1"}, "inputs": [{"dataset": "x\x00", "version": 1}]},
+    ),
+    (
+        "POST",
+        "/api/v1/lineage",
+        {
+            "eventType": "START",
+            "eventTime": "2026-01-01T00:00:00Z",
+            "run": {"runId": "01a22965-7c30-7b9c-8b1e-302a02bdcca0"},
+            "job": {"namespace": "ext", "name": "j\x00"},
+            "producer": "https://example.org/p",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body"), NUL_REQUESTS)
+def test_a_nul_character_anywhere_is_a_400_never_a_500(
+    client: TestClient, method: str, url: str, body: dict[str, Any] | None
+) -> None:
+    """PostgreSQL cannot store or even compare text holding NUL: schemathesis found the 500."""
+    response = client.request(method, url, json=body)
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["detail"]

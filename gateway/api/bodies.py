@@ -52,16 +52,25 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def depth_of(value: Any) -> int:
-    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0)."""
+    """How deeply objects and arrays nest in a parsed JSON value (a scalar is 0).
+
+    Raises:
+        InvalidRequest: a string or key holds a NUL character (no name or value may: PostgreSQL
+            cannot store one in text).
+    """
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                raise InvalidRequest("a key in the JSON body holds a NUL character (\\u0000)")
             children: Any = item.values()
         elif isinstance(item, list):
             children = item
         else:
+            if isinstance(item, str) and "\x00" in item:
+                raise InvalidRequest("a string in the JSON body holds a NUL character (\\u0000)")
             continue
         deepest = max(deepest, depth + 1)
         stack.extend((child, depth + 1) for child in children)
@@ -72,7 +81,7 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse a JSON body.
 
     Raises:
-        InvalidRequest: not UTF-8 JSON, or nested deeper than ``max_depth``.
+        InvalidRequest: not UTF-8 JSON, nested deeper than ``max_depth``, or holding a NUL.
     """
     try:
         value = json.loads(raw)
