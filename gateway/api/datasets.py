@@ -18,6 +18,7 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
+from gateway.api.schemas import DatasetList, DatasetOut, VersionList, VersionOut
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
@@ -50,7 +51,7 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/datasets")
+@router.get("/datasets", response_model=DatasetList)
 def get_datasets(
     services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def get_datasets(
     return {"datasets": views}
 
 
-@router.get("/datasets/{dataset}")
+@router.get("/datasets/{dataset}", response_model=DatasetOut)
 def get_dataset(
     dataset: DatasetPath, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def get_dataset(
     return dataset_view(row, services.catalog.get(dataset), latest, version_count(session, row))
 
 
-@router.get("/datasets/{dataset}/versions")
+@router.get("/datasets/{dataset}/versions", response_model=VersionList)
 def get_versions(
     dataset: DatasetPath, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def get_versions(
     }
 
 
-@router.get("/datasets/{dataset}/versions/{version}")
+@router.get("/datasets/{dataset}/versions/{version}", response_model=VersionOut)
 def get_version(
     dataset: DatasetPath, version: VersionPath, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:

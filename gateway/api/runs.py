@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.dependencies import PrincipalDep, SessionDep
+from gateway.api.schemas import RunOut
 from gateway.api.views import run_view
 from gateway.keys import ROLES, require
 from gateway.store import run_by_id
@@ -14,7 +15,7 @@ from gateway.store import run_by_id
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", response_model=RunOut)
 def get_run(run_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
     """One ingest run: status, stage timings, validation and PII reports, resulting version."""
     run = run_by_id(session, run_id)
