@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -90,10 +91,10 @@ NOT_JSON = {("get", "/metrics"), ("get", "/api/v1/datasets/{dataset}/versions/{v
 
 
 def test_success_answers_have_response_models(client: TestClient) -> None:
-    untyped = set()
+    untyped: set[tuple[str, str]] = set()
     for path, operations in client.get("/openapi.json").json()["paths"].items():
         for method, operation in operations.items():
-            success = next(
+            success: dict[str, Any] = next(
                 (body for code, body in operation["responses"].items() if code.startswith("2")), {}
             )
             schema = success.get("content", {}).get("application/json", {}).get("schema")
