@@ -15,6 +15,7 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
+from gateway.api.schemas import AuditLog
 from gateway.audit_log import Head, search
 from gateway.errors import InvalidRequest
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
@@ -64,7 +65,7 @@ def get_impact(
     return JSONResponse(report)
 
 
-@router.get("/audit/log")
+@router.get("/audit/log", response_model=AuditLog)
 def get_audit_log(
     session: SessionDep,
     principal: PrincipalDep,

@@ -7,13 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.dependencies import PrincipalDep, ServicesDep
+from gateway.api.schemas import ContractList, ContractOut
 from gateway.errors import ContractNotFound
 from gateway.keys import ROLES, require
 
 router = APIRouter(tags=["contracts"])
 
 
-@router.get("/contracts")
+@router.get("/contracts", response_model=ContractList)
 def list_contracts(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Every loaded contract, and every contract file that failed to load."""
     require(principal, ROLES)
@@ -24,7 +25,7 @@ def list_contracts(services: ServicesDep, principal: PrincipalDep) -> dict[str, 
     }
 
 
-@router.get("/contracts/{name}")
+@router.get("/contracts/{name}", response_model=ContractOut)
 def get_contract(name: str, services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """One contract."""
     require(principal, ROLES)

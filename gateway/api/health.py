@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gateway.api.dependencies import ServicesDep
+from gateway.api.schemas import Liveness
 from gateway.db import pending_migrations
 
 router = APIRouter(tags=["health"])
@@ -22,7 +23,7 @@ def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Liveness)
 def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import IsoDateTime, PrincipalDep, ServicesDep
+from gateway.api.schemas import KeyCreated, KeyList
 from gateway.keys import create_key, list_keys, require, revoke_key
 from gateway.models import ApiKey, as_utc, utcnow
 
@@ -55,7 +56,9 @@ def key_view(row: ApiKey) -> dict[str, Any]:
     }
 
 
-@router.post("/keys", status_code=201, openapi_extra=documented_body(KeyIn))
+@router.post(
+    "/keys", status_code=201, response_model=KeyCreated, openapi_extra=documented_body(KeyIn)
+)
 async def post_key(
     request: Request, principal: PrincipalDep, services: ServicesDep
 ) -> dict[str, Any]:
@@ -68,7 +71,7 @@ async def post_key(
     return {**key_view(row), "key": secret}
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=KeyList)
 def get_keys(principal: PrincipalDep, services: ServicesDep) -> dict[str, Any]:
     """Every key's metadata."""
     require(principal, ("admin",))

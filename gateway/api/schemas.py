@@ -136,3 +136,127 @@ class RunOut(_Out):
     started_at: UtcTime
     finished_at: UtcTime | None
     links: RunLinks
+
+
+class CheckOut(_Out):
+    """A contract check: its Pandera name, the id failures report it by, and its parameters."""
+
+    name: str
+    id: str
+    statistics: dict[str, Any]
+
+
+class ColumnPii(_Out):
+    """A column's PII policy."""
+
+    entity: str
+    action: str
+    justification: str | None
+
+
+class ColumnOut(_Out):
+    """A contract column."""
+
+    name: str = Field(description="The column's name, or a regular expression (regex).")
+    regex: bool
+    dtype: str
+    nullable: bool
+    unique: bool
+    required: bool
+    coerce: bool
+    checks: list[CheckOut]
+    pii: ColumnPii | None
+    description: str | None
+
+
+class ContractPolicies(_Out):
+    """What Datagate does beyond Pandera's checks."""
+
+    on_invalid: str
+    undeclared_pii: str
+    pii_entities: list[str]
+    pii_phone_regions: list[str]
+
+
+class ContractOut(_Out):
+    """A loaded contract."""
+
+    name: str
+    model: str
+    version: str
+    fingerprint: str
+    owner: str | None
+    description: str | None
+    source_file: str
+    policies: ContractPolicies
+    strict: bool | str = Field(description='true, false or "filter".')
+    columns: list[ColumnOut]
+    dataframe_checks: list[CheckOut]
+
+
+class ContractError(_Out):
+    """A contract file that could not be used, and why."""
+
+    file: str
+    reason: str
+
+
+class ContractList(_Out):
+    """Every loaded contract, and every contract file that failed to load."""
+
+    contracts: list[ContractOut]
+    errors: list[ContractError]
+
+
+class KeyOut(_Out):
+    """An API key's metadata: never its secret or hash."""
+
+    id: str
+    name: str
+    role: str
+    datasets: list[str] | None
+    created_at: UtcTime
+    expires_at: UtcTime | None
+    revoked_at: UtcTime | None
+
+
+class KeyCreated(KeyOut):
+    """A new key, with its secret: shown this once, stored only as a hash."""
+
+    key: str
+
+
+class KeyList(_Out):
+    """Every key's metadata."""
+
+    keys: list[KeyOut]
+
+
+class AuditEntryOut(_Out):
+    """One entry of the audit trail."""
+
+    seq: int
+    at: UtcTime
+    actor: str
+    role: str | None
+    action: str
+    target: str | None
+    dataset: str | None
+    outcome: int = Field(description="The HTTP status answered.")
+    request_id: str
+    client: str | None
+    count: int = Field(description="Refused anonymous requests counted into this one entry.")
+    hash: str
+
+
+class AuditLog(_Out):
+    """Audit entries, newest first, and how many match in all."""
+
+    total: int
+    entries: list[AuditEntryOut]
+
+
+class Liveness(_Out):
+    """The process is alive."""
+
+    status: str
