@@ -76,8 +76,6 @@ UNTYPED_SUCCESSES = {
     ("get", "/api/v1/audit/models/{model}/provenance"),
     ("get", "/api/v1/audit/datasets/{dataset}/versions/{version}/impact"),
     ("get", "/api/v1/audit/verify"),
-    ("post", "/api/v1/training-runs"),
-    ("post", "/api/v1/datasets/{dataset}/uploads"),
     ("post", "/api/v1/privacy/subjects/search"),
 }
 NOT_JSON = {

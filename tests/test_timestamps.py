@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 from fastapi.testclient import TestClient
 
+from gateway.api.schemas import TrainingRunOut, UploadOut
 from tests.conftest import csv_bytes
 
 # An ISO 8601 date-time: a time of day after the date.
@@ -44,6 +45,10 @@ def test_every_route_gives_times_with_their_utc_offset(
         },
     )
     assert trained.status_code == 201, trained.text
+    # These two answer with a JSONResponse (status 200/201, Location): FastAPI does not check
+    # them against their documented models, so this does.
+    UploadOut.model_validate(created.json())
+    TrainingRunOut.model_validate(trained.json())
     key = client.post(
         "/api/v1/keys", json={"role": "auditor", "name": "audit", "expires_at": "2099-01-01"}
     )

@@ -18,7 +18,7 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
-from gateway.api.schemas import DatasetList, DatasetOut, VersionList, VersionOut
+from gateway.api.schemas import DatasetList, DatasetOut, UploadOut, VersionList, VersionOut
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
@@ -41,7 +41,11 @@ router = APIRouter(tags=["datasets"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Identical content is already stored; that version is returned."},
+    200: {
+        "description": "Identical content is already stored; that version is returned.",
+        "model": UploadOut,
+    },
+    201: {"description": "Stored as a new version.", "model": UploadOut},
     400: {"description": "Unreadable or empty upload.", **_PROBLEM},
     404: {"description": "No contract for this dataset.", **_PROBLEM},
     503: {"description": "The dataset's contract files must be fixed first.", **_PROBLEM},

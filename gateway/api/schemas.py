@@ -260,3 +260,26 @@ class Liveness(_Out):
     """The process is alive."""
 
     status: str
+
+
+class UploadOut(_Out):
+    """An upload's outcome: its run, and the version stored (created) or matched (not)."""
+
+    run_id: str
+    created: bool = Field(description="True: a new version (201); false: identical data (200).")
+    version: VersionOut
+
+
+class TrainingModel(_Out):
+    """The model version a training run produces."""
+
+    name: str
+    version: str
+
+
+class TrainingRunOut(_Out):
+    """A recorded training-run report and the lineage events it produced."""
+
+    run_id: str
+    events: list[str] = Field(description="START, COMPLETE or FAIL, in order.")
+    model: TrainingModel

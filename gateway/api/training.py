@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep
+from gateway.api.schemas import TrainingRunOut
 from gateway.keys import require
 from gateway.models import MAX_VERSION
 from gateway.problems import PROBLEM_MEDIA_TYPE
@@ -58,6 +59,7 @@ class TrainingRunIn(BaseModel):
     "/training-runs",
     status_code=201,
     responses={
+        201: {"description": "The report is recorded.", "model": TrainingRunOut},
         400: {"description": "Invalid report.", **_PROBLEM},
         409: {"description": "The run id belongs to another job.", **_PROBLEM},
         413: {"description": "The body is too large.", **_PROBLEM},
