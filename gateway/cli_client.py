@@ -91,9 +91,15 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
         )
 
 
-def _progress(description: str) -> tuple[Progress | None, Callable[[int, int | None], None] | None]:
+@contextmanager
+def _transfer(
+    description: str, afterwards: str | None = None
+) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on a terminal while bytes move (``afterwards`` once all have gone);
+    nothing otherwise. Yields the callback the client reports progress to."""
     if not err.is_terminal:
-        return None, None
+        yield None
+        return
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -106,10 +112,11 @@ def _progress(description: str) -> tuple[Progress | None, Callable[[int, int | N
 
     def update(done: int, total: int | None) -> None:
         bar.update(task, completed=done, total=total)
-        if total is not None and done >= total:
-            bar.update(task, description="validating, redacting and storing…")
+        if afterwards is not None and total is not None and done >= total:
+            bar.update(task, description=afterwards)
 
-    return bar, update
+    with bar:
+        yield update
 
 
 def _dataset_at(text: str, *, version_required: bool) -> tuple[str, int | None]:
@@ -156,25 +163,20 @@ def register(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Upload a file: exit 0 when stored or matched, 1 when rejected (the report is shown)."""
-        bar, progress = _progress(f"uploading {file.name}")
         with _client(url, key) as client:
             try:
-                if bar is not None:
-                    bar.start()
-                answer = client.upload(
-                    dataset, file, source=source, format=format, progress=progress
-                )
+                with _transfer(
+                    f"uploading {file.name}", "validating, redacting and storing…"
+                ) as progress:
+                    answer = client.upload(
+                        dataset, file, source=source, format=format, progress=progress
+                    )
             except DatagateError as exc:
-                if bar is not None:
-                    bar.stop()
                 if as_json:
                     _json(exc.problem)
                 else:
                     _report(exc.problem)
                 raise
-            finally:
-                if bar is not None:
-                    bar.stop()
         if as_json:
             _json(answer)
             return
@@ -296,15 +298,11 @@ def register(app: typer.Typer) -> None:
                 f"{output.name!r}: the suffix must be one of {', '.join(EXPORT_FORMATS)}",
                 param_hint="--output",
             )
-        bar, progress = _progress(f"downloading {dataset}@{number}")
-        with _client(url, key) as client:
-            try:
-                if bar is not None:
-                    bar.start()
-                client.download(dataset, number, output, format=fmt, progress=progress)
-            finally:
-                if bar is not None:
-                    bar.stop()
+        with (
+            _client(url, key) as client,
+            _transfer(f"downloading {dataset}@{number}") as progress,
+        ):
+            client.download(dataset, number, output, format=fmt, progress=progress)
         err.print(f"wrote {output} ({output.stat().st_size:,} bytes, {fmt})", markup=False)
 
     @runs.command("show")

@@ -216,3 +216,15 @@ def upload_versions(client: TestClient, frame: pl.DataFrame, count: int, query: 
             headers={"Content-Type": "text/csv"},
         )
         assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """Base URL of a `datagate serve` process on ``database_url``, with the test settings."""
+    from tests.serve import ServeProcess  # tests.serve imports this module
+
+    process = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log")
+    try:
+        yield process.wait_ready().base
+    finally:
+        process.stop()

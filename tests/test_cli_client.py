@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,19 +15,10 @@ import pytest
 
 from bench.generate import customers
 from tests.conftest import TEST_ADMIN_KEY, csv_bytes
-from tests.serve import ServeProcess, free_port
+from tests.serve import free_port
 
 pytestmark = pytest.mark.slow
 DATAGATE = str(Path(sys.executable).parent / "datagate")
-
-
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[str]:
-    process = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log")
-    try:
-        yield process.wait_ready().base
-    finally:
-        process.stop()
 
 
 def _cli(

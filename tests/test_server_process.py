@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import polars as pl
@@ -13,19 +11,9 @@ import pytest
 
 from bench.generate import customers
 from tests.conftest import ADMIN_HEADERS, TEST_ADMIN_KEY, csv_bytes
-from tests.serve import ServeProcess, upload_csv
+from tests.serve import upload_csv
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[str]:
-    """Base URL of a `datagate serve` process on ``database_url``."""
-    process = ServeProcess(tmp_path / "home", database_url, tmp_path / "server.log")
-    try:
-        yield process.wait_ready().base
-    finally:
-        process.stop()
 
 
 def test_serve_accepts_an_upload_and_serves_its_data(server: str) -> None:
