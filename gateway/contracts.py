@@ -352,12 +352,17 @@ def _models_in(module: Any) -> list[type[pa.DataFrameModel]]:
     ]
     # A model used as another's column type describes a struct inside it, not a dataset
     # (Pandera builds its schema where it is used, under the model's name).
-    nested = {
-        getattr(column.dtype.schema, "name", None)
-        for model in models
-        for column in model.to_schema().columns.values()
-        if getattr(column.dtype, "schema", None) is not None
-    }
+    nested: set[str | None] = set()
+    for model in models:
+        try:
+            columns = model.to_schema().columns.values()
+        except Exception:  # noqa: S112 - build_contract reports this model with its reason
+            continue
+        nested.update(
+            getattr(column.dtype.schema, "name", None)
+            for column in columns
+            if getattr(column.dtype, "schema", None) is not None
+        )
     return [model for model in models if model.__name__ not in nested]
 
 

@@ -108,6 +108,35 @@ def test_check_registrations_reload_and_never_collide_silently(tmp_path: Path) -
     assert set(again.contracts) == {"alpha", "beta"}
 
 
+def test_a_model_whose_schema_cannot_be_built_is_reported_and_the_others_load(
+    tmp_path: Path,
+) -> None:
+    folder = _folder(
+        tmp_path / "c",
+        {
+            "bad.py": """
+            import pandera.polars as pa
+
+
+            class Bad(pa.DataFrameModel):
+                x: "NoSuchType"
+            """,
+            "good.py": """
+            import pandera.polars as pa
+
+
+            class Good(pa.DataFrameModel):
+                x: int
+            """,
+        },
+    )
+    catalog = load_contracts(folder)
+    assert set(catalog.contracts) == {"good"}
+    (error,) = catalog.errors
+    assert error.file.endswith("bad.py")
+    assert "NameError" in error.reason
+
+
 def test_an_object_api_schema_is_reported_not_ignored(tmp_path: Path) -> None:
     folder = _folder(
         tmp_path / "c",
