@@ -442,23 +442,31 @@ Scrub = Callable[[list[str]], list[str]]
 
 
 def _redacted_row(
-    text: str, contract: Contract, to_scrub: list[tuple[dict[str, Any], str]]
-) -> dict[str, Any] | str:
+    item: dict[str, Any], contract: Contract, to_scrub: list[tuple[dict[str, Any], str]]
+) -> None:
     # A whole-row example (a dataframe check, Config.unique) as Pandera gives it, JSON: its
-    # declared-PII cells become their placeholder, other text cells are scanned like any value.
+    # declared-PII cells become their placeholder; every other text, nested values written
+    # as JSON included, is scanned like any shown value.
     try:
-        row = json.loads(text)
+        row = json.loads(item["value"])
     except ValueError:
         row = None
     if not isinstance(row, dict):
-        return "<REDACTED>" if contract.pii_columns else text
+        if contract.pii_columns:
+            item["value"] = "<REDACTED>"
+        else:
+            to_scrub.append((item, "value"))
+        return
     for key, value in row.items():
         shown = _placeholder(contract.spec_for(key))
         if shown is not None and value is not None:
             row[key] = shown
+        elif isinstance(value, (list, dict)):
+            row[key] = json.dumps(value, default=str)
+            to_scrub.append((row, key))
         elif isinstance(value, str):
             to_scrub.append((row, key))
-    return row
+    item["value"] = row
 
 
 def _summarise(
@@ -488,7 +496,8 @@ def _summarise(
             if example["value"] is None:
                 pass
             elif group["whole_row"]:
-                item["value"] = _redacted_row(example["full"], contract, to_scrub)
+                item["value"] = example["full"]
+                _redacted_row(item, contract, to_scrub)
             elif placeholder is not None:
                 item["value"] = placeholder
             else:

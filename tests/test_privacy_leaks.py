@@ -436,3 +436,47 @@ def test_no_declared_pii_value_in_any_report_of_any_check_kind(
             assert not [value for value in planted if value in text]
             assert "<PERSON>" in text
             assert "<EMAIL_ADDRESS>" in text
+
+
+UNDECLARED_ROWS = """
+import pandera.polars as pa
+import polars as pl
+
+
+class Notes(pa.DataFrameModel):
+    id: int
+    note: str
+    contacts: pl.List(pl.String)
+
+    @pa.dataframe_check
+    def positive_id(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("id") > 0)
+
+    class Config:
+        name = "notes"
+        metadata = {"undeclared_pii": "redact"}
+"""
+
+
+def test_whole_row_examples_are_scanned_even_without_declared_pii(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    """With no PII policy in the contract, a failing dataframe check's whole-row examples still
+    have the names in their text and nested cells replaced."""
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "notes.py").write_text(UNDECLARED_ROWS)
+    settings = settings_for(tmp_path / "home", contracts, database_url=database_url)
+    body = (
+        b'{"id": -1, "note": "Call Robert Miller tomorrow", '
+        b'"contacts": ["robert.miller@example.org"]}\n'
+    )
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        refused = client.post("/api/v1/datasets/notes/uploads?format=ndjson", content=body)
+        assert refused.status_code == 422, refused.text
+        (failure,) = refused.json()["report"]["failures"]
+        assert failure["check"] == "positive_id"
+        shown = failure["examples"][0]["value"]
+        assert "Robert Miller" not in shown
+        assert "robert.miller@example.org" not in shown
+        assert "tomorrow" in shown  # the rest of the row is still there to read
