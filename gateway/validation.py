@@ -270,7 +270,8 @@ def coerce_like_pandera(
             continue  # Pandera validates the struct against its model itself
         engine_dtype = contract.schema.columns[spec.name].dtype
         try:
-            frame = engine_dtype.try_coerce(PolarsData(frame.lazy(), name)).collect()
+            # Pandera's own cast (``try_coerce`` is the same cast, collected twice).
+            frame = engine_dtype.coerce(PolarsData(frame.lazy(), name)).collect()
             continue
         except (pa.errors.ParserError, pl.exceptions.PolarsError, TypeError, ValueError):
             pass
