@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse
 
 from gateway.api.dependencies import (
     DatasetPath,
@@ -15,7 +15,7 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
-from gateway.api.schemas import AuditLog
+from gateway.api.schemas import AuditLog, AuditVerification, Impact, Provenance
 from gateway.audit_log import Head, search
 from gateway.errors import InvalidRequest
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
@@ -30,7 +30,9 @@ router = APIRouter(tags=["audit"])
 Format = Literal["json", "md"]
 
 
-@router.get("/audit/models/{model}/provenance", responses=REPORT_RESPONSES)
+@router.get(
+    "/audit/models/{model}/provenance", response_model=Provenance, responses=REPORT_RESPONSES
+)
 def get_provenance(
     model: str,
     version: str,
@@ -38,16 +40,20 @@ def get_provenance(
     services: ServicesDep,
     principal: PrincipalDep,
     format: Format = "json",
-) -> Response:
+) -> Any:
     """Everything behind a model version: input versions and their uploads, contracts, PII."""
     require(principal, ("auditor",))
     report = model_provenance(session, services.settings.namespace, model, version)
     if format == "md":
         return PlainTextResponse(provenance_markdown(report), media_type="text/markdown")
-    return JSONResponse(report)
+    return report
 
 
-@router.get("/audit/datasets/{dataset}/versions/{version}/impact", responses=REPORT_RESPONSES)
+@router.get(
+    "/audit/datasets/{dataset}/versions/{version}/impact",
+    response_model=Impact,
+    responses=REPORT_RESPONSES,
+)
 def get_impact(
     dataset: DatasetPath,
     version: VersionPath,
@@ -55,14 +61,14 @@ def get_impact(
     services: ServicesDep,
     principal: PrincipalDep,
     format: Format = "json",
-) -> Response:
+) -> Any:
     """Every model and downstream job or dataset that consumed a dataset version."""
     require(principal, ("auditor",))
     version_by_number(session, dataset_by_name(session, dataset), version)
     report = version_impact(session, services.settings.namespace, dataset, version)
     if format == "md":
         return PlainTextResponse(impact_markdown(report), media_type="text/markdown")
-    return JSONResponse(report)
+    return report
 
 
 @router.get("/audit/log", response_model=AuditLog)
@@ -101,7 +107,7 @@ def get_audit_log(
     }
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=AuditVerification)
 def get_audit_verify(
     principal: PrincipalDep,
     services: ServicesDep,

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gateway.api.dependencies import ServicesDep
-from gateway.api.schemas import Liveness
+from gateway.api.schemas import Liveness, Readiness
 from gateway.db import pending_migrations
 
 router = APIRouter(tags=["health"])
@@ -91,7 +91,11 @@ def _check_pii(services: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: a check failed."}},
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     """Ready when the database, storage and contracts are; 503 with each check's detail if not."""
     checks = {
@@ -102,7 +106,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         "lineage": _check_lineage(services),
     }
     ready = all(check["status"] in ("ok", "degraded") for check in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
+    answer = Readiness.model_validate(
+        {"status": "ready" if ready else "not ready", "checks": checks}
     )
+    return JSONResponse(answer.model_dump(mode="json"), status_code=200 if ready else 503)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import parse_json, read_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.api.schemas import LineageAccepted, LineageGraph
 from gateway.db import unit_of_work
 from gateway.errors import InvalidLineageEvent, InvalidRequest
 from gateway.graph import MAX_DEPTH, lineage_graph
@@ -26,7 +26,7 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 @router.post(
     "/lineage",
     status_code=201,
-    response_class=Response,
+    response_model=LineageAccepted,
     responses={
         400: {"description": "Not a valid OpenLineage event.", **_PROBLEM},
         409: {"description": "The run id belongs to another job.", **_PROBLEM},
@@ -42,7 +42,7 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 )
 async def post_lineage(
     request: Request, services: ServicesDep, principal: PrincipalDep
-) -> Response:
+) -> LineageAccepted:
     """Accept an OpenLineage RunEvent, DatasetEvent or JobEvent, validate it and store it.
 
     Datagate's namespace and the ``model`` namespace are written by Datagate alone (403); inputs
@@ -51,7 +51,7 @@ async def post_lineage(
     require(principal, ("producer", "consumer"))
     body = await read_body(request, services.settings.max_lineage_event_bytes)
 
-    def accept() -> None:
+    def accept() -> LineageAccepted:
         try:
             event: Any = parse_json(body)
             kind = validate_event(event)
@@ -62,12 +62,17 @@ async def post_lineage(
         with unit_of_work(services.engine) as session:
             check_external_event(session, event, kind, principal, services.settings.namespace)
             store_external_event(session, event, kind)
+        run_id = event["run"]["runId"] if kind == "RunEvent" else None
+        return LineageAccepted(event_type=kind, run_id=run_id)
 
-    await run_in_threadpool(accept)
-    return Response(status_code=201)
+    return await run_in_threadpool(accept)
 
 
-@router.get("/lineage", responses={404: {"description": "No such node in the graph"}})
+@router.get(
+    "/lineage",
+    response_model=LineageGraph,
+    responses={404: {"description": "No such node in the graph"}},
+)
 def get_lineage(
     session: SessionDep,
     principal: PrincipalDep,

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.api.schemas import SubjectSearchResult
 from gateway.graph import version_impact
 from gateway.keys import require
 from gateway.subjects import search_subjects
@@ -23,7 +24,11 @@ class SubjectSearch(BaseModel):
     identifiers: list[Annotated[str, Field(max_length=1000)]] = Field(min_length=1, max_length=100)
 
 
-@router.post("/privacy/subjects/search", openapi_extra=documented_body(SubjectSearch))
+@router.post(
+    "/privacy/subjects/search",
+    response_model=SubjectSearchResult,
+    openapi_extra=documented_body(SubjectSearch),
+)
 async def subjects_search(
     http: Request, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:

@@ -283,3 +283,179 @@ class TrainingRunOut(_Out):
     run_id: str
     events: list[str] = Field(description="START, COMPLETE or FAIL, in order.")
     model: TrainingModel
+
+
+class ReadinessCheck(_Out):
+    """One dependency's state: ``ok``, ``degraded`` (working, reduced) or ``fail``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    detail: str | None = None
+
+
+class Readiness(_Out):
+    """Whether the gateway can take uploads, and each dependency's state."""
+
+    status: str = Field(description='"ready" or "not ready" (answered with 503).')
+    checks: dict[str, ReadinessCheck] = Field(
+        description="database, storage, contracts, pii and lineage."
+    )
+
+
+class LineageAccepted(_Out):
+    """A lineage event was validated and stored."""
+
+    event_type: str = Field(description="RunEvent, DatasetEvent or JobEvent.")
+    run_id: str | None = Field(description="The run it reports on (RunEvent only).")
+
+
+class LineageEdgeOut(_Out):
+    """A directed edge between two nodes."""
+
+    origin: str
+    destination: str
+
+
+class LineageNodeData(_Out):
+    """What a node is: its namespace and name, and for a dataset the versions seen."""
+
+    namespace: str
+    name: str
+    versions: list[str] | None = Field(default=None, description="Datasets only.")
+    type: str | None = Field(default=None, description='"MODEL" for a trained model.')
+
+
+class LineageNode(_Out):
+    """A dataset or job node, in Marquez's graph shape."""
+
+    id: str = Field(description="dataset:NAMESPACE:NAME or job:NAMESPACE:NAME.")
+    type: str = Field(description="DATASET or JOB.")
+    data: LineageNodeData
+    in_edges: list[LineageEdgeOut] = Field(alias="inEdges")
+    out_edges: list[LineageEdgeOut] = Field(alias="outEdges")
+
+
+class LineageGraph(_Out):
+    """The nodes within the requested number of job hops, with their edges."""
+
+    graph: list[LineageNode]
+
+
+class UploadRecord(_Out):
+    """How a stored dataset version came in."""
+
+    uploader: str
+    uploaded_at: UtcTime
+    source: str | None
+    run_id: str
+    filename: str | None
+    content_hash: str
+    row_count: int
+    contract: ContractRef
+    validation: dict[str, Any] | None
+    pii: dict[str, Any] | None
+
+
+class ProvenanceInput(_Out):
+    """A dataset version a training run read."""
+
+    dataset: str = Field(description="The dataset's node id.")
+    name: str
+    version: str | None
+    upload: UploadRecord | None = Field(
+        default=None, description="For Datagate's own datasets: the upload behind the version."
+    )
+
+
+class TrainingRunInputs(_Out):
+    """A training run and what it read."""
+
+    run_id: str | None
+    job: str
+    inputs: list[ProvenanceInput]
+
+
+class Provenance(_Out):
+    """Everything behind a model version."""
+
+    model: TrainingModel
+    training_runs: list[TrainingRunInputs]
+
+
+class ImpactStart(_Out):
+    """The dataset version the impact starts from."""
+
+    name: str
+    version: int
+    node: str
+
+
+class ImpactModel(_Out):
+    """A model version trained, directly or downstream, on the data."""
+
+    model: str
+    version: str | None
+    path: list[str] = Field(description="The nodes from the start to the model.")
+
+
+class ImpactJob(_Out):
+    """A job that read the data, directly or downstream."""
+
+    job: str
+    path: list[str]
+
+
+class ImpactDataset(_Out):
+    """A dataset written from the data, directly or downstream."""
+
+    dataset: str
+    version: str | None
+    path: list[str]
+
+
+class Impact(_Out):
+    """Every model, job and dataset that a dataset version reached."""
+
+    dataset: ImpactStart
+    models: list[ImpactModel]
+    jobs: list[ImpactJob]
+    datasets: list[ImpactDataset]
+
+
+class AuditVerification(_Out):
+    """The audit trail's chain, recomputed."""
+
+    ok: bool
+    checked: int = Field(description="Entries verified before the first break (or in all).")
+    broken_at: int | None
+    reason: str | None
+    head: str | None = Field(description="SEQ:HASH of the newest entry, to pass as expect later.")
+    checkpoint: str | None = Field(description="The newest signed checkpoint reached.")
+
+
+class SubjectMatchLinks(_Out):
+    """Where to go from a match."""
+
+    version: str
+
+
+class SubjectVersionMatch(_Out):
+    """A dataset version whose pseudonymised column holds a searched identifier."""
+
+    dataset: str
+    version: int
+    column: str
+    rows: int
+    links: SubjectMatchLinks
+
+
+class SubjectSearchResult(_Out):
+    """Where the identifiers occur and which models were trained on those versions.
+
+    The identifiers themselves are never echoed back."""
+
+    identifiers_searched: int
+    versions_searched: int
+    matches: list[SubjectVersionMatch]
+    models: list[ImpactModel]
