@@ -57,6 +57,7 @@ def test_the_spec_example_event_is_accepted_and_stored(client: TestClient) -> No
     example = json.loads((EXAMPLES / "example_full_event.json").read_text())
     response = client.post("/api/v1/lineage", json=example)
     assert response.status_code == 201, response.text
+    assert response.json() == {"event_type": "RunEvent", "run_id": example["run"]["runId"]}
     (stored,) = _stored(client)
     assert stored.payload == example
     assert (stored.job_namespace, stored.job_name) == ("food_delivery", "dbt")
