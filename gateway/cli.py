@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -16,11 +17,58 @@ import typer
 from gateway import cli_client
 from gateway.settings import Settings
 
+
+class _UntypedArgument(typer.core.TyperArgument):
+    """An argument whose help shows its name alone, without Typer's ``<path>`` type column."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _name_placeholders(command: Any) -> None:
+    """Help in the classic style, for ``command`` and every command below it: a value shows
+    its name (``--dataset DATASET``), a choice its values (``[admin|producer]``), a flag
+    nothing. Typer 0.29 writes type names instead (``<str>``, ``<bool>``, also for ``--help``).
+    """
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if isinstance(param, typer.core.TyperArgument):
+            param.__class__ = _UntypedArgument
+        if param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+            continue
+        described = getattr(param, "type_descriptor", None)
+        choices = getattr(described, "choices", None)
+        if choices:
+            param.metavar = "[" + "|".join(str(getattr(c, "value", c)) for c in choices) + "]"
+        else:
+            param.metavar = (param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _name_placeholders(sub)
+
+
+class _PlainHelp(typer.core.TyperGroup):
+    """The root command group: every placeholder in the help is named (``_name_placeholders``),
+    once all parameters are there (Typer adds the completion options after building it)."""
+
+    _named = False
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        if not self._named:
+            self._named = True
+            _name_placeholders(self)
+        params: list[Any] = super().get_params(ctx)
+        return params
+
+
 # Tracebacks never show local variables: they may hold keys or data.
 app = typer.Typer(
     help="Datagate: data governance and validation gateway.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=_PlainHelp,
 )
 db_app = typer.Typer(help="Metadata database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -401,4 +449,21 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("_RJEM_MALLOC_CONF", JEMALLOC_CONF)
     os.umask(PRIVATE_UMASK)
-    app()
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(standalone_mode=False)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help (already shown
+            message = exc.format_message()  # when rich renders it) is the answer
+            if message.strip():
+                typer.echo(message, err=True)
+            sys.exit(exc.exit_code)
+        # A bad option or argument: one line, like every other failure, not Typer's box.
+        context = getattr(exc, "ctx", None)
+        where = f" (see {context.command_path} --help)" if context is not None else ""
+        typer.echo(f"error: {exc.format_message()}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

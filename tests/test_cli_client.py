@@ -118,8 +118,7 @@ def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Pat
         assert done.returncode == code, (done.args, done.stderr)
         assert "Traceback" not in done.stderr + done.stdout
         assert text in done.stderr, (done.args, done.stderr)
-        if code != 2:  # usage errors are typer's own box; every other failure is one line
-            assert text in _one_clean_line(done)
+        assert text in _one_clean_line(done)
 
 
 def test_lineage_provenance_impact_and_audit_from_the_terminal(server: str, tmp_path: Path) -> None:
