@@ -1,11 +1,12 @@
 """``datagate`` commands that talk to a running gateway over HTTP (``gateway.client``).
 
-Connection: ``--url``/``--key``, else ``DATAGATE_URL``/``DATAGATE_API_KEY``, else
+Connection: ``--url``/``--key``, a ``--profile`` of the user's config file, the environment
+(``DATAGATE_URL``/``DATAGATE_API_KEY``), the file's default profile, else
 ``http://127.0.0.1:8000`` and the admin key a local ``datagate serve`` left in
-``$DATAGATE_HOME/admin.key``. Exit codes: 0 stored, matched or shown; 1 rejected or refused;
-2 usage; 3 connection or authentication. A failure is one line on standard error, never a
-traceback; results go to standard output, as a table on a terminal and plain tab-separated
-lines otherwise, or as JSON with ``--json``.
+``$DATAGATE_HOME/admin.key`` (``ClientSettings.connection``). Exit codes: 0 stored, matched
+or shown; 1 rejected or refused; 2 usage; 3 connection or authentication. A failure is one
+line on standard error, never a traceback; results go to standard output, as a table on a
+terminal and plain tab-separated lines otherwise, or as JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from gateway.client import DatagateClient, DatagateError
-from gateway.settings import ClientSettings
+from gateway.settings import ClientSettings, ConfigError
 
 OK, REJECTED, USAGE, UNREACHABLE = 0, 1, 2, 3
 EXPORT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
@@ -39,6 +41,12 @@ Key = Annotated[
     str | None,
     typer.Option("--key", help="API key (DATAGATE_API_KEY; default the local admin key file)."),
 ]
+ProfileName = Annotated[
+    str | None,
+    typer.Option(
+        "--profile", help="A profile of the config file (~/.config/datagate/config.toml)."
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the answer as JSON, for scripts.")]
 
 out = Console(highlight=False, soft_wrap=True)
@@ -46,11 +54,15 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager
-def _client(url: str | None, key: str | None) -> Iterator[DatagateClient]:
+def _client(
+    url: str | None, key: str | None, profile: str | None
+) -> Iterator[DatagateClient]:
     """A client for the gateway; any failure ends the command with one line and its exit code."""
-    settings = ClientSettings()
-    address = url or settings.url
-    client = DatagateClient(address, key or settings.resolved_api_key())
+    try:
+        address, secret = ClientSettings().connection(url, key, profile)
+    except (ConfigError, ValidationError) as exc:
+        _fail(str(exc).splitlines()[0], USAGE)
+    client = DatagateClient(address, secret)
     try:
         yield client
     except httpx.TransportError as exc:
@@ -67,7 +79,7 @@ def _client(url: str | None, key: str | None) -> Iterator[DatagateClient]:
         client.close()
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     err.print(f"error: {message}", markup=False)
     raise typer.Exit(code)
 
@@ -160,10 +172,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """Upload a file: exit 0 when stored or matched, 1 when rejected (the report is shown)."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             try:
                 with _transfer(
                     f"uploading {file.name}", "validating, redacting and storing…"
@@ -188,9 +201,11 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command()
-    def datasets(url: Url = None, key: Key = None, as_json: AsJson = False) -> None:
+    def datasets(
+        url: Url = None, key: Key = None, profile: ProfileName = None, as_json: AsJson = False
+    ) -> None:
         """The datasets the key may see."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found = client.datasets()
         if as_json:
             _json(found)
@@ -216,10 +231,11 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[str, typer.Argument(help="The dataset.", show_default=False)],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """Every version of a dataset, oldest first."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found = client.versions(dataset)
         if as_json:
             _json(found)
@@ -246,11 +262,12 @@ def register(app: typer.Typer) -> None:
         ],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """A dataset (with its latest version) or one version."""
         dataset, number = _dataset_at(target, version_required=False)
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found = client.dataset(dataset) if number is None else client.version(dataset, number)
         if as_json:
             _json(found)
@@ -288,6 +305,7 @@ def register(app: typer.Typer) -> None:
         ],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
     ) -> None:
         """Download a version's data, streamed (the file appears only once complete)."""
         dataset, number = _dataset_at(target, version_required=True)
@@ -299,7 +317,7 @@ def register(app: typer.Typer) -> None:
                 param_hint="--output",
             )
         with (
-            _client(url, key) as client,
+            _client(url, key, profile) as client,
             _transfer(f"downloading {dataset}@{number}") as progress,
         ):
             client.download(dataset, number, output, format=fmt, progress=progress)
@@ -310,10 +328,11 @@ def register(app: typer.Typer) -> None:
         run_id: Annotated[str, typer.Argument(help="The run's id.", show_default=False)],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """An ingest run: status, stages, report and version."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found = client.run(run_id)
         if as_json:
             _json(found)
@@ -333,10 +352,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """The loaded contracts, or one contract's columns."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found: Any = client.contracts() if name is None else client.contract(name)
         if as_json:
             _json(found)
@@ -401,10 +421,11 @@ def register_audit(app: typer.Typer) -> None:
         depth: Annotated[int, typer.Option(help="How many jobs away to follow.")] = 20,
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """The lineage around a node, as a tree: what it came from and what used it."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             graph = client.lineage(node, depth)
         if as_json:
             _json(graph)
@@ -421,13 +442,14 @@ def register_audit(app: typer.Typer) -> None:
         target: Annotated[str, typer.Argument(help="MODEL@VERSION.", show_default=False)],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """Everything behind a model version: inputs, uploads, contracts, PII handling."""
         model, _, version = target.rpartition("@")
         if not model or not version:
             raise typer.BadParameter(f"{target!r} is not MODEL@VERSION (e.g. churn@3)")
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             if as_json:
                 _json(client.provenance(model, version))
             else:
@@ -438,11 +460,12 @@ def register_audit(app: typer.Typer) -> None:
         target: Annotated[str, typer.Argument(help="DATASET@VERSION.", show_default=False)],
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """Every model and downstream job or dataset that used a dataset version."""
         dataset, number = _dataset_at(target, version_required=True)
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             if as_json:
                 _json(client.impact(dataset, number or 0))
             else:
@@ -458,10 +481,11 @@ def register_audit(app: typer.Typer) -> None:
         limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
         url: Url = None,
         key: Key = None,
+        profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
         """The audit trail, newest first (auditor keys)."""
-        with _client(url, key) as client:
+        with _client(url, key, profile) as client:
             found = client.audit_log(
                 actor=actor, action=action, dataset=dataset, since=since, until=until, limit=limit
             )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path(".datagate")
@@ -125,23 +127,126 @@ class Settings(BaseSettings):
         return key
 
 
+def _user_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "datagate" / "config.toml"
+
+
+class ConfigError(ValueError):
+    """The client's config file or profile cannot be used (a usage error)."""
+
+
+class Profile(BaseModel):
+    """A named connection in the user's config file (``[profiles.NAME]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    key: SecretStr | None = Field(None, description="The key itself (the file must be 0600).")
+    key_file: Path | None = Field(None, description="A file holding the key.")
+
+
+class ClientConfig(BaseModel):
+    """The user's config file: profiles and which one applies when none is named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_profile: str | None = None
+    profiles: dict[str, Profile] = {}
+
+
 class ClientSettings(BaseSettings):
-    """Where the ``datagate`` client commands find a running gateway, and the key they use."""
+    """Where the ``datagate`` client commands find a running gateway, and the key they use.
+
+    Each of the address and the key comes from the first of: ``--url``/``--key``; the profile
+    named by ``--profile``; ``DATAGATE_URL``/``DATAGATE_API_KEY``; the profile named by
+    ``DATAGATE_PROFILE``, else the file's ``default_profile``, else its profile ``default``;
+    ``http://127.0.0.1:8000`` and the admin key a local ``datagate serve`` left in its home.
+    """
 
     model_config = SettingsConfigDict(env_prefix="DATAGATE_", extra="ignore")
 
-    url: str = Field("http://127.0.0.1:8000", description="The gateway's address.")
+    url: str | None = Field(None, description="The gateway's address.")
     api_key: SecretStr | None = Field(None, description="The API key the client sends.")
+    profile: str | None = Field(None, description="The config file's profile to use.")
+    config: Path = Field(default_factory=_user_config_file, description="The config file.")
     home: Path = Field(DEFAULT_HOME, description="Where a local gateway left its admin key.")
 
-    def resolved_api_key(self) -> str | None:
-        """The key: ``DATAGATE_API_KEY``, else the admin key a local ``datagate serve`` left."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
+    def _file(self) -> ClientConfig:
+        try:
+            raw = self.config.read_bytes()
+        except FileNotFoundError:
+            return ClientConfig()
+        except OSError as exc:
+            raise ConfigError(f"{self.config}: {exc.strerror}") from exc
+        try:
+            loaded = ClientConfig.model_validate(tomllib.loads(raw.decode()))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{self.config}: not TOML ({exc})") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"{self.config}: {where}: {first['msg']}") from exc
+        if any(p.key is not None for p in loaded.profiles.values()):
+            mode = self.config.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise ConfigError(
+                    f"{self.config} holds a key but others may read it: chmod 600 {self.config}"
+                )
+        return loaded
+
+    def _profile(self, name: str | None) -> Profile:
+        """The profile called ``name``; with none named, the file's default one (if any)."""
+        config = self._file()
+        if name is None:
+            name = config.default_profile
+            if name is None:
+                return config.profiles.get("default", Profile())
+        if name not in config.profiles:
+            known = ", ".join(sorted(config.profiles)) or "none"
+            raise ConfigError(f"no profile {name!r} in {self.config} (profiles: {known})")
+        return config.profiles[name]
+
+    def connection(
+        self, url: str | None = None, key: str | None = None, profile: str | None = None
+    ) -> tuple[str, str | None]:
+        """The address and key to use, given the command line's ``--url``, ``--key`` and
+        ``--profile``.
+
+        Raises:
+            ConfigError: the config file is unreadable or malformed, the profile is unknown, or
+                a key in it is readable by others.
+        """
+        # A profile named on the command line is used alone: no mixing with the default one.
+        chosen = self._profile(profile) if profile else Profile()
+        fallback = Profile() if profile else self._profile(self.profile)
+        address = url or chosen.url or self.url or fallback.url or "http://127.0.0.1:8000"
+        secret = (
+            key
+            or _profile_key(chosen)
+            or (self.api_key.get_secret_value() if self.api_key else None)
+            or _profile_key(fallback)
+            or self._local_admin_key()
+        )
+        return address, secret
+
+    def _local_admin_key(self) -> str | None:
         try:
             return (self.home / "admin.key").read_text().strip() or None
         except OSError:
             return None
+
+
+def _profile_key(profile: Profile) -> str | None:
+    if profile.key is not None:
+        return profile.key.get_secret_value()
+    if profile.key_file is None:
+        return None
+    path = profile.key_file.expanduser()
+    try:
+        return path.read_text().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"key_file {path}: {exc.strerror}") from exc
 
 
 def _generated_secret(path: Path) -> bytes:

@@ -29,6 +29,8 @@ def _cli(
     if key is not None:
         env["DATAGATE_API_KEY"] = key
     env["DATAGATE_HOME"] = str(cwd or Path.cwd() / "no-such-home")
+    # The user's own config file is never read: a test's config is in its folder, if any.
+    env["DATAGATE_CONFIG"] = str((cwd or Path.cwd() / "no-such-home") / "config.toml")
     return subprocess.run(
         [DATAGATE, *args], env=env, capture_output=True, text=True, timeout=120, cwd=cwd
     )
@@ -95,6 +97,16 @@ def test_a_rejected_upload_exits_1_with_its_report_as_a_table(server: str, tmp_p
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_profile_of_the_config_file_connects(server: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[profiles.live]\nurl = "{server}"\nkey = "{TEST_ADMIN_KEY}"\n')
+    config.chmod(0o600)
+    done = _cli("datasets", "--profile", "live", url="http://127.0.0.1:9", key=None, cwd=tmp_path)
+    # --profile beats DATAGATE_URL (set to a closed port by _cli here).
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("dataset\t")
+
+
 def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Path) -> None:
     good = tmp_path / "customers.csv"
     good.write_bytes(csv_bytes(customers(5, seed=2)))
@@ -113,6 +125,7 @@ def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Pat
         (_cli("download", "customers", "-o", "x.parquet", url=server), 2, "DATASET@VERSION"),
         (_cli("download", "customers@1", "-o", "x.xlsx", url=server), 2, "suffix"),
         (_cli("upload", str(good), url=server), 2, "--dataset"),
+        (_cli("datasets", "--profile", "qa", url=server, cwd=tmp_path), 2, "no profile 'qa'"),
     ]
     for done, code, text in cases:
         assert done.returncode == code, (done.args, done.stderr)
