@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -54,9 +54,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager
-def _client(
-    url: str | None, key: str | None, profile: str | None
-) -> Iterator[DatagateClient]:
+def _client(url: str | None, key: str | None, profile: str | None) -> Iterator[DatagateClient]:
     """A client for the gateway; any failure ends the command with one line and its exit code."""
     try:
         address, secret = ClientSettings().connection(url, key, profile)
@@ -84,8 +82,18 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _plain(model: BaseModel) -> dict[str, Any]:
+    """A model as the API's JSON object (times as ISO 8601 text with their offset)."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
 def _json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """The API's own JSON for an answer (a model, a list of models, or a problem)."""
+    if isinstance(value, BaseModel):
+        value = _plain(value)
+    elif isinstance(value, list):
+        value = [_plain(v) for v in value]
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
 def _table(columns: list[str], rows: list[list[Any]]) -> None:
@@ -182,7 +190,7 @@ def register(app: typer.Typer) -> None:
                     f"uploading {file.name}", "validating, redacting and storing…"
                 ) as progress:
                     answer = client.upload(
-                        dataset, file, source=source, format=format, progress=progress
+                        file, dataset, source=source, format=format, progress=progress
                     )
             except DatagateError as exc:
                 if as_json:
@@ -193,11 +201,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _json(answer)
             return
-        version = answer["version"]
-        verb = "stored" if answer.get("created") else "matched (identical data already stored)"
+        version = answer.version
+        verb = "stored" if answer.created else "matched (identical data already stored)"
         sys.stdout.write(
-            f"{verb}: {version['dataset']}@{version['version']}, {version['row_count']:,} rows, "
-            f"run {answer['run_id']}\n"
+            f"{verb}: {version.dataset}@{version.version}, {version.row_count:,} rows, "
+            f"run {answer.run_id}\n"
         )
 
     @app.command()
@@ -214,13 +222,11 @@ def register(app: typer.Typer) -> None:
             ["dataset", "versions", "latest", "rows", "contract"],
             [
                 [
-                    d["name"],
-                    d["version_count"],
-                    (d.get("latest_version") or {}).get("version"),
-                    (d.get("latest_version") or {}).get("row_count"),
-                    None
-                    if d.get("contract") is None
-                    else f"{d['contract']['name']} {d['contract']['version']}",
+                    d.name,
+                    d.version_count,
+                    d.latest_version and d.latest_version.version,
+                    d.latest_version and d.latest_version.row_count,
+                    d.contract and f"{d.contract.name} {d.contract.version}",
                 ]
                 for d in found
             ],
@@ -244,12 +250,12 @@ def register(app: typer.Typer) -> None:
             ["version", "rows", "created", "uploader", "source", "content hash"],
             [
                 [
-                    v["version"],
-                    v["row_count"],
-                    v["created_at"],
-                    v["uploader"],
-                    v["source"],
-                    v["content_hash"][:12],
+                    v.version,
+                    v.row_count,
+                    v.created_at.isoformat(),
+                    v.uploader,
+                    v.source,
+                    v.content_hash[:12],
                 ]
                 for v in found
             ],
@@ -272,7 +278,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _json(found)
             return
-        version = found if number is not None else found.get("latest_version") or {}
+        shown = _plain(found)
+        version = shown if number is not None else shown.get("latest_version") or {}
         rows = [
             [k, version.get(k)]
             for k in (
@@ -341,7 +348,7 @@ def register(app: typer.Typer) -> None:
             ["field", "value"],
             [
                 [k, v if not isinstance(v, (dict, list)) else json.dumps(v)]
-                for k, v in found.items()
+                for k, v in _plain(found).items()
             ],
         )
 
@@ -357,31 +364,33 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The loaded contracts, or one contract's columns."""
         with _client(url, key, profile) as client:
-            found: Any = client.contracts() if name is None else client.contract(name)
+            if name is None:
+                listed = client.contracts()
+            else:
+                one = client.contract(name)
         if as_json:
-            _json(found)
+            _json(listed if name is None else one)
             return
         if name is None:
+            for broken in listed.errors:
+                err.print(f"warning: {broken.file} is not loaded: {broken.reason}", markup=False)
             _table(
                 ["contract", "version", "owner", "columns"],
-                [
-                    [c["name"], c["version"], c.get("owner"), len(c.get("columns", []))]
-                    for c in found
-                ],
+                [[c.name, c.version, c.owner, len(c.columns)] for c in listed.contracts],
             )
             return
         _table(
             ["column", "dtype", "nullable", "unique", "checks", "pii"],
             [
                 [
-                    c["name"],
-                    c["dtype"],
-                    c["nullable"],
-                    c["unique"],
-                    ", ".join(k["name"] for k in c["checks"]),
-                    None if c["pii"] is None else f"{c['pii']['entity']} ({c['pii']['action']})",
+                    c.name,
+                    c.dtype,
+                    c.nullable,
+                    c.unique,
+                    ", ".join(k.name for k in c.checks),
+                    c.pii and f"{c.pii.entity} ({c.pii.action})",
                 ]
-                for c in found["columns"]
+                for c in one.columns
             ],
         )
 
@@ -426,10 +435,11 @@ def register_audit(app: typer.Typer) -> None:
     ) -> None:
         """The lineage around a node, as a tree: what it came from and what used it."""
         with _client(url, key, profile) as client:
-            graph = client.lineage(node, depth)
+            answer = client.lineage(node, depth)
         if as_json:
-            _json(graph)
+            _json(answer)
             return
+        graph = _plain(answer)
         sys.stdout.write(node + "\n")
         upstream, downstream = (
             _tree_lines(graph, node, "inEdges"),
@@ -453,7 +463,7 @@ def register_audit(app: typer.Typer) -> None:
             if as_json:
                 _json(client.provenance(model, version))
             else:
-                sys.stdout.write(client.report_markdown("provenance", model, version))
+                sys.stdout.write(client.provenance_markdown(model, version))
 
     @app.command()
     def impact(
@@ -469,7 +479,7 @@ def register_audit(app: typer.Typer) -> None:
             if as_json:
                 _json(client.impact(dataset, number or 0))
             else:
-                sys.stdout.write(client.report_markdown("impact", dataset, number))
+                sys.stdout.write(client.impact_markdown(dataset, number or 0))
 
     @audit.command("log")
     def audit_log(
@@ -495,7 +505,7 @@ def register_audit(app: typer.Typer) -> None:
         _table(
             ["seq", "at", "actor", "action", "target", "outcome"],
             [
-                [e["seq"], e["at"], e["actor"], e["action"], e["target"], e["outcome"]]
-                for e in found["entries"]
+                [e.seq, e.at.isoformat(), e.actor, e.action, e.target, e.outcome]
+                for e in found.entries
             ],
         )

@@ -1,29 +1,78 @@
-"""A small Python client for producers and training pipelines.
+"""Datagate's Python client, synchronous (``DatagateClient``) and asynchronous
+(``AsyncDatagateClient``), on httpx. Answers are the API's typed models (``gateway.schemas``);
+a refusal raises ``DatagateError`` carrying the problem details.
 
-client = DatagateClient("http://datagate:8000")
-client.upload("customers", Path("customers.csv"), source="crm:exports/customers.csv")
-with client.training_run("fraud-detector", version="7", inputs=[("customers", 3)]) as run:
-    ...  # train; run.metrics["auc"] = 0.91
+    with DatagateClient("http://datagate:8000", api_key=KEY) as datagate:
+        stored = datagate.upload(Path("customers.csv"), "customers", source="crm:exports")
+        frame = datagate.read("customers", stored.version.version)  # a polars DataFrame
+        with datagate.training_run("churn", "3", inputs=[("customers", 1)]) as run:
+            run.metrics["auc"] = 0.91
+
+Both clients send the same requests: each is described once (``_Api``) and only sent
+differently. Importing this module loads neither polars nor the server's dependencies.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
+from pydantic import BaseModel
+
+from gateway.schemas import (
+    AuditLog,
+    ContractList,
+    ContractOut,
+    DatasetList,
+    DatasetOut,
+    Impact,
+    LineageGraph,
+    Provenance,
+    RunOut,
+    SubjectSearchResult,
+    TrainingRunOut,
+    UploadOut,
+    VersionList,
+    VersionOut,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+T = TypeVar("T")
+Progress = Callable[[int, int | None], None]
+"""Called with the bytes moved so far and the total, when known."""
+DEFAULT_TIMEOUT = 300.0
 
 
 class DatagateError(Exception):
-    """Datagate answered with a problem+json error."""
+    """Datagate refused a request; the RFC 9457 problem details are its attributes.
+
+    ``problem`` is the whole body: for a rejected upload (422) ``report`` holds every failing
+    check, with placeholders instead of personal data.
+    """
 
     def __init__(self, problem: dict[str, Any]) -> None:
-        super().__init__(f"{problem.get('status')} {problem.get('title')}: {problem.get('detail')}")
         self.problem = problem
+        self.status: int | None = problem.get("status")
+        self.title: str | None = problem.get("title")
+        self.detail: str | None = problem.get("detail")
+        self.type: str | None = problem.get("type")
+        super().__init__(
+            f"{self.status} {self.title}" + (f": {self.detail}" if self.detail else "")
+        )
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """A rejected upload's validation report."""
+        report: dict[str, Any] | None = self.problem.get("report")
+        return report
 
 
 @dataclass
@@ -34,10 +83,198 @@ class TrainingRun:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if not isinstance(problem, dict):
+            problem = {"status": response.status_code, "title": response.reason_phrase}
+        raise DatagateError(problem)
+    return response
+
+
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    """One API call: what to send and how to read the answer."""
+
+    method: str
+    url: str
+    read: Callable[[httpx.Response], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _as(model: type[M]) -> Callable[[httpx.Response], M]:
+    """Read an answer as ``model`` (or raise its problem)."""
+    return lambda response: model.model_validate_json(_checked(response).content)
+
+
+def _text(response: httpx.Response) -> str:
+    return _checked(response).text
+
+
+class _Api:
+    """The requests both clients send."""
+
+    @staticmethod
+    def datasets() -> _Request[list[DatasetOut]]:
+        return _Request(
+            "GET",
+            "/api/v1/datasets",
+            lambda r: _as(DatasetList)(r).datasets,
+        )
+
+    @staticmethod
+    def dataset(dataset: str) -> _Request[DatasetOut]:
+        return _Request(
+            "GET",
+            f"/api/v1/datasets/{dataset}",
+            _as(DatasetOut),
+        )
+
+    @staticmethod
+    def versions(dataset: str) -> _Request[list[VersionOut]]:
+        return _Request(
+            "GET",
+            f"/api/v1/datasets/{dataset}/versions",
+            lambda r: _as(VersionList)(r).versions,
+        )
+
+    @staticmethod
+    def version(dataset: str, version: int) -> _Request[VersionOut]:
+        return _Request(
+            "GET",
+            f"/api/v1/datasets/{dataset}/versions/{version}",
+            _as(VersionOut),
+        )
+
+    @staticmethod
+    def run(run_id: str) -> _Request[RunOut]:
+        return _Request(
+            "GET",
+            f"/api/v1/runs/{run_id}",
+            _as(RunOut),
+        )
+
+    @staticmethod
+    def contracts() -> _Request[ContractList]:
+        return _Request(
+            "GET",
+            "/api/v1/contracts",
+            _as(ContractList),
+        )
+
+    @staticmethod
+    def contract(name: str) -> _Request[ContractOut]:
+        return _Request(
+            "GET",
+            f"/api/v1/contracts/{name}",
+            _as(ContractOut),
+        )
+
+    @staticmethod
+    def lineage(node: str, depth: int) -> _Request[LineageGraph]:
+        return _Request(
+            "GET",
+            "/api/v1/lineage",
+            _as(LineageGraph),
+            params={"nodeId": node, "depth": depth},
+        )
+
+    @staticmethod
+    def provenance(model: str, version: str) -> _Request[Provenance]:
+        return _Request(
+            "GET",
+            f"/api/v1/audit/models/{model}/provenance",
+            _as(Provenance),
+            params={"version": version},
+        )
+
+    @staticmethod
+    def provenance_markdown(model: str, version: str) -> _Request[str]:
+        url = f"/api/v1/audit/models/{model}/provenance"
+        return _Request("GET", url, _text, params={"version": version, "format": "md"})
+
+    @staticmethod
+    def impact(dataset: str, version: int) -> _Request[Impact]:
+        return _Request(
+            "GET",
+            f"/api/v1/audit/datasets/{dataset}/versions/{version}/impact",
+            _as(Impact),
+        )
+
+    @staticmethod
+    def impact_markdown(dataset: str, version: int) -> _Request[str]:
+        url = f"/api/v1/audit/datasets/{dataset}/versions/{version}/impact"
+        return _Request("GET", url, _text, params={"format": "md"})
+
+    @staticmethod
+    def audit_log(filters: dict[str, Any]) -> _Request[AuditLog]:
+        return _Request(
+            "GET",
+            "/api/v1/audit/log",
+            _as(AuditLog),
+            params={k: v for k, v in filters.items() if v is not None},
+        )
+
+    @staticmethod
+    def subjects(identifiers: Sequence[str]) -> _Request[SubjectSearchResult]:
+        return _Request(
+            "POST",
+            "/api/v1/privacy/subjects/search",
+            _as(SubjectSearchResult),
+            json={"identifiers": list(identifiers)},
+        )
+
+    @staticmethod
+    def report_training(report: dict[str, Any]) -> _Request[TrainingRunOut]:
+        return _Request(
+            "POST",
+            "/api/v1/training-runs",
+            _as(TrainingRunOut),
+            json={k: v for k, v in report.items() if v is not None},
+        )
+
+    @staticmethod
+    def upload(dataset: str, source: str | None, format: str | None) -> _Request[UploadOut]:
+        params = {k: v for k, v in {"source": source, "format": format}.items() if v}
+        return _Request(
+            "POST",
+            f"/api/v1/datasets/{dataset}/uploads",
+            _as(UploadOut),
+            params=params,
+        )
+
+    @staticmethod
+    def data(dataset: str, version: int, format: str) -> _Request[None]:
+        url = f"/api/v1/datasets/{dataset}/versions/{version}/data"
+        return _Request("GET", url, lambda r: None, params={"format": format})
+
+    @staticmethod
+    def training_report(
+        model: str,
+        version: str,
+        inputs: Sequence[tuple[str, int]],
+        job: dict[str, str] | None,
+        parameters: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        return {
+            "model": {"name": model, "version": version},
+            "inputs": [{"dataset": d, "version": v} for d, v in inputs],
+            "job": job or None,
+            "parameters": parameters or None,
+        }
+
+
 class _Counted:
     """A file that reports how much of it has been read (sent)."""
 
-    def __init__(self, fh: BinaryIO, progress: Callable[[int, int | None], None]) -> None:
+    def __init__(self, fh: IO[bytes], progress: Progress) -> None:
         self._fh = fh
         self._progress = progress
         self._size = os.fstat(fh.fileno()).st_size
@@ -59,97 +296,131 @@ class _Counted:
         return chunk
 
 
+@contextmanager
+def _upload_body(
+    data: Path | bytes | pl.DataFrame, progress: Progress | None
+) -> Iterator[dict[str, Any]]:
+    """The request body for ``data``: a file as multipart (its name tells the format), bytes as
+    they are, a polars DataFrame as Parquet spooled through a temporary file."""
+    if isinstance(data, bytes):
+        yield {"content": data}
+        return
+    if isinstance(data, Path):
+        with data.open("rb") as fh:
+            body: Any = fh if progress is None else _Counted(fh, progress)
+            yield {"files": {"file": (data.name, body)}}
+        return
+    with tempfile.TemporaryFile() as spooled:
+        data.write_parquet(spooled)
+        spooled.seek(0)
+        body = spooled if progress is None else _Counted(spooled, progress)
+        yield {"files": {"file": ("frame.parquet", body)}}
+
+
+class _Partial:
+    """A download written beside its target and renamed into place only once complete."""
+
+    def __init__(self, path: Path, total: str | None, progress: Progress | None) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.total = int(total) if total and total.isdigit() else None
+        self.progress = progress
+        self.written = 0
+        self._out = self.partial.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._out.write(chunk)
+        self.written += len(chunk)
+        if self.progress is not None:
+            self.progress(self.written, self.total)
+
+    def finish(self) -> None:
+        self._out.close()
+        self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        self._out.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def _read_parquet(path: Path) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.read_parquet(path)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class DatagateClient:
-    """Talks to a Datagate server over HTTP."""
+    """Talks to a Datagate server over HTTP; a context manager that closes its connections.
+
+    Every method raises ``DatagateError`` when Datagate refuses (its problem details attached)
+    and ``httpx.TransportError`` when it cannot be reached.
+    """
 
     def __init__(
         self,
         base_url: str,
         api_key: str | None = None,
-        timeout: float = 300.0,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
         http: httpx.Client | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+        self._http = http or httpx.Client(
+            base_url=base_url, timeout=timeout, headers=_headers(api_key)
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
-        if response.is_error:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"status": response.status_code, "title": response.reason_phrase}
-            raise DatagateError(problem)
-        body: dict[str, Any] = response.json()
-        return body
+    def _send(self, request: _Request[T], **body: Any) -> T:
+        response = self._http.request(
+            request.method, request.url, params=request.params, json=request.json, **body
+        )
+        return request.read(response)
 
     def upload(
         self,
+        data: Path | bytes | pl.DataFrame,
         dataset: str,
-        data: Path | bytes,
         *,
         source: str | None = None,
         format: str | None = None,
-        progress: Callable[[int, int | None], None] | None = None,
-    ) -> dict[str, Any]:
-        """Upload a file or bytes; returns the run id and the version (new or identical).
-
-        ``progress`` is called with the bytes sent so far and the file's size.
+        progress: Progress | None = None,
+    ) -> UploadOut:
+        """Upload a file, bytes or a polars DataFrame: the run id and the version, new
+        (``created``) or identical to one already stored.
 
         Raises:
-            DatagateError: rejected (422, with the report in ``problem``) or refused.
+            DatagateError: rejected (422: ``report`` lists the failures) or refused.
         """
-        params = {k: v for k, v in {"source": source, "format": format}.items() if v}
-        if isinstance(data, Path):
-            with data.open("rb") as fh:
-                body: Any = fh if progress is None else _Counted(fh, progress)
-                response = self._http.post(
-                    f"/api/v1/datasets/{dataset}/uploads",
-                    params=params,
-                    files={"file": (data.name, body)},
-                )
-        else:
-            response = self._http.post(
-                f"/api/v1/datasets/{dataset}/uploads", params=params, content=data
-            )
-        return self._json(response)
+        with _upload_body(data, progress) as body:
+            return self._send(_Api.upload(dataset, source, format), **body)
 
-    def datasets(self) -> list[dict[str, Any]]:
+    def datasets(self) -> list[DatasetOut]:
         """Every dataset the key may see, with its contract and latest version."""
-        datasets: list[dict[str, Any]] = self._json(self._http.get("/api/v1/datasets"))["datasets"]
-        return datasets
+        return self._send(_Api.datasets())
 
-    def versions(self, dataset: str) -> list[dict[str, Any]]:
-        """Every version of ``dataset``, oldest first."""
-        body = self._json(self._http.get(f"/api/v1/datasets/{dataset}/versions"))
-        versions: list[dict[str, Any]] = body["versions"]
-        return versions
-
-    def dataset(self, dataset: str) -> dict[str, Any]:
+    def dataset(self, dataset: str) -> DatasetOut:
         """One dataset with its contract and latest version."""
-        return self._json(self._http.get(f"/api/v1/datasets/{dataset}"))
+        return self._send(_Api.dataset(dataset))
 
-    def version(self, dataset: str, version: int) -> dict[str, Any]:
+    def versions(self, dataset: str) -> list[VersionOut]:
+        """Every version of ``dataset``, oldest first."""
+        return self._send(_Api.versions(dataset))
+
+    def version(self, dataset: str, version: int) -> VersionOut:
         """One version's metadata."""
-        return self._json(self._http.get(f"/api/v1/datasets/{dataset}/versions/{version}"))
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        """An ingest run: status, stages, report, version."""
-        return self._json(self._http.get(f"/api/v1/runs/{run_id}"))
-
-    def contracts(self) -> list[dict[str, Any]]:
-        """The loaded contracts."""
-        contracts: list[dict[str, Any]] = self._json(self._http.get("/api/v1/contracts"))[
-            "contracts"
-        ]
-        return contracts
-
-    def contract(self, name: str) -> dict[str, Any]:
-        """One contract: columns, checks, PII policy."""
-        return self._json(self._http.get(f"/api/v1/contracts/{name}"))
+        return self._send(_Api.version(dataset, version))
 
     def download(
         self,
@@ -158,67 +429,72 @@ class DatagateClient:
         path: Path,
         *,
         format: str = "parquet",
-        progress: Callable[[int, int | None], None] | None = None,
+        progress: Progress | None = None,
     ) -> Path:
-        """Stream a version's data into ``path`` (written whole or not at all).
-
-        ``progress`` is called with the bytes written so far and the total, when known.
-        """
-        url = f"/api/v1/datasets/{dataset}/versions/{version}/data"
-        partial = path.with_name(f".{path.name}.partial")
-        with self._http.stream("GET", url, params={"format": format}) as response:
+        """Stream a version's data (parquet, csv or ndjson) into ``path``, which appears only
+        once the download is complete."""
+        request = _Api.data(dataset, version, format)
+        with self._http.stream(request.method, request.url, params=request.params) as response:
             if response.is_error:
                 response.read()
-                self._json(response)
-            total = response.headers.get("Content-Length")
-            written = 0
+                _checked(response)
+            target = _Partial(path, response.headers.get("Content-Length"), progress)
             try:
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        written += len(chunk)
-                        if progress is not None:
-                            progress(written, int(total) if total else None)
-                partial.replace(path)
+                for chunk in response.iter_bytes():
+                    target.write(chunk)
+                target.finish()
             finally:
-                partial.unlink(missing_ok=True)
+                target.discard()
         return path
 
-    def lineage(self, node: str, depth: int = 20) -> dict[str, Any]:
+    def read(self, dataset: str, version: int) -> pl.DataFrame:
+        """A version's data as a polars DataFrame."""
+        with tempfile.TemporaryDirectory() as folder:
+            return _read_parquet(self.download(dataset, version, Path(folder) / "data.parquet"))
+
+    def run(self, run_id: str) -> RunOut:
+        """An ingest run: status, stages, reports, version."""
+        return self._send(_Api.run(run_id))
+
+    def contracts(self) -> ContractList:
+        """The loaded contracts, and the contract files that failed to load."""
+        return self._send(_Api.contracts())
+
+    def contract(self, name: str) -> ContractOut:
+        """One contract: columns, checks, PII policy."""
+        return self._send(_Api.contract(name))
+
+    def lineage(self, node: str, depth: int = 20) -> LineageGraph:
         """The lineage graph around ``node`` (``dataset:NS:NAME`` or ``job:NS:NAME``)."""
-        params: dict[str, str | int] = {"nodeId": node, "depth": depth}
-        return self._json(self._http.get("/api/v1/lineage", params=params))
+        return self._send(_Api.lineage(node, depth))
 
-    def provenance(self, model: str, version: str) -> dict[str, Any]:
+    def provenance(self, model: str, version: str) -> Provenance:
         """Everything behind a model version (auditor keys)."""
-        url = f"/api/v1/audit/models/{model}/provenance"
-        return self._json(self._http.get(url, params={"version": version}))
+        return self._send(_Api.provenance(model, version))
 
-    def impact(self, dataset: str, version: int) -> dict[str, Any]:
+    def provenance_markdown(self, model: str, version: str) -> str:
+        """The provenance report as Markdown, for a ticket."""
+        return self._send(_Api.provenance_markdown(model, version))
+
+    def impact(self, dataset: str, version: int) -> Impact:
         """Every model and downstream job or dataset that used a dataset version (auditors)."""
-        url = f"/api/v1/audit/datasets/{dataset}/versions/{version}/impact"
-        return self._json(self._http.get(url))
+        return self._send(_Api.impact(dataset, version))
 
-    def report_markdown(self, kind: str, *args: Any) -> str:
-        """The provenance (``kind="provenance"``, model, version) or impact (``"impact"``,
-        dataset, version) report as Markdown."""
-        if kind == "provenance":
-            url, params = f"/api/v1/audit/models/{args[0]}/provenance", {"version": args[1]}
-        else:
-            url, params = f"/api/v1/audit/datasets/{args[0]}/versions/{args[1]}/impact", {}
-        response = self._http.get(url, params={**params, "format": "md"})
-        if response.is_error:
-            self._json(response)
-        return response.text
+    def impact_markdown(self, dataset: str, version: int) -> str:
+        """The impact report as Markdown."""
+        return self._send(_Api.impact_markdown(dataset, version))
 
-    def audit_log(self, **filters: Any) -> dict[str, Any]:
+    def audit_log(self, **filters: Any) -> AuditLog:
         """Audit entries, newest first: filters actor, action, dataset, since, until, limit."""
-        params = {k: v for k, v in filters.items() if v is not None}
-        return self._json(self._http.get("/api/v1/audit/log", params=params))
+        return self._send(_Api.audit_log(filters))
 
-    def report_training(self, **report: Any) -> dict[str, Any]:
+    def subjects(self, identifiers: Sequence[str]) -> SubjectSearchResult:
+        """The versions holding a data subject's identifiers and the models trained on them."""
+        return self._send(_Api.subjects(identifiers))
+
+    def report_training(self, **report: Any) -> TrainingRunOut:
         """POST one training-run report (see ``POST /api/v1/training-runs``)."""
-        return self._json(self._http.post("/api/v1/training-runs", json=report))
+        return self._send(_Api.report_training(report))
 
     @contextmanager
     def training_run(
@@ -235,16 +511,8 @@ class DatagateClient:
         Raises:
             DatagateError: an input is not a stored dataset version, or the report is invalid.
         """
-        common: dict[str, Any] = {
-            "model": {"name": model, "version": version},
-            "inputs": [{"dataset": d, "version": v} for d, v in inputs],
-        }
-        if job:
-            common["job"] = job
-        if parameters:
-            common["parameters"] = parameters
-        started = self.report_training(**common, status="START")
-        run = TrainingRun(run_id=started["run_id"])
+        common = _Api.training_report(model, version, inputs, job, parameters)
+        run = TrainingRun(self.report_training(**common, status="START").run_id)
         try:
             yield run
         except BaseException as exc:
@@ -253,5 +521,166 @@ class DatagateClient:
             )
             raise
         self.report_training(
+            **common, status="COMPLETE", run_id=run.run_id, metrics=run.metrics or None
+        )
+
+
+class AsyncDatagateClient:
+    """``DatagateClient`` for asyncio: the same methods, awaited."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._http = http or httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=_headers(api_key)
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send(self, request: _Request[T], **body: Any) -> T:
+        response = await self._http.request(
+            request.method, request.url, params=request.params, json=request.json, **body
+        )
+        return request.read(response)
+
+    async def upload(
+        self,
+        data: Path | bytes | pl.DataFrame,
+        dataset: str,
+        *,
+        source: str | None = None,
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> UploadOut:
+        """See ``DatagateClient.upload``."""
+        with _upload_body(data, progress) as body:
+            return await self._send(_Api.upload(dataset, source, format), **body)
+
+    async def datasets(self) -> list[DatasetOut]:
+        """See ``DatagateClient.datasets``."""
+        return await self._send(_Api.datasets())
+
+    async def dataset(self, dataset: str) -> DatasetOut:
+        """See ``DatagateClient.dataset``."""
+        return await self._send(_Api.dataset(dataset))
+
+    async def versions(self, dataset: str) -> list[VersionOut]:
+        """See ``DatagateClient.versions``."""
+        return await self._send(_Api.versions(dataset))
+
+    async def version(self, dataset: str, version: int) -> VersionOut:
+        """See ``DatagateClient.version``."""
+        return await self._send(_Api.version(dataset, version))
+
+    async def download(
+        self,
+        dataset: str,
+        version: int,
+        path: Path,
+        *,
+        format: str = "parquet",
+        progress: Progress | None = None,
+    ) -> Path:
+        """See ``DatagateClient.download``."""
+        request = _Api.data(dataset, version, format)
+        async with self._http.stream(
+            request.method, request.url, params=request.params
+        ) as response:
+            if response.is_error:
+                await response.aread()
+                _checked(response)
+            target = _Partial(path, response.headers.get("Content-Length"), progress)
+            try:
+                async for chunk in response.aiter_bytes():
+                    target.write(chunk)
+                target.finish()
+            finally:
+                target.discard()
+        return path
+
+    async def read(self, dataset: str, version: int) -> pl.DataFrame:
+        """See ``DatagateClient.read``."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = await self.download(dataset, version, Path(folder) / "data.parquet")
+            return _read_parquet(path)
+
+    async def run(self, run_id: str) -> RunOut:
+        """See ``DatagateClient.run``."""
+        return await self._send(_Api.run(run_id))
+
+    async def contracts(self) -> ContractList:
+        """See ``DatagateClient.contracts``."""
+        return await self._send(_Api.contracts())
+
+    async def contract(self, name: str) -> ContractOut:
+        """See ``DatagateClient.contract``."""
+        return await self._send(_Api.contract(name))
+
+    async def lineage(self, node: str, depth: int = 20) -> LineageGraph:
+        """See ``DatagateClient.lineage``."""
+        return await self._send(_Api.lineage(node, depth))
+
+    async def provenance(self, model: str, version: str) -> Provenance:
+        """See ``DatagateClient.provenance``."""
+        return await self._send(_Api.provenance(model, version))
+
+    async def provenance_markdown(self, model: str, version: str) -> str:
+        """See ``DatagateClient.provenance_markdown``."""
+        return await self._send(_Api.provenance_markdown(model, version))
+
+    async def impact(self, dataset: str, version: int) -> Impact:
+        """See ``DatagateClient.impact``."""
+        return await self._send(_Api.impact(dataset, version))
+
+    async def impact_markdown(self, dataset: str, version: int) -> str:
+        """See ``DatagateClient.impact_markdown``."""
+        return await self._send(_Api.impact_markdown(dataset, version))
+
+    async def audit_log(self, **filters: Any) -> AuditLog:
+        """See ``DatagateClient.audit_log``."""
+        return await self._send(_Api.audit_log(filters))
+
+    async def subjects(self, identifiers: Sequence[str]) -> SubjectSearchResult:
+        """See ``DatagateClient.subjects``."""
+        return await self._send(_Api.subjects(identifiers))
+
+    async def report_training(self, **report: Any) -> TrainingRunOut:
+        """See ``DatagateClient.report_training``."""
+        return await self._send(_Api.report_training(report))
+
+    @asynccontextmanager
+    async def training_run(
+        self,
+        model: str,
+        version: str,
+        inputs: Sequence[tuple[str, int]],
+        *,
+        job: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> AsyncIterator[TrainingRun]:
+        """See ``DatagateClient.training_run``."""
+        common = _Api.training_report(model, version, inputs, job, parameters)
+        run = TrainingRun((await self.report_training(**common, status="START")).run_id)
+        try:
+            yield run
+        except BaseException as exc:
+            await self.report_training(
+                **common, status="FAIL", run_id=run.run_id, error=type(exc).__name__
+            )
+            raise
+        await self.report_training(
             **common, status="COMPLETE", run_id=run.run_id, metrics=run.metrics or None
         )

@@ -33,7 +33,8 @@ def test_library_package_does_not_import_the_service(package: str) -> None:
 
 
 def test_environment_is_read_only_where_settings_are_built() -> None:
-    # Settings reads DATAGATE_*; services hands os.environ to the OpenLineage client, whose
+    # Settings reads DATAGATE_* (and XDG_CONFIG_HOME, to find the client's config file); services
+    # hands os.environ to the OpenLineage client, whose
     # standard configuration lives there; the CLI tunes polars' allocator before it loads and
     # sets prometheus-client's PROMETHEUS_MULTIPROC_DIR, which metrics reads back (as
     # prometheus-client itself does). Nothing else looks at the environment.
@@ -43,4 +44,9 @@ def test_environment_is_read_only_where_settings_are_built() -> None:
         for path in (REPO / package).rglob("*.py")
         if "os.environ" in path.read_text() or "getenv" in path.read_text()
     )
-    assert readers == ["gateway/cli.py", "gateway/metrics.py", "gateway/services.py"]
+    assert readers == [
+        "gateway/cli.py",
+        "gateway/metrics.py",
+        "gateway/services.py",
+        "gateway/settings.py",
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 from fastapi.testclient import TestClient
 
-from gateway.api.schemas import TrainingRunOut, UploadOut
+from gateway.schemas import TrainingRunOut, UploadOut
 from tests.conftest import csv_bytes
 
 # An ISO 8601 date-time: a time of day after the date.

@@ -15,11 +15,11 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
-from gateway.api.schemas import AuditLog, AuditVerification, Impact, Provenance
 from gateway.audit_log import Head, search
 from gateway.errors import InvalidRequest
 from gateway.graph import impact_markdown, model_provenance, provenance_markdown, version_impact
 from gateway.keys import require
+from gateway.schemas import AuditLog, AuditVerification, Impact, Provenance
 from gateway.store import dataset_by_name, version_by_number
 
 # Reports come as JSON, or as Markdown with ?format=md.

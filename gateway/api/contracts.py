@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.dependencies import PrincipalDep, ServicesDep
-from gateway.api.schemas import ContractList, ContractOut
 from gateway.errors import ContractNotFound
 from gateway.keys import ROLES, require
+from gateway.schemas import ContractList, ContractOut
 
 router = APIRouter(tags=["contracts"])
 

@@ -18,7 +18,6 @@ from gateway.api.dependencies import (
     SessionDep,
     VersionPath,
 )
-from gateway.api.schemas import DatasetList, DatasetOut, UploadOut, VersionList, VersionOut
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
@@ -26,6 +25,7 @@ from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
 from gateway.keys import ROLES, require
 from gateway.pipeline import fail_run, parse_source, run_pipeline, start_run
 from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.schemas import DatasetList, DatasetOut, UploadOut, VersionList, VersionOut
 from gateway.services import Services
 from gateway.store import (
     dataset_by_name,

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from gateway.api.dependencies import ServicesDep
-from gateway.api.schemas import Liveness, Readiness
 from gateway.db import pending_migrations
+from gateway.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import IsoDateTime, PrincipalDep, ServicesDep
-from gateway.api.schemas import KeyCreated, KeyList
 from gateway.keys import create_key, list_keys, require, revoke_key
 from gateway.models import ApiKey, as_utc, utcnow
+from gateway.schemas import KeyCreated, KeyList
 
 router = APIRouter(tags=["keys"])
 

@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import parse_json, read_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
-from gateway.api.schemas import LineageAccepted, LineageGraph
 from gateway.db import unit_of_work
 from gateway.errors import InvalidLineageEvent, InvalidRequest
 from gateway.graph import MAX_DEPTH, lineage_graph
@@ -17,6 +16,7 @@ from gateway.keys import ROLES, require
 from gateway.lineage_policy import check_external_event
 from gateway.outbox import store_external_event
 from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.schemas import LineageAccepted, LineageGraph
 from lineage.validation import InvalidEvent, validate_event
 
 router = APIRouter(tags=["lineage"])

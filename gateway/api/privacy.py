@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
-from gateway.api.schemas import SubjectSearchResult
 from gateway.graph import version_impact
 from gateway.keys import require
+from gateway.schemas import SubjectSearchResult
 from gateway.subjects import search_subjects
 
 router = APIRouter(tags=["privacy"])

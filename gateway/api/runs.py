@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from gateway.api.dependencies import PrincipalDep, SessionDep
-from gateway.api.schemas import RunOut
 from gateway.api.views import run_view
 from gateway.keys import ROLES, require
+from gateway.schemas import RunOut
 from gateway.store import run_by_id
 
 router = APIRouter(tags=["runs"])

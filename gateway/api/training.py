@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep
-from gateway.api.schemas import TrainingRunOut
 from gateway.keys import require
 from gateway.models import MAX_VERSION
 from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.schemas import TrainingRunOut
 from gateway.training import TrainingReport, report_training
 
 router = APIRouter(tags=["lineage"])
