@@ -16,6 +16,7 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from gateway.contracts import ColumnSpec, Contract, nested_model
+from privacy.freetext import MIN_ROW_VALUE_CHARS
 
 MAX_EXAMPLES = 10
 PANDERA_CRASHED = (
@@ -458,15 +459,31 @@ def _redacted_row(
         else:
             to_scrub.append((item, "value"))
         return
+    # What the row declares (its name, address...) is replaced wherever its other cells repeat
+    # it, before they are scanned: NER does not know every name (as in the stored free text).
+    own = sorted(
+        (
+            (str(value), shown)
+            for key, value in row.items()
+            if value is not None
+            and (shown := _placeholder(contract.spec_for(key))) not in (None, "<REDACTED>")
+            and len(str(value)) >= MIN_ROW_VALUE_CHARS
+        ),
+        key=lambda pair: -len(pair[0]),
+    )
     for key, value in row.items():
         shown = _placeholder(contract.spec_for(key))
         if shown is not None and value is not None:
             row[key] = shown
-        elif isinstance(value, (list, dict)):
-            row[key] = json.dumps(value, default=str)
-            to_scrub.append((row, key))
-        elif isinstance(value, str):
-            to_scrub.append((row, key))
+            continue
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, default=str)
+        elif not isinstance(value, str):
+            continue
+        for declared, placeholder in own:
+            value = value.replace(declared, placeholder)
+        row[key] = value
+        to_scrub.append((row, key))
     item["value"] = row
 
 

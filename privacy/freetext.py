@@ -1,12 +1,15 @@
 """Free-text columns: PII spans inside each cell are replaced, the rest of the text is kept.
 
 Analysis runs once per distinct value (polars ``unique``), the results are mapped back onto the
-column with a vectorized ``replace``.
+column with a vectorized ``replace``. Before it, what the row itself declares — its name, e-mail
+address or phone number in the contract's PII columns — is replaced wherever the row's text
+repeats it (``mask_row_values``): a name the NER model does not know is still the row's own.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -30,6 +33,36 @@ class ScanResult:
     def rewrite(self, values: pl.Expr) -> pl.Expr:
         """The same replacement as an expression, for text nested inside other columns."""
         return values.replace(self.old, self.new) if self.old else values
+
+
+# Shorter declared values ("Al", "NY") would be found inside ordinary words.
+MIN_ROW_VALUE_CHARS = 4
+
+
+def mask_row_values(
+    frame: pl.DataFrame, column: str, declared: Sequence[tuple[str, str]]
+) -> tuple[pl.Series, Counter[str]]:
+    """``frame[column]`` with each occurrence of the same row's value of every ``declared``
+    (column, entity) replaced by ``<ENTITY>``, and how many were replaced per entity."""
+    work = frame.select(
+        pl.col(column).cast(pl.String).alias("text"),
+        *(
+            pl.col(other).cast(pl.String).alias(f"value_{i}")
+            for i, (other, _) in enumerate(declared)
+        ),
+    )
+    text = pl.col("text")
+    totals: Counter[str] = Counter()
+    for index, (_, entity) in enumerate(declared):
+        value = pl.col(f"value_{index}")
+        usable = value.str.len_chars() >= MIN_ROW_VALUE_CHARS
+        found = pl.when(usable).then(text.str.count_matches(value, literal=True)).otherwise(0)
+        work = work.with_columns(found.alias("found"))
+        totals[entity] += int(work["found"].sum())
+        # split + join: a literal replace whose pattern differs from row to row.
+        replaced = text.str.split(value).list.join(f"<{entity}>")
+        work = work.with_columns(pl.when(pl.col("found") > 0).then(replaced).otherwise(text))
+    return work["text"].rename(column), +totals
 
 
 def scan_texts(texts: list[str], engine: PiiEngine, config: DetectionConfig) -> list[str]:

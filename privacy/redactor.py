@@ -15,7 +15,7 @@ from privacy.actions import ACTIONS, RedactionAction, redaction_expr
 from privacy.classify import Finding, classify_columns
 from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
-from privacy.freetext import scan_column
+from privacy.freetext import mask_row_values, scan_column
 from privacy.policy import ColumnPolicy, RedactionKey
 from privacy.shapes import LeafRewrite, is_nested, leaf_values, rewrite_column, text_leaves
 
@@ -91,6 +91,12 @@ def plan_redaction(
     declared = {p.column for p in policies}
     present = [p for p in policies if p.column in frame.columns]
     non_null = dict(zip([p.column for p in present], _non_null_counts(frame, present), strict=True))
+    # What each row declares (its name, address, number), to find again in its free text.
+    row_declared = [
+        (p.column, p.entity)
+        for p in present
+        if not p.is_free_text and not is_nested(frame.schema[p.column])
+    ]
     for policy in present:
         if is_nested(frame.schema[policy.column]):
             replacement, outcome = _declared_nested(frame, policy, key, engine, config)
@@ -101,16 +107,18 @@ def plan_redaction(
                 replacements.append(replacement)
             continue
         if policy.is_free_text and engine is not None:
-            result = scan_column(frame[policy.column], engine, config)
+            premasked, row_values = mask_row_values(frame, policy.column, row_declared)
+            result = scan_column(premasked, engine, config)
             replacements.append(result.values)
+            original = frame[policy.column].cast(pl.String)
             outcomes.append(
                 ColumnOutcome(
                     column=policy.column,
                     entity="scan",
                     action="scan",
-                    values_redacted=result.cells_changed,
+                    values_redacted=int(original.ne_missing(result.values).sum()),
                     method="scan",
-                    spans=result.spans,
+                    spans=dict(Counter(result.spans) + row_values),
                     sample_size=result.distinct_values,
                     model=engine.model_label,
                 )

@@ -10,6 +10,7 @@ import pytest
 
 from privacy import ColumnPolicy, PolicyError, RedactionKey, redact_frame
 from privacy.actions import ACTIONS
+from privacy.engine import PiiEngine
 
 KEY = RedactionKey(b"unit-test-secret-" + b"s" * 32)
 FRAME = pl.DataFrame(
@@ -93,3 +94,40 @@ def test_policy_check_refuses_unknown_actions_and_unjustified_keep() -> None:
     with pytest.raises(PolicyError, match="justification"):
         ColumnPolicy("a", "PERSON", "keep").check(known)
     assert KEY.secret.decode() not in repr(KEY)
+
+
+def test_free_text_loses_what_its_own_row_declares_even_where_ner_finds_nothing(
+    pii_engine: PiiEngine,
+) -> None:
+    # Names the small spaCy model misses (measured on the sample data: "Lucas López" in
+    # "Called Lucas López on ..."), an address inside a word, a declared value too short to
+    # look for, and a second declared PERSON column.
+    frame = pl.DataFrame(
+        {
+            "name": ["Lucas López", "Noah de Vries", "Al", None],
+            "email": ["lucas@example.com", "noah@example.org", "al@example.net", "x@example.com"],
+            "manager": ["Grace Hopper", None, None, None],
+            "notes": [
+                "Called Lucas López on behalf of Grace Hopper.",
+                "Noah de Vries moved to Madrid; wrote from noah@example.org.",
+                "Also sold in Alaska.",
+                None,
+            ],
+        }
+    )
+    policies = [
+        ColumnPolicy("name", "PERSON", "mask"),
+        ColumnPolicy("email", "EMAIL_ADDRESS", "hash"),
+        ColumnPolicy("manager", "PERSON", "mask"),
+        ColumnPolicy("notes", "scan", "scan"),
+    ]
+    redacted, outcomes = redact_frame(frame, policies, KEY, engine=pii_engine)
+    notes = redacted["notes"].to_list()
+    assert notes[0] == "Called <PERSON> on behalf of <PERSON>."
+    assert notes[1] == "<PERSON> moved to Madrid; wrote from <EMAIL_ADDRESS>."
+    assert notes[2] == "Also sold in Alaska."  # "Al" is shorter than any value looked for
+    assert notes[3] is None
+    (scan,) = [o for o in outcomes if o.column == "notes"]
+    assert scan.values_redacted == 2
+    assert scan.spans["PERSON"] >= 3
+    assert scan.spans["EMAIL_ADDRESS"] == 1

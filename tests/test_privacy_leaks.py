@@ -480,3 +480,40 @@ def test_whole_row_examples_are_scanned_even_without_declared_pii(
         assert "Robert Miller" not in shown
         assert "robert.miller@example.org" not in shown
         assert "tomorrow" in shown  # the rest of the row is still there to read
+
+
+OWN_NAME = """
+import pandera.polars as pa
+import polars as pl
+
+
+class Calls(pa.DataFrameModel):
+    id: int
+    name: str = pa.Field(metadata={"pii": "PERSON", "redact": "mask"})
+    comment: str
+
+    @pa.dataframe_check
+    def positive_id(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("id") > 0)
+
+    class Config:
+        name = "calls"
+"""
+
+
+def test_a_whole_row_example_hides_the_rows_own_name_where_ner_misses_it(
+    tmp_path: Path, pii_engine: PiiEngine
+) -> None:
+    """The small NER model does not see "Lucas López" in "Called Lucas López on Tuesday"; the
+    row declares that name, so the example replaces it in the row's other cells too."""
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "calls.py").write_text(OWN_NAME)
+    settings = settings_for(tmp_path / "home", contracts)
+    body = b"id,name,comment\n-1,Lucas L\xc3\xb3pez,Called Lucas L\xc3\xb3pez on Tuesday.\n"
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        refused = client.post("/api/v1/datasets/calls/uploads?format=csv", content=body)
+        assert refused.status_code == 422, refused.text
+        (failure,) = refused.json()["report"]["failures"]
+        shown = json.loads(failure["examples"][0]["value"])
+        assert shown == {"id": -1, "name": "<PERSON>", "comment": "Called <PERSON> on Tuesday."}
