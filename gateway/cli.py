@@ -34,6 +34,7 @@ def _name_placeholders(command: Any) -> None:
     for param in [*command.params, *([help_option] if help_option is not None else [])]:
         if isinstance(param, typer.core.TyperArgument):
             param.__class__ = _UntypedArgument
+            param.metavar = param.metavar or (param.name or "value").upper()
         if param.metavar is not None:
             continue
         if getattr(param, "is_flag", False):
@@ -184,6 +185,47 @@ def serve(
 
     os.environ[SUPERVISED_ENV] = "1"  # the workers inherit it: they exit with the supervisor
     Multiprocess(config, sockets=[_tcp_listener(config)]).run()
+
+
+class SampleDataset(StrEnum):
+    """The example contracts ``datagate sample`` writes data for."""
+
+    customers = "customers"
+
+
+SAMPLE_WRITERS = {".csv": "write_csv", ".parquet": "write_parquet", ".ndjson": "write_ndjson"}
+
+
+@app.command()
+def sample(
+    dataset: Annotated[
+        SampleDataset, typer.Argument(help="The example contract to fit: customers.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="The file to write: .csv, .parquet or .ndjson."),
+    ],
+    rows: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many rows.")] = 1000,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same rows.")] = 7,
+) -> None:
+    """Write seeded sample data that passes an example contract; its free-text notes name
+    people, e-mail addresses and phone numbers, for the PII scan to find."""
+    from gateway.samples import customers
+
+    writer = SAMPLE_WRITERS.get(output.suffix.lower())
+    if writer is None:
+        raise typer.BadParameter(
+            f"{output.name!r}: the suffix must be one of {', '.join(SAMPLE_WRITERS)}",
+            param_hint="--output",
+        )
+    frame = customers(rows, seed, notes=True)
+    try:
+        getattr(frame, writer)(output)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).splitlines()[0]
+        typer.echo(f"error: cannot write {output}: {reason}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {output}: {rows:,} {dataset.value} rows", err=True)
 
 
 def _tcp_listener(config: Any) -> socket.socket:

@@ -147,19 +147,71 @@ def _dataset_at(text: str, *, version_required: bool) -> tuple[str, int | None]:
     return dataset, int(version) if version else None
 
 
+def _model_at(text: str) -> tuple[str, str]:
+    model, _, version = text.rpartition("@")
+    if not model or not version:
+        raise typer.BadParameter(f"{text!r} is not MODEL@VERSION (e.g. churn@3)")
+    return model, version
+
+
+def _pairs(texts: list[str] | None, option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for text in texts or []:
+        name, sep, value = text.partition("=")
+        if not name or not sep:
+            raise typer.BadParameter(f"{text!r} is not NAME=VALUE", param_hint=option)
+        pairs.append((name, value))
+    return pairs
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{name}: {value!r} is not a number", param_hint="--metric"
+        ) from None
+
+
+# Pandera's checks on the frame's shape, which fail for a column rather than for rows.
+SHAPE_CHECKS = {
+    "column_in_dataframe": "column_in_dataframe (missing)",
+    "column_in_schema": "column_in_schema (not in the contract)",
+}
+
+
 def _report(problem: dict[str, Any]) -> None:
     failures = (problem.get("report") or {}).get("failures") or []
     rows = [
         [
             f.get("column") or "(dataset)",
-            f.get("check"),
-            f.get("failing_rows"),
+            SHAPE_CHECKS.get(f.get("check"), f.get("check")),
+            "-" if f.get("check") in SHAPE_CHECKS else f.get("failing_rows"),
             ", ".join(f"row {e['row']}: {e['value']}" for e in f.get("examples", [])[:3]),
         ]
         for f in failures
     ]
     if rows:
         _table(["column", "check", "failing rows", "examples"], rows)
+
+
+def _pii_rows(pii: dict[str, Any]) -> list[list[Any]]:
+    """What was done to personal data, per column (columns scanned where none was found are
+    left out)."""
+    rows = []
+    for column in pii.get("columns") or []:
+        count = column.get("values_redacted") or 0
+        if column.get("method") == "declared":
+            done = f"{column['entity']} -> {column['action']}, {count:,} values"
+        elif count:
+            found = ", ".join(
+                f"{entity} {n:,}" for entity, n in (column.get("spans") or {}).items()
+            )
+            done = f"scanned: {count:,} values redacted" + (f" ({found})" if found else "")
+        else:
+            continue
+        rows.append([f"pii {column['column']}", done])
+    return rows
 
 
 def register(app: typer.Typer) -> None:
@@ -297,6 +349,7 @@ def register(app: typer.Typer) -> None:
         rows.append(["contract", json.dumps(version.get("contract"))])
         rows.append(["validation", json.dumps(version.get("validation"))])
         rows += [[f"column {c['name']}", c["type"]] for c in version.get("schema") or []]
+        rows += _pii_rows(version.get("pii") or {})
         _table(["field", "value"], rows)
 
     @app.command()
@@ -447,6 +500,53 @@ def register_audit(app: typer.Typer) -> None:
         )
         sys.stdout.write("".join(f"{line}\n" for line in upstream + downstream))
 
+    @app.command("training-run")
+    def training_run(
+        target: Annotated[str, typer.Argument(help="MODEL@VERSION it produced.")],
+        inputs: Annotated[
+            list[str],
+            typer.Option(
+                "--input",
+                "-i",
+                metavar="DATASET@VERSION",
+                help="A dataset version it was trained on (repeat for each).",
+            ),
+        ],
+        metric: Annotated[
+            list[str] | None,
+            typer.Option(metavar="NAME=NUMBER", help="A metric of the model (repeatable)."),
+        ] = None,
+        param: Annotated[
+            list[str] | None,
+            typer.Option(metavar="NAME=VALUE", help="A training parameter (repeatable)."),
+        ] = None,
+        url: Url = None,
+        key: Key = None,
+        profile: ProfileName = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Record a finished training run: the exact dataset versions a model version was
+        trained on (for provenance and impact)."""
+        model, version = _model_at(target)
+        used = [_dataset_at(text, version_required=True) for text in inputs]
+        metrics = {name: _number(name, value) for name, value in _pairs(metric, "--metric")}
+        parameters = dict(_pairs(param, "--param"))
+        with _client(url, key, profile) as client:
+            answer = client.report_training(
+                model={"name": model, "version": version},
+                inputs=[{"dataset": d, "version": n} for d, n in used],
+                metrics=metrics or None,
+                parameters=parameters or None,
+            )
+        if as_json:
+            _json(answer)
+            return
+        sys.stdout.write(
+            f"recorded: training run {answer.run_id} of {model}@{version}, trained on "
+            + ", ".join(f"{d}@{n}" for d, n in used)
+            + "\n"
+        )
+
     @app.command()
     def provenance(
         target: Annotated[str, typer.Argument(help="MODEL@VERSION.", show_default=False)],
@@ -456,9 +556,7 @@ def register_audit(app: typer.Typer) -> None:
         as_json: AsJson = False,
     ) -> None:
         """Everything behind a model version: inputs, uploads, contracts, PII handling."""
-        model, _, version = target.rpartition("@")
-        if not model or not version:
-            raise typer.BadParameter(f"{target!r} is not MODEL@VERSION (e.g. churn@3)")
+        model, version = _model_at(target)
         with _client(url, key, profile) as client:
             if as_json:
                 _json(client.provenance(model, version))

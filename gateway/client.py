@@ -41,6 +41,7 @@ from gateway.schemas import (
     VersionList,
     VersionOut,
 )
+from gateway.settings import ClientSettings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -372,6 +373,18 @@ class DatagateClient:
             base_url=base_url, timeout=timeout, headers=_headers(api_key)
         )
 
+    @classmethod
+    def connect(cls, profile: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Self:
+        """A client that connects as the ``datagate`` command does: a ``profile`` of the config
+        file, else ``DATAGATE_URL``/``DATAGATE_API_KEY``, the default profile, or the local
+        gateway and its admin key (``ClientSettings.connection``).
+
+        Raises:
+            ConfigError: the config file or the profile cannot be used.
+        """
+        url, key = ClientSettings().connection(profile=profile)
+        return cls(url, key, timeout=timeout)
+
     def __enter__(self) -> Self:
         return self
 
@@ -539,6 +552,18 @@ class AsyncDatagateClient:
         self._http = http or httpx.AsyncClient(
             base_url=base_url, timeout=timeout, headers=_headers(api_key)
         )
+
+    @classmethod
+    def connect(cls, profile: str | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> Self:
+        """A client that connects as the ``datagate`` command does: a ``profile`` of the config
+        file, else ``DATAGATE_URL``/``DATAGATE_API_KEY``, the default profile, or the local
+        gateway and its admin key (``ClientSettings.connection``).
+
+        Raises:
+            ConfigError: the config file or the profile cannot be used.
+        """
+        url, key = ClientSettings().connection(profile=profile)
+        return cls(url, key, timeout=timeout)
 
     async def __aenter__(self) -> Self:
         return self
