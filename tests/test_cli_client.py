@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,56 @@ def test_lineage_provenance_impact_and_audit_from_the_terminal(server: str, tmp_
     assert usage.returncode == 2
     assert "MODEL@VERSION" in usage.stderr
     assert "Traceback" not in usage.stderr
+
+
+def _on_a_terminal(*args: str, url: str, cwd: Path) -> tuple[int, str]:
+    """Run ``datagate`` with a pseudo-terminal as its standard output and error: what a person
+    at a terminal sees (progress bars, tables), and its exit code."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    env.update(
+        DATAGATE_URL=url,
+        DATAGATE_API_KEY=TEST_ADMIN_KEY,
+        DATAGATE_CONFIG=str(cwd / "config.toml"),
+        TERM="xterm-256color",
+        COLUMNS="120",
+    )
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [DATAGATE, *args], stdout=secondary, stderr=secondary, env=env, cwd=cwd
+    )
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the process is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # no colours
+    return process.wait(timeout=120), plain
+
+
+def test_a_terminal_gets_progress_bars_and_tables(server: str, tmp_path: Path) -> None:
+    data = tmp_path / "customers.csv"
+    data.write_bytes(csv_bytes(customers(30_000, seed=9)))
+    code, shown = _on_a_terminal("upload", str(data), "-d", "customers", url=server, cwd=tmp_path)
+    assert code == 0, shown
+    assert "uploading customers.csv" in shown
+    assert "validating, redacting and storing" in shown  # the bar after the last byte went
+    assert "stored: customers@1, 30,000 rows" in shown
+    code, shown = _on_a_terminal(
+        "download", "customers@1", "-o", "out.csv", url=server, cwd=tmp_path
+    )
+    assert code == 0, shown
+    assert "downloading customers@1" in shown
+    assert (tmp_path / "out.csv").exists()
+    code, shown = _on_a_terminal("versions", "customers", url=server, cwd=tmp_path)
+    assert code == 0, shown
+    assert "┃ version" in shown  # a rich table, not tab-separated lines
+    assert "\t" not in shown
