@@ -108,6 +108,7 @@ def test_a_profile_of_the_config_file_connects(server: str, tmp_path: Path) -> N
     assert done.stdout.splitlines()[0].startswith("dataset\t")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Path) -> None:
     good = tmp_path / "customers.csv"
     good.write_bytes(csv_bytes(customers(5, seed=2)))
@@ -214,6 +215,7 @@ def _on_a_terminal(*args: str, url: str, cwd: Path) -> tuple[int, str]:
     return process.wait(timeout=120), plain
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # what a terminal shows
 def test_a_terminal_gets_progress_bars_and_tables(server: str, tmp_path: Path) -> None:
     data = tmp_path / "customers.csv"
     data.write_bytes(csv_bytes(customers(30_000, seed=9)))
