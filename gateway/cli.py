@@ -187,6 +187,43 @@ def serve(
     Multiprocess(config, sockets=[_tcp_listener(config)]).run()
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Ingests this process runs at once.")
+    ] = 2,
+) -> None:
+    """Run asynchronous ingests from the PostgreSQL job queue: any number of workers, on any
+    machine that reaches the database and the snapshot store."""
+    from gateway.jobs import QUEUE, procrastinate_app
+    from gateway.services import build_services
+
+    settings = Settings()
+    _configure_logging(settings)
+    problems = settings.production_problems()
+    if problems:
+        typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
+    try:
+        settings.resolved_pii_key()
+    except ValueError as exc:
+        typer.echo(f"refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not settings.resolved_database_url.startswith("postgresql"):
+        typer.echo(
+            "error: workers take jobs from PostgreSQL (DATAGATE_DATABASE_URL); on the embedded "
+            "default `datagate serve` runs asynchronous ingests itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    services = build_services(settings)
+    try:
+        typer.echo(f"worker {services.instance.id}: taking ingest jobs ({concurrency} at once)")
+        procrastinate_app(services).run_worker(queues=[QUEUE], concurrency=concurrency)
+    finally:
+        services.close()
+
+
 class SampleDataset(StrEnum):
     """The example contracts ``datagate sample`` writes data for."""
 

@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -111,14 +112,20 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Bar:
+    """What the client reports to a progress bar: bytes moved, and a queued run's stages."""
+
+    moved: Callable[[int, int | None], None] | None = None
+    stage: Callable[[str], None] | None = None
+
+
 @contextmanager
-def _transfer(
-    description: str, afterwards: str | None = None
-) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress bar on a terminal while bytes move (``afterwards`` once all have gone);
-    nothing otherwise. Yields the callback the client reports progress to."""
+def _transfer(description: str, afterwards: str | None = None) -> Iterator[_Bar]:
+    """A progress bar on a terminal while bytes move (``afterwards`` once all have gone, then
+    the stage of an asynchronous ingest); nothing otherwise."""
     if not err.is_terminal:
-        yield None
+        yield _Bar()
         return
     bar = Progress(
         TextColumn("{task.description}"),
@@ -130,13 +137,16 @@ def _transfer(
     )
     task = bar.add_task(description, total=None)
 
-    def update(done: int, total: int | None) -> None:
+    def moved(done: int, total: int | None) -> None:
         bar.update(task, completed=done, total=total)
         if afterwards is not None and total is not None and done >= total:
             bar.update(task, description=afterwards)
 
+    def stage(name: str) -> None:
+        bar.update(task, description=f"ingesting: {name}")
+
     with bar:
-        yield update
+        yield _Bar(moved, stage)
 
 
 def _dataset_at(text: str, *, version_required: bool) -> tuple[str, int | None]:
@@ -230,19 +240,42 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="csv, parquet, ndjson, json or arrow (default: detected)."),
         ] = None,
+        no_wait: Annotated[
+            bool,
+            typer.Option(
+                "--no-wait", help="Hand the file over for asynchronous ingest; print the run id."
+            ),
+        ] = False,
         url: Url = None,
         key: Key = None,
         profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
-        """Upload a file: exit 0 when stored or matched, 1 when rejected (the report is shown)."""
+        """Upload a file: exit 0 when stored or matched, 1 when rejected (the report is shown).
+        Large files are ingested asynchronously and followed to the end."""
         with _client(url, key, profile) as client:
+            if no_wait:
+                with _transfer(f"uploading {file.name}") as bar:
+                    queued = client.submit(
+                        file, dataset, source=source, format=format, progress=bar.moved
+                    )
+                if as_json:
+                    _json(queued)
+                else:
+                    sys.stdout.write(f"{queued.status}: run {queued.run_id}\n")
+                    err.print(f"follow it with: datagate runs show {queued.run_id}", markup=False)
+                return
             try:
                 with _transfer(
                     f"uploading {file.name}", "validating, redacting and storing…"
-                ) as progress:
+                ) as bar:
                     answer = client.upload(
-                        file, dataset, source=source, format=format, progress=progress
+                        file,
+                        dataset,
+                        source=source,
+                        format=format,
+                        progress=bar.moved,
+                        stage=bar.stage,
                     )
             except DatagateError as exc:
                 if as_json:
@@ -378,22 +411,28 @@ def register(app: typer.Typer) -> None:
             )
         with (
             _client(url, key, profile) as client,
-            _transfer(f"downloading {dataset}@{number}") as progress,
+            _transfer(f"downloading {dataset}@{number}") as bar,
         ):
-            client.download(dataset, number, output, format=fmt, progress=progress)
+            client.download(dataset, number, output, format=fmt, progress=bar.moved)
         err.print(f"wrote {output} ({output.stat().st_size:,} bytes, {fmt})", markup=False)
 
     @runs.command("show")
     def runs_show(
         run_id: Annotated[str, typer.Argument(help="The run's id.", show_default=False)],
+        wait: Annotated[
+            float,
+            typer.Option(
+                min=0, max=60, help="Seconds to wait for a queued or running run to finish."
+            ),
+        ] = 0,
         url: Url = None,
         key: Key = None,
         profile: ProfileName = None,
         as_json: AsJson = False,
     ) -> None:
-        """An ingest run: status, stages, report and version."""
+        """An ingest run: status (and stage, while it runs), report and version."""
         with _client(url, key, profile) as client:
-            found = client.run(run_id)
+            found = client.run(run_id, wait)
         if as_json:
             _json(found)
             return

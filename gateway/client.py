@@ -34,6 +34,8 @@ from gateway.schemas import (
     Impact,
     LineageGraph,
     Provenance,
+    RunAccepted,
+    RunAcceptedLinks,
     RunOut,
     SubjectSearchResult,
     TrainingRunOut,
@@ -155,14 +157,6 @@ class _Api:
         )
 
     @staticmethod
-    def run(run_id: str) -> _Request[RunOut]:
-        return _Request(
-            "GET",
-            f"/api/v1/runs/{run_id}",
-            _as(RunOut),
-        )
-
-    @staticmethod
     def contracts() -> _Request[ContractList]:
         return _Request(
             "GET",
@@ -242,14 +236,20 @@ class _Api:
         )
 
     @staticmethod
-    def upload(dataset: str, source: str | None, format: str | None) -> _Request[UploadOut]:
+    def upload(
+        dataset: str, source: str | None, format: str | None
+    ) -> _Request[UploadOut | RunAccepted]:
         params = {k: v for k, v in {"source": source, "format": format}.items() if v}
         return _Request(
             "POST",
             f"/api/v1/datasets/{dataset}/uploads",
-            _as(UploadOut),
+            lambda r: _as(RunAccepted)(r) if r.status_code == 202 else _as(UploadOut)(r),
             params=params,
         )
+
+    @staticmethod
+    def run_after(run_id: str, wait: float) -> _Request[RunOut]:
+        return _Request("GET", f"/api/v1/runs/{run_id}", _as(RunOut), params={"wait": wait})
 
     @staticmethod
     def data(dataset: str, version: int, format: str) -> _Request[None]:
@@ -270,6 +270,54 @@ class _Api:
             "job": job or None,
             "parameters": parameters or None,
         }
+
+
+# Files this large are ingested asynchronously unless the caller says otherwise: no request
+# is held open for minutes, and a dropped connection does not lose the ingest.
+ASYNC_FROM_BYTES = 64 * 1024**2
+FOLLOW_SECONDS = 30.0
+Stage = Callable[[str], None]
+"""Called with a queued run's status or stage as it changes."""
+
+
+def _size(data: Path | bytes | pl.DataFrame) -> int | None:
+    if isinstance(data, bytes):
+        return len(data)
+    if isinstance(data, Path):
+        return data.stat().st_size
+    return None
+
+
+def _prefer_async(data: Path | bytes | pl.DataFrame, asynchronous: bool | None) -> dict[str, str]:
+    size = _size(data)
+    wanted = asynchronous if asynchronous is not None else (size or 0) >= ASYNC_FROM_BYTES
+    return {"Prefer": "respond-async"} if wanted else {}
+
+
+def _finished(run: RunOut, stage: Stage | None, seen: list[str]) -> bool:
+    """Whether ``run`` has its outcome; reports each new stage to ``stage``."""
+    now = run.stage or run.status
+    if stage is not None and (not seen or seen[-1] != now):
+        seen.append(now)
+        stage(now)
+    return run.status not in ("queued", "running")
+
+
+def _refusal(run: RunOut) -> DatagateError:
+    """A finished run that stored nothing, as the problem a synchronous upload would raise."""
+    problem = dict(run.error or {"status": 500, "title": "Ingest failed"})
+    problem.setdefault("run_id", run.id)
+    if run.validation_report and not run.validation_report.get("valid", True):
+        problem["report"] = run.validation_report
+    return DatagateError(problem)
+
+
+def _accepted(answer: UploadOut | RunAccepted) -> RunAccepted:
+    if isinstance(answer, RunAccepted):
+        return answer
+    # A gateway that ingested at once all the same: the run is already done.
+    link = RunAcceptedLinks(run=f"/api/v1/runs/{answer.run_id}")
+    return RunAccepted(run_id=answer.run_id, status="accepted", links=link)
 
 
 class _Counted:
@@ -409,15 +457,64 @@ class DatagateClient:
         source: str | None = None,
         format: str | None = None,
         progress: Progress | None = None,
+        stage: Stage | None = None,
+        asynchronous: bool | None = None,
     ) -> UploadOut:
         """Upload a file, bytes or a polars DataFrame: the run id and the version, new
         (``created``) or identical to one already stored.
+
+        Files of ``ASYNC_FROM_BYTES`` and more (or any, with ``asynchronous=True``; none with
+        ``False``) are ingested asynchronously and followed to their outcome, ``stage`` told of
+        each stage; the gateway may also choose to (``DATAGATE_SYNC_MAX_BYTES``).
 
         Raises:
             DatagateError: rejected (422: ``report`` lists the failures) or refused.
         """
         with _upload_body(data, progress) as body:
-            return self._send(_Api.upload(dataset, source, format), **body)
+            answer = self._send(
+                _Api.upload(dataset, source, format),
+                headers=_prefer_async(data, asynchronous),
+                **body,
+            )
+        if isinstance(answer, UploadOut):
+            return answer
+        return self.outcome(answer.run_id, stage=stage)
+
+    def submit(
+        self,
+        data: Path | bytes | pl.DataFrame,
+        dataset: str,
+        *,
+        source: str | None = None,
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> RunAccepted:
+        """Hand an upload over for asynchronous ingest and return at once with its run (follow
+        it with ``outcome``)."""
+        with _upload_body(data, progress) as body:
+            answer = self._send(
+                _Api.upload(dataset, source, format), headers={"Prefer": "respond-async"}, **body
+            )
+        return _accepted(answer)
+
+    def outcome(self, run_id: str, *, stage: Stage | None = None) -> UploadOut:
+        """Wait for a run to finish: its version, or its refusal raised.
+
+        Raises:
+            DatagateError: the run was rejected (``report``) or failed.
+        """
+        seen: list[str] = []
+        while True:
+            run = self._send(_Api.run_after(run_id, FOLLOW_SECONDS))
+            if _finished(run, stage, seen):
+                break
+        if run.status == "accepted" and run.version is not None:
+            return UploadOut(
+                run_id=run.id,
+                created=run.created_version,
+                version=self.version(run.dataset, run.version),
+            )
+        raise _refusal(run)
 
     def datasets(self) -> list[DatasetOut]:
         """Every dataset the key may see, with its contract and latest version."""
@@ -465,9 +562,10 @@ class DatagateClient:
         with tempfile.TemporaryDirectory() as folder:
             return _read_parquet(self.download(dataset, version, Path(folder) / "data.parquet"))
 
-    def run(self, run_id: str) -> RunOut:
-        """An ingest run: status, stages, reports, version."""
-        return self._send(_Api.run(run_id))
+    def run(self, run_id: str, wait: float = 0) -> RunOut:
+        """An ingest run: status, stages, reports, version (waiting up to ``wait`` seconds,
+        at most 60, for a queued or running one to finish)."""
+        return self._send(_Api.run_after(run_id, wait))
 
     def contracts(self) -> ContractList:
         """The loaded contracts, and the contract files that failed to load."""
@@ -589,10 +687,50 @@ class AsyncDatagateClient:
         source: str | None = None,
         format: str | None = None,
         progress: Progress | None = None,
+        stage: Stage | None = None,
+        asynchronous: bool | None = None,
     ) -> UploadOut:
         """See ``DatagateClient.upload``."""
         with _upload_body(data, progress) as body:
-            return await self._send(_Api.upload(dataset, source, format), **body)
+            answer = await self._send(
+                _Api.upload(dataset, source, format),
+                headers=_prefer_async(data, asynchronous),
+                **body,
+            )
+        if isinstance(answer, UploadOut):
+            return answer
+        return await self.outcome(answer.run_id, stage=stage)
+
+    async def submit(
+        self,
+        data: Path | bytes | pl.DataFrame,
+        dataset: str,
+        *,
+        source: str | None = None,
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> RunAccepted:
+        """See ``DatagateClient.submit``."""
+        with _upload_body(data, progress) as body:
+            answer = await self._send(
+                _Api.upload(dataset, source, format), headers={"Prefer": "respond-async"}, **body
+            )
+        return _accepted(answer)
+
+    async def outcome(self, run_id: str, *, stage: Stage | None = None) -> UploadOut:
+        """See ``DatagateClient.outcome``."""
+        seen: list[str] = []
+        while True:
+            run = await self._send(_Api.run_after(run_id, FOLLOW_SECONDS))
+            if _finished(run, stage, seen):
+                break
+        if run.status == "accepted" and run.version is not None:
+            return UploadOut(
+                run_id=run.id,
+                created=run.created_version,
+                version=await self.version(run.dataset, run.version),
+            )
+        raise _refusal(run)
 
     async def datasets(self) -> list[DatasetOut]:
         """See ``DatagateClient.datasets``."""
@@ -642,9 +780,9 @@ class AsyncDatagateClient:
             path = await self.download(dataset, version, Path(folder) / "data.parquet")
             return _read_parquet(path)
 
-    async def run(self, run_id: str) -> RunOut:
+    async def run(self, run_id: str, wait: float = 0) -> RunOut:
         """See ``DatagateClient.run``."""
-        return await self._send(_Api.run(run_id))
+        return await self._send(_Api.run_after(run_id, wait))
 
     async def contracts(self) -> ContractList:
         """See ``DatagateClient.contracts``."""

@@ -77,6 +77,8 @@ class IngestRun(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     dataset: str = Field(index=True, max_length=200)
     status: str = Field(index=True, max_length=20)
+    # The stage running now (parse, validate…), or the last one reached.
+    stage: str | None = Field(default=None, max_length=40)
     uploader: str = Field(max_length=200)
     # The gateway process running the ingest; recovery fails the runs of dead processes.
     instance: str | None = Field(default=None, max_length=32)

@@ -116,3 +116,7 @@ class ObjectSnapshotStore:
 
     def get_bytes(self, key: str) -> bytes:
         return bytes(obstore.get(self.store, key).bytes())
+
+    def put_file(self, key: str, path: Path) -> None:
+        obstore.put(self.store, key, path, chunk_size=PART_BYTES, max_concurrency=4)
+        path.unlink(missing_ok=True)

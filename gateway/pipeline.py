@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import polars as pl
 from openlineage.client.event_v2 import RunEvent
 from openlineage.client.uuid import generate_new_uuid
+from sqlalchemy import update
+from sqlmodel import Session, col
 
 from gateway import metrics
 from gateway.contracts import Contract
@@ -139,19 +141,28 @@ def source_label(ref: DatasetRef) -> str:
     return f"{ref.namespace}:{ref.name}"
 
 
+def new_run_id() -> str:
+    """A run id: a UUIDv7, so ids sort by creation."""
+    return str(generate_new_uuid())
+
+
 def start_run(
     services: Services,
     contract: Contract,
     source: str | None,
     uploader: str,
     request_id: str | None = None,
+    *,
+    run_id: str | None = None,
+    queued: Callable[[Session], None] | None = None,
 ) -> IngestJob:
-    """Record a running ingest and its START event.
+    """Record a running ingest and its START event; with ``queued``, a queued one, and
+    ``queued`` enqueues its job in the same transaction.
 
     Raises:
         InvalidRequest: ``source`` is malformed.
     """
-    run_id = str(generate_new_uuid())
+    run_id = run_id or new_run_id()
     given = parse_source(source, services.settings.namespace, contract.dataset, run_id)
     if source:
         # Where the data came from is user text: it may name a person (an export's file name).
@@ -174,17 +185,19 @@ def start_run(
             IngestRun(
                 id=run_id,
                 dataset=contract.dataset,
-                status="running",
+                status="queued" if queued else "running",
                 uploader=uploader,
                 source=source_label(job.source) if source else None,
                 contract_name=contract.dataset,
                 contract_version=contract.version,
                 contract_fingerprint=contract.fingerprint,
                 started_at=now,
-                instance=services.instance.id,
+                instance=None if queued else services.instance.id,
             )
         )
         store_event(session, event)
+        if queued is not None:
+            queued(session)
     services.lineage.notify()
     return job
 
@@ -195,7 +208,7 @@ def scrub(services: Services, contract: Contract | None, text: str) -> str:
     return scrub_text(text, services.pii_engine, detection)
 
 
-def _shown_filename(services: Services, contract: Contract, name: str | None) -> str | None:
+def shown_filename(services: Services, contract: Contract, name: str | None) -> str | None:
     """The client's file name as recorded: PII replaced, or withheld if it cannot be checked."""
     if not name:
         return None
@@ -544,6 +557,16 @@ def fail_run(
     services.lineage.notify()
 
 
+def _record_stage(services: Services, run_id: str, stage: str) -> None:
+    """The stage a run is in, for whoever follows it (``GET /runs/{id}``)."""
+    with unit_of_work(services.engine) as session:
+        session.execute(
+            update(IngestRun)
+            .where(col(IngestRun.id) == run_id, col(IngestRun.status) == "running")
+            .values(stage=stage)
+        )
+
+
 def run_pipeline(
     services: Services,
     job: IngestJob,
@@ -552,8 +575,11 @@ def run_pipeline(
     spool: UploadSpool,
     requested_format: str | None,
     uploader: str,
+    *,
+    followed: bool = False,
 ) -> IngestOutcome:
-    """Pass the upload through every stage and record the outcome.
+    """Pass the upload through every stage and record the outcome (and, when the run is
+    ``followed`` — asynchronous — each stage as it starts).
 
     Raises:
         DatagateError: the upload was rejected or failed (already recorded on the run);
@@ -566,11 +592,13 @@ def run_pipeline(
         spool=spool,
         requested_format=requested_format,
         uploader=uploader,
-        filename=_shown_filename(services, contract, upload.filename),
+        filename=shown_filename(services, contract, upload.filename),
     )
     try:
         for name, stage in STAGES:
             checkpoint(services, name)
+            if followed:
+                _record_stage(services, job.run_id, name)
             started = time.perf_counter()
             try:
                 batch = stage(batch, services)

@@ -163,6 +163,7 @@ class Recovery:
         report.interrupted_runs = self._interrupt_runs(dead, known, now)
         if orphans:
             report.orphan_snapshots = self._remove_orphan_snapshots()
+            report.removed_files += self._remove_finished_uploads()
         if dead:
             with unit_of_work(services.engine) as session:
                 for row_id in dead:
@@ -204,14 +205,7 @@ class Recovery:
             ).first()
             if run is None or run.status != "running":
                 return False  # another replica got there first
-            contract = services.catalog.get(run.dataset)
-            job = IngestJob(
-                run_id=run.id,
-                namespace=services.settings.namespace,
-                dataset=run.dataset,
-                source=_source_ref(run.source, services.settings.namespace, run),
-                owner=contract.owner if contract else None,
-            )
+            job = job_for_run(services, run)
             run.status = "failed"
             run.error = {
                 "type": problem.type,
@@ -223,6 +217,29 @@ class Recovery:
             session.add(run)
             store_event(session, ingest_fail(job, run.finished_at, f"{problem.title}: {error}"))
         return True
+
+    def _remove_finished_uploads(self) -> list[str]:
+        """Staged uploads of runs that have their outcome (a worker died before removing
+        them). One whose run is not recorded yet is left: it may be committing right now."""
+        from gateway.jobs import STAGING_PREFIX, discard_staged
+
+        services = self.services
+        keys = services.snapshots.keys(f"{STAGING_PREFIX}/")
+        run_ids = sorted({key.split("/")[1] for key in keys if key.count("/") >= 2})
+        if not run_ids:
+            return []
+        with Session(services.engine) as session:
+            finished = list(
+                session.exec(
+                    select(IngestRun.id).where(
+                        col(IngestRun.id).in_(run_ids),
+                        col(IngestRun.status).not_in(("queued", "running")),
+                    )
+                ).all()
+            )
+        for run_id in finished:
+            discard_staged(services, run_id)
+        return [key for key in keys if key.split("/")[1] in finished]
 
     def _remove_orphan_snapshots(self) -> list[str]:
         services = self.services
@@ -251,11 +268,23 @@ class Recovery:
         return removed
 
 
-def _source_ref(label: str | None, namespace: str, run: IngestRun) -> DatasetRef:
-    if not label:
-        return DatasetRef(namespace=f"{namespace}.uploads", name=f"{run.dataset}/{run.id}")
-    head, sep, name = label.rpartition(":") if "://" in label else label.partition(":")
-    return DatasetRef(namespace=head, name=name) if sep else DatasetRef(namespace, label)
+def job_for_run(services: Services, run: IngestRun) -> IngestJob:
+    """The lineage job of a recorded run (a queued one a worker takes, one recovery ends)."""
+    contract = services.catalog.get(run.dataset)
+    namespace = services.settings.namespace
+    if run.source:
+        label = run.source
+        head, sep, name = label.rpartition(":") if "://" in label else label.partition(":")
+        source = DatasetRef(namespace=head, name=name) if sep else DatasetRef(namespace, label)
+    else:
+        source = DatasetRef(namespace=f"{namespace}.uploads", name=f"{run.dataset}/{run.id}")
+    return IngestJob(
+        run_id=run.id,
+        namespace=namespace,
+        dataset=run.dataset,
+        source=source,
+        owner=contract.owner if contract else None,
+    )
 
 
 def _log(report: RecoveryReport) -> None:

@@ -120,7 +120,10 @@ class RunOut(_Out):
 
     id: str
     dataset: str
-    status: str
+    status: str = Field(description="queued, running, accepted, rejected or failed.")
+    stage: str | None = Field(
+        description="Asynchronous runs: the stage running now, or the last one reached."
+    )
     uploader: str
     source: str | None
     filename: str | None
@@ -262,6 +265,20 @@ class Liveness(_Out):
     status: str
 
 
+class RunAcceptedLinks(_Out):
+    """Where to follow a queued run."""
+
+    run: str
+
+
+class RunAccepted(_Out):
+    """An upload taken for asynchronous ingest (202): follow the run to its outcome."""
+
+    run_id: str
+    status: str = Field(description='"queued".')
+    links: RunAcceptedLinks
+
+
 class UploadOut(_Out):
     """An upload's outcome: its run, and the version stored (created) or matched (not)."""
 
@@ -299,7 +316,7 @@ class Readiness(_Out):
 
     status: str = Field(description='"ready" or "not ready" (answered with 503).')
     checks: dict[str, ReadinessCheck] = Field(
-        description="database, storage, contracts, pii and lineage."
+        description="database, storage, contracts, pii, lineage and queue."
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from gateway.audit_log import AuditTrail
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
+from gateway.jobs import JobQueue, LocalQueue, build_queue, resume_local_jobs
 from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
 from gateway.recovery import Heartbeat, Instance, Recovery, deregister_instance, register_instance
@@ -41,6 +42,7 @@ class Services:
     instance: Instance
     audit: AuditTrail
     heartbeat: Heartbeat | None = field(default=None)
+    queue: JobQueue | None = field(default=None)
 
     @property
     def work_dir(self) -> Path:
@@ -49,6 +51,8 @@ class Services:
 
     def close(self) -> None:
         """Finish queued lineage deliveries, stop PII workers, release database connections."""
+        if self.queue is not None:
+            self.queue.close()
         if self.heartbeat is not None:
             self.heartbeat.close()
         try:
@@ -117,6 +121,11 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     )
     Recovery(services).run(orphans=True)
     services.heartbeat = Heartbeat(services)
+    services.queue = build_queue(services)
+    if isinstance(services.queue, LocalQueue):
+        resumed = resume_local_jobs(services, services.queue)
+        if resumed:
+            log.info("resumed %d queued ingest(s)", resumed)
     return services
 
 

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     )
     lineage_retry_seconds: float = Field(2.0, gt=0, description="First delivery retry delay.")
     lineage_retry_max_seconds: float = Field(300.0, gt=0, description="Longest retry delay.")
+    sync_max_bytes: int = Field(
+        256 * 1024**2,
+        gt=0,
+        description="Uploads larger than this are always ingested asynchronously (202).",
+    )
+    local_ingest_workers: int = Field(
+        2, ge=1, le=64, description="SQLite: threads running asynchronous ingests in-process."
+    )
     heartbeat_seconds: float = Field(
         10.0, gt=0, description="How often a process says it is alive; 6 missed beats = dead."
     )

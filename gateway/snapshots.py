@@ -76,6 +76,11 @@ class SnapshotStore(Protocol):
         """Write a small object under ``key``, replacing it atomically (audit checkpoints)."""
         ...
 
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the local file ``path`` under ``key``, visible only once complete; the file is
+        consumed (moved in, or uploaded and removed)."""
+        ...
+
     def get_bytes(self, key: str) -> bytes:
         """A small object's bytes.
 
@@ -180,8 +185,17 @@ class LocalSnapshotStore:
             staged.path.unlink()
 
     def delete(self, key: str) -> None:
+        target = self.root / key
         with contextlib.suppress(FileNotFoundError):
-            (self.root / key).unlink()
+            target.unlink()
+        # Folders left empty go too (a staged upload's), up to the store's root.
+        for folder in target.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone)
+                break
 
     def local_path(self, key: str) -> Path:
         return self.root / key
@@ -227,6 +241,18 @@ class LocalSnapshotStore:
 
     def get_bytes(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            shutil.move(path, partial)  # a rename on the same file system
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
 
 
 def _local(url: str, owner: str, work: Path) -> SnapshotStore:

@@ -30,6 +30,7 @@ SERVICES = {
     "marquez-web",
     "migrate",
     "gateway",
+    "worker",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$")
 # A value for every variable the compose file takes, URL-unsafe characters included.
@@ -81,6 +82,11 @@ def test_start_order_follows_health_and_completion() -> None:
             # Marquez only receives lineage, which the outbox holds while it is away.
             "marquez": "service_started",
         },
+        "worker": {
+            "migrate": "service_completed_successfully",
+            "minio-init": "service_completed_successfully",
+            "marquez": "service_started",
+        },
         "migrate": {"postgres": "service_healthy"},
         "minio-init": {"minio": "service_healthy"},
         "marquez": {"marquez-db": "service_healthy"},
@@ -94,6 +100,12 @@ def test_start_order_follows_health_and_completion() -> None:
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in services[dep], f"{name} waits on {dep}'s health"
     assert services["migrate"]["command"] == ["datagate", "db", "upgrade"]
+    # Workers take the gateway's queued ingests: the same settings, no port, no fixed name.
+    worker = services["worker"]
+    assert worker["command"][:2] == ["datagate", "worker"]
+    assert worker["environment"] == services["gateway"]["environment"]
+    assert "ports" not in worker
+    assert "container_name" not in worker  # --scale worker=N needs unnamed containers
 
 
 def test_hosts_ports_and_bucket_agree_across_services() -> None:

@@ -94,5 +94,11 @@ def test_migrations_match_the_models(engine: object) -> None:
 
     import gateway.models  # noqa: F401  (registers the tables)
 
+    def ours(name: str | None, kind: str, parent: object) -> bool:
+        # procrastinate's queue tables (PostgreSQL) are its own schema, created by migration
+        # 0008 from the SQL it ships.
+        return not (kind == "table" and (name or "").startswith("procrastinate_"))
+
     with engine.connect() as connection:  # type: ignore[attr-defined]
-        assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []
+        context = MigrationContext.configure(connection, opts={"include_name": ours})
+        assert compare_metadata(context, SQLModel.metadata) == []

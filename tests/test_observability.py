@@ -94,7 +94,8 @@ def test_readiness_reports_every_check_with_status_and_detail(client: TestClient
     ready = client.get("/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "storage", "contracts", "pii", "lineage"}
+    assert set(checks) == {"database", "storage", "contracts", "pii", "lineage", "queue"}
+    assert checks["queue"]["queued"] == 0
     for name, check in checks.items():
         assert check["status"] in ("ok", "degraded"), name
         assert check["detail"], name

@@ -22,10 +22,19 @@ from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
 from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
+from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
 from gateway.pipeline import fail_run, parse_source, run_pipeline, start_run
 from gateway.problems import PROBLEM_MEDIA_TYPE
-from gateway.schemas import DatasetList, DatasetOut, UploadOut, VersionList, VersionOut
+from gateway.schemas import (
+    DatasetList,
+    DatasetOut,
+    RunAccepted,
+    RunAcceptedLinks,
+    UploadOut,
+    VersionList,
+    VersionOut,
+)
 from gateway.services import Services
 from gateway.store import (
     dataset_by_name,
@@ -34,13 +43,20 @@ from gateway.store import (
     version_count,
     versions_of,
 )
-from gateway.uploads import UploadSpool, receive_upload
+from gateway.uploads import ReceivedUpload, UploadSpool, receive_upload
 from lineage import IngestJob
 
 router = APIRouter(tags=["datasets"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_MEDIA_TYPE: {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": (
+            "Taken for asynchronous ingest (asked with 'Prefer: respond-async', or larger than "
+            "DATAGATE_SYNC_MAX_BYTES): follow Location, the run, to its outcome."
+        ),
+        "model": RunAccepted,
+    },
     200: {
         "description": "Identical content is already stored; that version is returned.",
         "model": UploadOut,
@@ -152,6 +168,42 @@ async def _start(
     return job
 
 
+def _respond_async(request: Request) -> bool:
+    """Whether the client asked ``Prefer: respond-async`` (RFC 7240)."""
+    prefer = ",".join(request.headers.getlist("prefer"))
+    return any(
+        token.split(";")[0].strip().lower() == "respond-async" for token in prefer.split(",")
+    )
+
+
+async def _queue(
+    request: Request,
+    services: Services,
+    contract: Contract,
+    source: str | None,
+    uploader: str,
+    received: ReceivedUpload,
+    format: str | None,
+) -> JSONResponse:
+    job = await run_in_threadpool(
+        start_queued_run,
+        services,
+        contract,
+        source,
+        uploader,
+        request.state.request_id,
+        received,
+        format,
+    )
+    request.state.run_id = job.run_id
+    location = f"/api/v1/runs/{job.run_id}"
+    headers = {"Location": location, "Retry-After": "1"}
+    if _respond_async(request):
+        headers["Preference-Applied"] = "respond-async"
+    answer = RunAccepted(run_id=job.run_id, status="queued", links=RunAcceptedLinks(run=location))
+    return JSONResponse(answer.model_dump(mode="json"), status_code=202, headers=headers)
+
+
 @router.post(
     "/datasets/{dataset}/uploads",
     status_code=201,
@@ -181,7 +233,8 @@ async def upload(
     format: str | None = Query(None, description="csv, parquet, ndjson, json or arrow"),
     source: str | None = Query(None, description="Where the data came from: '<namespace>:<name>'"),
 ) -> JSONResponse:
-    """Upload a file: validated, redacted and stored as a new version (201) or matched (200)."""
+    """Upload a file: validated, redacted and stored as a new version (201) or matched (200);
+    or, asynchronously (202), queued for a worker."""
     require(principal, ("producer",), dataset)
     contract = services.catalog.require(dataset)
     parse_source(source, services.settings.namespace, dataset, "-")  # refuse before the body
@@ -206,6 +259,8 @@ async def upload(
             await run_in_threadpool(fail_run, services, job, error)
             raise
         # The run starts only now that the whole body has arrived from an authorised caller.
+        if _respond_async(request) or received.size > services.settings.sync_max_bytes:
+            return await _queue(request, services, contract, source, uploader, received, format)
         job = await _start(request, services, contract, source, uploader)
         outcome = await run_in_threadpool(
             run_pipeline, services, job, contract, received, spool, format, uploader

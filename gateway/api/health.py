@@ -8,10 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, text
+from sqlmodel import Session, select
 
 from gateway.api.dependencies import ServicesDep
 from gateway.db import pending_migrations
+from gateway.models import IngestRun, as_utc, utcnow
 from gateway.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
@@ -78,6 +80,27 @@ def _check_lineage(services: Any) -> dict[str, Any]:
     return {"status": "ok", "detail": detail, "transport": services.transport, **backlog}
 
 
+def _check_queue(services: Any) -> dict[str, Any]:
+    # Uploads waiting for a worker: reported, never a reason to stop taking them.
+    try:
+        with Session(services.engine) as session:
+            waiting, oldest = session.exec(
+                select(func.count(), func.min(IngestRun.started_at)).where(
+                    IngestRun.status == "queued"
+                )
+            ).one()
+    except Exception as exc:
+        return {"status": "fail", "detail": f"queue unreadable ({type(exc).__name__})"}
+    age = None if oldest is None else round((utcnow() - as_utc(oldest)).total_seconds(), 3)
+    where = "this process" if services.engine.dialect.name == "sqlite" else "datagate worker"
+    return {
+        "status": "ok",
+        "detail": f"{waiting} upload(s) waiting for {where}",
+        "queued": int(waiting),
+        "oldest_queued_seconds": age,
+    }
+
+
 def _check_pii(services: Any) -> dict[str, Any]:
     # Pattern-only still redacts structured PII but finds no names: ready, and said loudly (the
     # reason, which may name a path, is in the start-up log).
@@ -104,6 +127,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         "contracts": _check_contracts(services),
         "pii": _check_pii(services),
         "lineage": _check_lineage(services),
+        "queue": _check_queue(services),
     }
     ready = all(check["status"] in ("ok", "degraded") for check in checks.values())
     answer = Readiness.model_validate(

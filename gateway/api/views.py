@@ -71,6 +71,7 @@ def run_view(run: IngestRun) -> dict[str, Any]:
         "id": run.id,
         "dataset": run.dataset,
         "status": run.status,
+        "stage": run.stage,
         "uploader": run.uploader,
         "source": run.source,
         "filename": run.filename,

@@ -1,0 +1,268 @@
+"""Asynchronous ingests: one code path for the work, two ways to schedule it.
+
+An upload answered with 202 is staged whole in the snapshot store (``_uploads/<run>/``: the
+bytes as sent and an order naming how to read them), then one transaction records the queued
+run, its START event and the job. A worker later runs the same pipeline as a synchronous upload
+and deletes the staged files, whatever the outcome.
+
+- PostgreSQL: the queue is procrastinate's, in the metadata database; the job is inserted by
+  ``procrastinate_defer_jobs_v1`` inside the run's transaction, so there is never a run without
+  a job or a job without a run. ``datagate worker`` processes, on any machine that reaches the
+  database and the snapshot store, take the jobs.
+- SQLite (the embedded default): the gateway runs jobs in its own thread pool, submitted when
+  the run's transaction commits; at start it resubmits runs still queued from before a stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import event, text
+from sqlmodel import Session, select
+
+from gateway.db import unit_of_work
+from gateway.errors import DatagateError, StageFailed
+from gateway.models import IngestRun
+from gateway.recovery import job_for_run
+from gateway.uploads import ReceivedUpload, UploadSpool
+
+if TYPE_CHECKING:
+    from gateway.contracts import Contract
+    from gateway.services import Services
+    from lineage import IngestJob
+
+log = logging.getLogger(__name__)
+
+QUEUE = "ingest"
+INGEST_TASK = "datagate.ingest"
+STAGING_PREFIX = "_uploads"  # dataset names start with a letter: never a dataset's folder
+
+
+def upload_key(run_id: str) -> str:
+    """Where a queued run's upload waits, as sent."""
+    return f"{STAGING_PREFIX}/{run_id}/upload"
+
+
+def order_key(run_id: str) -> str:
+    """Where a queued run's order waits."""
+    return f"{STAGING_PREFIX}/{run_id}/order.json"
+
+
+@dataclass(frozen=True)
+class IngestOrder:
+    """How to read a staged upload: what the client said of it (the file name with its PII
+    already replaced) and the format it asked for."""
+
+    run_id: str
+    size: int
+    filename: str | None
+    content_type: str | None
+    requested_format: str | None
+    uploader: str
+    request_id: str | None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> IngestOrder:
+        return cls(**json.loads(data))
+
+
+class JobQueue(Protocol):
+    """Where ingest jobs wait for a worker."""
+
+    def enqueue(self, session: Session, run_id: str) -> None:
+        """Enqueue the run's job as part of ``session``'s transaction."""
+        ...
+
+    def close(self) -> None:
+        """Stop taking jobs; wait for the running ones."""
+        ...
+
+
+class ProcrastinateQueue:
+    """The job goes into procrastinate's table in the same PostgreSQL transaction."""
+
+    def enqueue(self, session: Session, run_id: str) -> None:
+        session.execute(
+            text(
+                "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, NULL, NULL, "
+                "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+            ),
+            {"queue": QUEUE, "task": INGEST_TASK, "args": json.dumps({"run_id": run_id})},
+        )
+
+    def close(self) -> None:
+        return None
+
+
+class LocalQueue:
+    """The embedded default: jobs run in this process's threads, submitted on commit."""
+
+    def __init__(self, workers: int, run: Callable[[str], None]) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        self._run = run
+
+    def enqueue(self, session: Session, run_id: str) -> None:
+        event.listen(session, "after_commit", lambda _: self.submit(run_id), once=True)
+
+    def submit(self, run_id: str) -> None:
+        """Run the job in the pool."""
+        self._pool.submit(self._run, run_id)
+
+    def close(self) -> None:
+        # Jobs not started stay queued runs; the next start resubmits them.
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def build_queue(services: Services) -> JobQueue:
+    """procrastinate on PostgreSQL; this process's threads on SQLite."""
+    if services.engine.dialect.name == "postgresql":
+        return ProcrastinateQueue()
+    return LocalQueue(services.settings.local_ingest_workers, lambda run: run_ingest(services, run))
+
+
+def resume_local_jobs(services: Services, queue: LocalQueue) -> int:
+    """Resubmit the runs a previous process queued but never started (SQLite only)."""
+    with Session(services.engine) as session:
+        queued = session.exec(select(IngestRun.id).where(IngestRun.status == "queued")).all()
+    for run_id in queued:
+        queue.submit(run_id)
+    return len(queued)
+
+
+def stage_upload(services: Services, order: IngestOrder, upload: Path) -> None:
+    """Put the upload and its order where any worker can read them."""
+    services.snapshots.put_file(upload_key(order.run_id), upload)
+    services.snapshots.put_bytes(order_key(order.run_id), order.to_json())
+
+
+def discard_staged(services: Services, run_id: str) -> None:
+    """Remove a run's staged upload and order."""
+    for key in (upload_key(run_id), order_key(run_id)):
+        try:
+            services.snapshots.delete(key)
+        except Exception as exc:  # recovery sweeps what is left of finished runs
+            log.warning("could not remove %s: %s", key, type(exc).__name__)
+
+
+def start_queued_run(
+    services: Services,
+    contract: Contract,
+    source: str | None,
+    uploader: str,
+    request_id: str | None,
+    received: ReceivedUpload,
+    requested_format: str | None,
+) -> IngestJob:
+    """Stage the upload, then record the queued run, its START event and its job at once.
+
+    Raises:
+        InvalidRequest: ``source`` is malformed.
+    """
+    from gateway.pipeline import new_run_id, shown_filename, start_run
+
+    assert services.queue is not None, "services without a job queue"
+    queue = services.queue
+    run_id = new_run_id()
+    order = IngestOrder(
+        run_id=run_id,
+        size=received.size,
+        filename=shown_filename(services, contract, received.filename),
+        content_type=received.content_type,
+        requested_format=requested_format,
+        uploader=uploader,
+        request_id=request_id,
+    )
+    stage_upload(services, order, received.path)
+    try:
+        return start_run(
+            services,
+            contract,
+            source,
+            uploader,
+            request_id,
+            run_id=run_id,
+            queued=lambda session: queue.enqueue(session, run_id),
+        )
+    except BaseException:
+        discard_staged(services, run_id)
+        raise
+
+
+def run_ingest(services: Services, run_id: str) -> None:
+    """The job: take the queued run, run the pipeline on its staged upload, clean up.
+
+    A run that is no longer queued (already taken, or failed by recovery) is left alone, so a
+    job delivered twice ingests once. Refusals and failures are recorded on the run, as for a
+    synchronous upload; the job itself succeeds.
+    """
+    from gateway.pipeline import fail_run, run_pipeline
+
+    with unit_of_work(services.engine) as session:
+        run = session.exec(
+            select(IngestRun).where(IngestRun.id == run_id).with_for_update()
+        ).first()
+        if run is None or run.status != "queued":
+            log.info("run %s is not queued (%s); nothing to do", run_id, run and run.status)
+            return
+        run.status = "running"
+        run.instance = services.instance.id
+        session.add(run)
+    job = job_for_run(services, run)
+    spool = UploadSpool(services.work_dir)
+    try:
+        try:
+            order = IngestOrder.from_json(services.snapshots.get_bytes(order_key(run_id)))
+            contract = services.catalog.require(run.dataset)
+            received = ReceivedUpload(
+                path=services.snapshots.local_path(upload_key(run_id)),
+                size=order.size,
+                filename=order.filename,
+                content_type=order.content_type,
+            )
+        except DatagateError as error:  # the contract is gone or broken since the upload
+            fail_run(services, job, error)
+            return
+        except Exception as exc:  # the staged upload cannot be read
+            log.error("run %s: staged upload unreadable: %s", run_id, type(exc).__name__)
+            fail_run(services, job, StageFailed("queue", exc))
+            return
+        with contextlib.suppress(DatagateError):  # recorded on the run, like any refusal
+            run_pipeline(
+                services,
+                job,
+                contract,
+                received,
+                spool,
+                order.requested_format,
+                run.uploader,
+                followed=True,
+            )
+    finally:
+        spool.close()
+        discard_staged(services, run_id)
+
+
+def procrastinate_app(services: Services) -> Any:
+    """A procrastinate app whose ``datagate.ingest`` task runs ``run_ingest`` (workers)."""
+    import procrastinate
+
+    url = services.engine.url.set(drivername="postgresql")
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=url.render_as_string(hide_password=False))
+    )
+
+    @app.task(name=INGEST_TASK, queue=QUEUE, pass_context=False)
+    def ingest(run_id: str) -> None:
+        run_ingest(services, run_id)
+
+    return app

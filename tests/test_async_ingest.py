@@ -1,0 +1,284 @@
+"""Asynchronous uploads: ``Prefer: respond-async`` (or a body over ``DATAGATE_SYNC_MAX_BYTES``)
+is answered 202 with the run to follow; the same pipeline then runs in a worker — this process's
+threads on SQLite, ``datagate worker`` processes on the PostgreSQL queue (procrastinate)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlmodel import Session
+
+from gateway.app import create_app
+from gateway.client import DatagateClient, DatagateError
+from gateway.jobs import STAGING_PREFIX, run_ingest, start_queued_run
+from gateway.models import IngestRun
+from gateway.pipeline import start_run
+from gateway.services import Services
+from gateway.settings import Settings
+from gateway.uploads import ReceivedUpload
+from privacy import PiiEngine
+from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
+from tests.serve import ServeProcess
+
+ASYNC = {"Content-Type": "text/csv", "Prefer": "respond-async"}
+DATAGATE = str(Path(sys.executable).parent / "datagate")
+
+
+def _services(client: TestClient) -> Services:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    return services
+
+
+def _staged(services: Services) -> list[str]:
+    return services.snapshots.keys(f"{STAGING_PREFIX}/")
+
+
+def _work(client: TestClient, run_id: str) -> None:
+    """On PostgreSQL nobody in this process takes jobs: do what a worker would."""
+    services = _services(client)
+    if services.engine.dialect.name == "postgresql":
+        run_ingest(services, run_id)
+
+
+def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    body = csv_bytes(customers_frame)
+    queued = client.post("/api/v1/datasets/customers/uploads", content=body, headers=ASYNC)
+    assert queued.status_code == 202, queued.text
+    run_id = queued.json()["run_id"]
+    assert queued.json() == {
+        "run_id": run_id,
+        "status": "queued",
+        "links": {"run": f"/api/v1/runs/{run_id}"},
+    }
+    assert queued.headers["location"] == f"/api/v1/runs/{run_id}"
+    assert queued.headers["retry-after"] == "1"
+    assert queued.headers["preference-applied"] == "respond-async"
+    _work(client, run_id)
+    run = client.get(queued.headers["location"], params={"wait": 30}).json()
+    assert run["status"] == "accepted", run
+    assert run["version"] == 1
+    assert run["created_version"] is True
+    assert run["stage"] == "record"
+    assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
+    assert _staged(_services(client)) == []  # the raw upload is gone once ingested
+    # The same data, synchronously: matched to the version the queued run stored.
+    again = client.post(
+        "/api/v1/datasets/customers/uploads", content=body, headers={"Content-Type": "text/csv"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["version"]["version"] == 1
+
+
+def test_a_rejected_asynchronous_upload_has_its_report_on_the_run(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    bad = customers_frame.with_columns(pl.lit("ZZ").alias("country"))
+    queued = client.post(
+        "/api/v1/datasets/customers/uploads", content=csv_bytes(bad), headers=ASYNC
+    )
+    assert queued.status_code == 202, queued.text
+    _work(client, queued.json()["run_id"])
+    run = client.get(queued.headers["location"], params={"wait": 30}).json()
+    assert run["status"] == "rejected"
+    assert run["error"]["type"].endswith("/contract-violation")
+    (failure,) = run["validation_report"]["failures"]
+    assert failure["column"] == "country"
+    assert run["version"] is None
+    assert _staged(_services(client)) == []
+
+
+def test_bodies_over_the_synchronous_limit_always_go_asynchronously(
+    settings: Settings, pii_engine: PiiEngine, customers_frame: pl.DataFrame
+) -> None:
+    small = settings.model_copy(update={"sync_max_bytes": 1_000})
+    with admin_client(create_app(small, pii_engine=pii_engine)) as client:
+        answer = client.post(
+            "/api/v1/datasets/customers/uploads",
+            content=csv_bytes(customers_frame),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 202, answer.text
+        assert "preference-applied" not in answer.headers  # nobody asked; the size decided
+        _work(client, answer.json()["run_id"])
+        assert client.get(answer.headers["location"], params={"wait": 30}).json()["version"] == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL: the live test
+def test_the_python_client_follows_a_queued_run_to_its_version_or_its_refusal(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    datagate = DatagateClient("http://testserver", http=client)  # type: ignore[arg-type]
+    stages: list[str] = []
+    stored = datagate.upload(
+        csv_bytes(customers_frame), "customers", asynchronous=True, stage=stages.append
+    )
+    assert stored.created
+    assert stored.version.version == 1
+    assert stages  # told of the run's progress (at least its final stage)
+    bad = customers_frame.with_columns(pl.lit(-1).alias("orders_count"))
+    with pytest.raises(DatagateError) as refused:
+        datagate.upload(csv_bytes(bad), "customers", asynchronous=True)
+    assert refused.value.status == 422
+    assert refused.value.report is not None
+    assert refused.value.report["failures"][0]["column"] == "orders_count"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
+    client: TestClient,
+) -> None:
+    services = _services(client)
+    contract = services.catalog.require("customers")
+    assert services.queue is not None
+    queue = services.queue
+
+    def enqueue_then_fail(session: Session) -> None:
+        queue.enqueue(session, "00000000-0000-7000-8000-000000000001")
+        raise RuntimeError("the transaction fails after the job was enqueued")
+
+    with pytest.raises(RuntimeError):
+        start_run(
+            services,
+            contract,
+            None,
+            "tester",
+            run_id="00000000-0000-7000-8000-000000000001",
+            queued=enqueue_then_fail,
+        )
+    with Session(services.engine) as session:
+        assert session.get(IngestRun, "00000000-0000-7000-8000-000000000001") is None
+        assert session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
+    queued = client.post(
+        "/api/v1/datasets/customers/uploads", content=b"customer_id\n1\n", headers=ASYNC
+    )
+    assert queued.status_code == 202
+    queue_check = client.get("/readyz").json()["checks"]["queue"]
+    assert queue_check["queued"] == 1  # nobody takes jobs in this test
+    assert queue_check["oldest_queued_seconds"] >= 0
+    with Session(services.engine) as session:
+        jobs = session.execute(
+            text("SELECT task_name, queue_name, args, status FROM procrastinate_jobs")
+        ).all()
+        run = session.get(IngestRun, queued.json()["run_id"])
+    assert [(j.task_name, j.queue_name, j.args, j.status) for j in jobs] == [
+        ("datagate.ingest", "ingest", {"run_id": queued.json()["run_id"]}, "todo")
+    ]
+    assert run is not None
+    assert run.status == "queued"
+
+
+def _cli(*args: str, server: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    environment.update(DATAGATE_URL=server, DATAGATE_API_KEY=TEST_ADMIN_KEY, **env)
+    return subprocess.run(
+        [DATAGATE, *args], env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_workers_on_postgresql_take_the_queued_ingests(
+    tmp_path: Path, database_url: str, customers_frame: pl.DataFrame
+) -> None:
+    """`datagate serve` only queues (every body is over its synchronous limit here); a
+    `datagate worker` with a home of its own takes the jobs; the CLI follows them."""
+    server = ServeProcess(
+        tmp_path / "api",
+        database_url,
+        tmp_path / "api.log",
+        env={"DATAGATE_SYNC_MAX_BYTES": "1000"},
+    ).wait_ready()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    env.update(
+        DATAGATE_HOME=str(tmp_path / "worker"),
+        DATAGATE_DATABASE_URL=database_url,
+        DATAGATE_CONTRACTS_DIR=str(CONTRACTS),
+        DATAGATE_PII_KEY=TEST_PII_KEY,
+        DATAGATE_ADMIN_KEY=TEST_ADMIN_KEY,
+        # The snapshot store both reach (a local folder here, S3 in production).
+        DATAGATE_STORAGE_URL=str(tmp_path / "api" / "snapshots"),
+    )
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            [DATAGATE, "worker", "--concurrency", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            data = tmp_path / "customers.csv"
+            data.write_bytes(csv_bytes(customers_frame))
+            queued = _cli("upload", str(data), "-d", "customers", "--no-wait", server=server.base)
+            assert queued.returncode == 0, queued.stderr
+            status, _, run_id = queued.stdout.strip().partition(": run ")
+            assert status == "queued"
+            shown = _cli("runs", "show", run_id, "--wait", "60", "--json", server=server.base)
+            assert shown.returncode == 0, shown.stderr
+            run: dict[str, Any] = json.loads(shown.stdout)
+            worker_log = (tmp_path / "worker.log").read_text()
+            assert run["status"] == "accepted", (run, worker_log)
+            assert run["version"] == 1
+            # `datagate upload` follows an ingest the gateway queued to its outcome.
+            bad = tmp_path / "bad.csv"
+            bad.write_bytes(csv_bytes(customers_frame.with_columns(pl.lit("ZZ").alias("country"))))
+            rejected = _cli("upload", str(bad), "-d", "customers", server=server.base)
+            assert rejected.returncode == 1, rejected.stderr
+            assert "422 Contract violation" in rejected.stderr
+            assert rejected.stdout.splitlines()[1].startswith("country\t")
+            again = _cli("upload", str(data), "-d", "customers", server=server.base)
+            assert again.returncode == 0, again.stderr
+            assert again.stdout.startswith("matched"), again.stdout
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+            server.stop()
+
+
+class _Nobody:
+    """A queue no worker reads: the run stays queued, as when a gateway stops first."""
+
+    def enqueue(self, session: Session, run_id: str) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_embedded_gateway_resumes_queued_ingests_when_it_starts_again(
+    settings: Settings, pii_engine: PiiEngine, customers_frame: pl.DataFrame, tmp_path: Path
+) -> None:
+    body = tmp_path / "customers.csv"
+    body.write_bytes(csv_bytes(customers_frame))
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        services = _services(client)
+        services.queue = _Nobody()
+        job = start_queued_run(
+            services,
+            services.catalog.require("customers"),
+            None,
+            "tester",
+            None,
+            ReceivedUpload(body, body.stat().st_size, "customers.csv", "text/csv"),
+            None,
+        )
+        assert client.get(f"/api/v1/runs/{job.run_id}").json()["status"] == "queued"
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        run = client.get(f"/api/v1/runs/{job.run_id}", params={"wait": 30}).json()
+        assert run["status"] == "accepted", run
+        assert run["version"] == 1
+        assert _staged(_services(client)) == []
