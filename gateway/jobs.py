@@ -1,7 +1,8 @@
 """Asynchronous ingests: one code path for the work, two ways to schedule it.
 
 An upload answered with 202 is staged whole in the snapshot store (``_uploads/<run>/``: the
-bytes as sent and an order naming how to read them), then one transaction records the queued
+bytes as sent, sealed under a key derived for the run (``gateway.sealed``), and an order naming
+how to read them), then one transaction records the queued
 run, its START event and the job. A worker later runs the same pipeline as a synchronous upload
 and deletes the staged files, whatever the outcome.
 
@@ -31,6 +32,7 @@ from gateway.db import unit_of_work
 from gateway.errors import DatagateError, StageFailed
 from gateway.models import IngestRun
 from gateway.recovery import job_for_run
+from gateway.sealed import run_key, seal, unseal
 from gateway.uploads import ReceivedUpload, UploadSpool
 
 if TYPE_CHECKING:
@@ -42,7 +44,8 @@ log = logging.getLogger(__name__)
 
 QUEUE = "ingest"
 INGEST_TASK = "datagate.ingest"
-STAGING_PREFIX = "_uploads"  # dataset names start with a letter: never a dataset's folder
+STAGING_PREFIX = "_uploads"
+MAX_ATTEMPTS = 3  # dataset names start with a letter: never a dataset's folder
 
 
 def upload_key(run_id: str) -> str:
@@ -67,6 +70,7 @@ class IngestOrder:
     requested_format: str | None
     uploader: str
     request_id: str | None
+    attempts: int = 1  # a worker that dies mid-ingest gets its run queued again (recovery)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -140,8 +144,13 @@ def resume_local_jobs(services: Services, queue: LocalQueue) -> int:
 
 
 def stage_upload(services: Services, order: IngestOrder, upload: Path) -> None:
-    """Put the upload and its order where any worker can read them."""
-    services.snapshots.put_file(upload_key(order.run_id), upload)
+    """Put the upload, sealed, and its order where any worker can read them."""
+    sealed = upload.with_name(f"{upload.name}.sealed")
+    try:
+        seal(upload, sealed, run_key(services.redaction_key, order.run_id))
+        services.snapshots.put_file(upload_key(order.run_id), sealed)
+    finally:
+        sealed.unlink(missing_ok=True)
     services.snapshots.put_bytes(order_key(order.run_id), order.to_json())
 
 
@@ -223,8 +232,15 @@ def run_ingest(services: Services, run_id: str) -> None:
         try:
             order = IngestOrder.from_json(services.snapshots.get_bytes(order_key(run_id)))
             contract = services.catalog.require(run.dataset)
+            opened, handle = spool.new_file()
+            handle.close()
+            unseal(
+                services.snapshots.local_path(upload_key(run_id)),
+                opened,
+                run_key(services.redaction_key, run_id),
+            )
             received = ReceivedUpload(
-                path=services.snapshots.local_path(upload_key(run_id)),
+                path=opened,
                 size=order.size,
                 filename=order.filename,
                 content_type=order.content_type,

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -118,6 +118,7 @@ class RecoveryReport:
 
     dead_instances: list[str] = field(default_factory=list)
     interrupted_runs: list[str] = field(default_factory=list)
+    requeued_runs: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     orphan_snapshots: list[str] = field(default_factory=list)
 
@@ -125,6 +126,7 @@ class RecoveryReport:
         return bool(
             self.dead_instances
             or self.interrupted_runs
+            or self.requeued_runs
             or self.removed_files
             or self.orphan_snapshots
         )
@@ -160,7 +162,9 @@ class Recovery:
 
         report.removed_files += services.snapshots.sweep_staging(owner_dead)
         report.removed_files += sweep_owned_folders(services.settings.tmp_dir, owner_dead)
-        report.interrupted_runs = self._interrupt_runs(dead, known, now)
+        outcomes = self._interrupt_runs(dead, known, now)
+        report.interrupted_runs = [run for run, outcome in outcomes if outcome == "failed"]
+        report.requeued_runs = [run for run, outcome in outcomes if outcome == "queued"]
         if orphans:
             report.orphan_snapshots = self._remove_orphan_snapshots()
             report.removed_files += self._remove_finished_uploads()
@@ -173,7 +177,9 @@ class Recovery:
         _log(report)
         return report
 
-    def _interrupt_runs(self, dead: set[str], known: set[str], now: datetime) -> list[str]:
+    def _interrupt_runs(
+        self, dead: set[str], known: set[str], now: datetime
+    ) -> list[tuple[str, str]]:
         services = self.services
         with Session(services.engine) as session:
             running = session.exec(select(IngestRun).where(IngestRun.status == "running")).all()
@@ -186,13 +192,15 @@ class Recovery:
         ]
         interrupted = []
         for run_id in orphaned:
-            if self._interrupt(run_id):
-                interrupted.append(run_id)
+            outcome = self._interrupt(run_id)
+            if outcome is not None:
+                interrupted.append((run_id, outcome))
         if interrupted:
             services.lineage.notify()
         return interrupted
 
-    def _interrupt(self, run_id: str) -> bool:
+    def _interrupt(self, run_id: str) -> str | None:
+        """Fail a run whose process died ("failed"), or queue it again ("queued")."""
         services = self.services
         error = Interrupted(
             "the gateway process running this ingest stopped before it finished; "
@@ -204,7 +212,9 @@ class Recovery:
                 select(IngestRun).where(IngestRun.id == run_id).with_for_update()
             ).first()
             if run is None or run.status != "running":
-                return False  # another replica got there first
+                return None  # another replica got there first
+            if self._requeue(session, run):
+                return "queued"
             job = job_for_run(services, run)
             run.status = "failed"
             run.error = {
@@ -216,6 +226,28 @@ class Recovery:
             run.finished_at = utcnow()
             session.add(run)
             store_event(session, ingest_fail(job, run.finished_at, f"{problem.title}: {error}"))
+        return "failed"
+
+    def _requeue(self, session: Session, run: IngestRun) -> bool:
+        """A queued run whose worker died goes back to the queue, its upload still staged,
+        for another worker (at most ``MAX_ATTEMPTS`` times in all): nothing of it was stored,
+        and the version is recorded in one transaction, so it still yields one version."""
+        from gateway.jobs import MAX_ATTEMPTS, IngestOrder, order_key
+
+        services = self.services
+        if services.queue is None:
+            return False
+        try:
+            order = IngestOrder.from_json(services.snapshots.get_bytes(order_key(run.id)))
+        except FileNotFoundError:
+            return False  # a synchronous upload: its body died with its process
+        if order.attempts >= MAX_ATTEMPTS:
+            return False
+        retried = replace(order, attempts=order.attempts + 1)
+        services.snapshots.put_bytes(order_key(run.id), retried.to_json())
+        run.status, run.instance, run.stage = "queued", None, None
+        session.add(run)
+        services.queue.enqueue(session, run.id)
         return True
 
     def _remove_finished_uploads(self) -> list[str]:
@@ -292,6 +324,8 @@ def _log(report: RecoveryReport) -> None:
         log.warning("recovery: gateway process(es) stopped: %s", ", ".join(report.dead_instances))
     for run_id in report.interrupted_runs:
         log.warning("recovery: run %s was interrupted; marked failed", run_id)
+    for run_id in report.requeued_runs:
+        log.warning("recovery: run %s was interrupted; queued again for another worker", run_id)
     for path in report.removed_files:
         log.warning("recovery: removed unfinished file %s", path)
     for key in report.orphan_snapshots:

@@ -119,9 +119,9 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         instance=instance,
         audit=audit_trail(settings, engine, snapshots, instance.id),
     )
+    services.queue = build_queue(services)
     Recovery(services).run(orphans=True)
     services.heartbeat = Heartbeat(services)
-    services.queue = build_queue(services)
     if isinstance(services.queue, LocalQueue):
         resumed = resume_local_jobs(services, services.queue)
         if resumed:

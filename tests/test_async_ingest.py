@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
@@ -160,10 +163,14 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
     with Session(services.engine) as session:
         assert session.get(IngestRun, "00000000-0000-7000-8000-000000000001") is None
         assert session.execute(text("SELECT count(*) FROM procrastinate_jobs")).scalar() == 0
-    queued = client.post(
-        "/api/v1/datasets/customers/uploads", content=b"customer_id\n1\n", headers=ASYNC
-    )
+    raw = b"customer_id,email\n1,planted.person@example.org\n"
+    queued = client.post("/api/v1/datasets/customers/uploads", content=raw, headers=ASYNC)
     assert queued.status_code == 202
+    # The upload waits sealed: no raw value in the snapshot store, nor in the job's row.
+    (staged,) = [k for k in _staged(services) if k.endswith("/upload")]
+    assert b"planted.person" not in services.snapshots.local_path(staged).read_bytes()
+    order = [k for k in _staged(services) if k.endswith("/order.json")]
+    assert b"planted.person" not in services.snapshots.get_bytes(order[0])
     queue_check = client.get("/readyz").json()["checks"]["queue"]
     assert queue_check["queued"] == 1  # nobody takes jobs in this test
     assert queue_check["oldest_queued_seconds"] >= 0
@@ -177,6 +184,36 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
     ]
     assert run is not None
     assert run.status == "queued"
+    # Someone deleted the waiting upload: the run fails, it is not left queued for ever.
+    services.snapshots.delete(staged)
+    run_ingest(services, run.id)
+    failed = client.get(f"/api/v1/runs/{run.id}").json()
+    assert failed["status"] == "failed"
+    assert failed["error"]["detail"] == "ingest failed in stage 'queue' (FileNotFoundError)"
+
+
+def _worker(
+    tmp_path: Path, name: str, database_url: str, log: Any, **settings: str
+) -> subprocess.Popen[bytes]:
+    """A `datagate worker` with a home of its own, as if on another machine; it shares only
+    the database and the snapshot store (a folder here, a bucket in production)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    env.update(
+        DATAGATE_HOME=str(tmp_path / name),
+        DATAGATE_DATABASE_URL=database_url,
+        DATAGATE_CONTRACTS_DIR=str(CONTRACTS),
+        DATAGATE_PII_KEY=TEST_PII_KEY,
+        DATAGATE_ADMIN_KEY=TEST_ADMIN_KEY,
+        DATAGATE_STORAGE_URL=str(tmp_path / "api" / "snapshots"),
+        **settings,
+    )
+    return subprocess.Popen(
+        [DATAGATE, "worker", "--concurrency", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _cli(*args: str, server: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -201,24 +238,8 @@ def test_workers_on_postgresql_take_the_queued_ingests(
         tmp_path / "api.log",
         env={"DATAGATE_SYNC_MAX_BYTES": "1000"},
     ).wait_ready()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
-    env.update(
-        DATAGATE_HOME=str(tmp_path / "worker"),
-        DATAGATE_DATABASE_URL=database_url,
-        DATAGATE_CONTRACTS_DIR=str(CONTRACTS),
-        DATAGATE_PII_KEY=TEST_PII_KEY,
-        DATAGATE_ADMIN_KEY=TEST_ADMIN_KEY,
-        # The snapshot store both reach (a local folder here, S3 in production).
-        DATAGATE_STORAGE_URL=str(tmp_path / "api" / "snapshots"),
-    )
     with (tmp_path / "worker.log").open("w") as log:
-        worker = subprocess.Popen(
-            [DATAGATE, "worker", "--concurrency", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        worker = _worker(tmp_path, "worker", database_url, log)
         try:
             data = tmp_path / "customers.csv"
             data.write_bytes(csv_bytes(customers_frame))
@@ -282,3 +303,65 @@ def test_the_embedded_gateway_resumes_queued_ingests_when_it_starts_again(
         assert run["status"] == "accepted", run
         assert run["version"] == 1
         assert _staged(_services(client)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
+    tmp_path: Path, database_url: str, customers_frame: pl.DataFrame
+) -> None:
+    """SIGKILL a worker while it validates: another worker's recovery queues the run again
+    (its upload is still staged) and ingests it; exactly one version results."""
+    server = ServeProcess(
+        tmp_path / "api",
+        database_url,
+        tmp_path / "api.log",
+        env={"DATAGATE_SYNC_MAX_BYTES": "1000"},
+    ).wait_ready()
+    log = (tmp_path / "workers.log").open("w")
+    doomed = _worker(tmp_path, "doomed", database_url, log, DATAGATE_DEBUG_HANG_AT="validate")
+    rescuer = None
+    try:
+        data = tmp_path / "customers.csv"
+        data.write_bytes(csv_bytes(customers_frame))
+        queued = _cli("upload", str(data), "-d", "customers", "--no-wait", server=server.base)
+        run_id = queued.stdout.strip().rpartition(" ")[2]
+        deadline = time.monotonic() + 60
+        while _run(server.base, run_id)["status"] != "running":  # the doomed worker took it
+            assert time.monotonic() < deadline, (tmp_path / "workers.log").read_text()
+            time.sleep(0.2)
+        time.sleep(1)  # now hanging at the validate checkpoint
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(timeout=30)
+        rescuer = _worker(tmp_path, "rescuer", database_url, log, DATAGATE_HEARTBEAT_SECONDS="0.5")
+        deadline = time.monotonic() + 90
+        while (run := _run(server.base, run_id, wait=10))["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, (run, (tmp_path / "workers.log").read_text())
+        assert run["status"] == "accepted", (run, (tmp_path / "workers.log").read_text())
+        versions = httpx.get(
+            f"{server.base}/api/v1/datasets/customers/versions",
+            headers={"Authorization": f"Bearer {TEST_ADMIN_KEY}"},
+            timeout=30,
+        ).json()["versions"]
+        assert [v["version"] for v in versions] == [1]
+        assert "queued again for another worker" in (tmp_path / "workers.log").read_text()
+    finally:
+        for process in (doomed, rescuer):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        log.close()
+        server.stop()
+
+
+def _run(base: str, run_id: str, wait: float = 0) -> dict[str, Any]:
+    answer = httpx.get(
+        f"{base}/api/v1/runs/{run_id}",
+        params={"wait": wait},
+        headers={"Authorization": f"Bearer {TEST_ADMIN_KEY}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    run: dict[str, Any] = answer.json()
+    return run

@@ -1,0 +1,81 @@
+"""Files sealed at rest: a raw upload waiting for a worker holds personal data, so it is stored
+encrypted and authenticated (AES-256-GCM, in segments, so files of any size stream through in
+bounded memory).
+
+Each segment's nonce is a random per-file prefix, the segment's index and a flag for the last
+segment, so segments cannot be reordered, repeated or dropped, and the file cannot be cut short,
+without the opening failing. The key is derived from the PII key for one purpose and one run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from privacy import RedactionKey
+
+MAGIC = b"DGSEAL1\n"
+SEGMENT = 1 << 20
+_TAG = 16
+_PREFIX = 7
+
+
+class SealBroken(ValueError):
+    """A sealed file was changed, cut short, or sealed under another key."""
+
+
+def run_key(key: RedactionKey, run_id: str) -> bytes:
+    """The 256-bit key that seals one run's staged upload."""
+    return key.derive_raw(f"staged-upload:{run_id}")[:32]
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+def seal(source: Path, target: Path, key: bytes) -> None:
+    """Write ``source`` sealed under ``key`` to ``target``."""
+    aead = AESGCM(key)
+    prefix = os.urandom(_PREFIX)
+    with source.open("rb") as plain, target.open("wb") as out:
+        out.write(MAGIC + prefix)
+        index = 0
+        chunk = plain.read(SEGMENT)
+        while True:
+            following = plain.read(SEGMENT)
+            last = not following
+            out.write(aead.encrypt(_nonce(prefix, index, last), chunk, None))
+            if last:
+                break
+            chunk, index = following, index + 1
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def unseal(source: Path, target: Path, key: bytes) -> None:
+    """Write the opened ``source`` to ``target``.
+
+    Raises:
+        SealBroken: the file is not one ``seal`` wrote under ``key``, or was changed.
+    """
+    aead = AESGCM(key)
+    with source.open("rb") as sealed, target.open("wb") as out:
+        head = sealed.read(len(MAGIC) + _PREFIX)
+        if len(head) != len(MAGIC) + _PREFIX or not head.startswith(MAGIC):
+            raise SealBroken("not a sealed file")
+        prefix = head[len(MAGIC) :]
+        index = 0
+        chunk = sealed.read(SEGMENT + _TAG)
+        while True:
+            following = sealed.read(SEGMENT + _TAG)
+            last = not following
+            try:
+                out.write(aead.decrypt(_nonce(prefix, index, last), chunk, None))
+            except InvalidTag:
+                raise SealBroken(f"segment {index} does not open") from None
+            if last:
+                return
+            chunk, index = following, index + 1
