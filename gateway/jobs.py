@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, func, text
 from sqlmodel import Session, select
 
 from gateway.db import unit_of_work
 from gateway.errors import DatagateError, StageFailed
-from gateway.models import IngestRun
+from gateway.models import IngestRun, as_utc, utcnow
 from gateway.recovery import job_for_run
 from gateway.sealed import run_key, seal, unseal
 from gateway.uploads import ReceivedUpload, UploadSpool
@@ -132,6 +132,16 @@ def build_queue(services: Services) -> JobQueue:
     if services.engine.dialect.name == "postgresql":
         return ProcrastinateQueue()
     return LocalQueue(services.settings.local_ingest_workers, lambda run: run_ingest(services, run))
+
+
+def queue_state(engine: Engine) -> tuple[int, float | None]:
+    """How many uploads wait for a worker, and for how many seconds the oldest has."""
+    with Session(engine) as session:
+        waiting, oldest = session.exec(
+            select(func.count(), func.min(IngestRun.started_at)).where(IngestRun.status == "queued")
+        ).one()
+    age = None if oldest is None else round((utcnow() - as_utc(oldest)).total_seconds(), 3)
+    return int(waiting), age
 
 
 def resume_local_jobs(services: Services, queue: LocalQueue) -> int:

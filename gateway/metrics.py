@@ -11,7 +11,7 @@ every replica reports the shared outbox's true size.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -110,13 +110,36 @@ class LineageCollector(Collector):
         )
 
 
+class QueueCollector(Collector):
+    """Uploads waiting for a worker and the age of the oldest, read from the database."""
+
+    def __init__(self, state: Callable[[], tuple[int, float | None]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        waiting, oldest = self.state()
+        yield GaugeMetricFamily(
+            "datagate_ingest_queue_depth",
+            "Asynchronous uploads waiting for a worker.",
+            value=waiting,
+        )
+        yield GaugeMetricFamily(
+            "datagate_ingest_queue_oldest_seconds",
+            "How long the oldest waiting upload has waited (0 when none).",
+            value=oldest or 0.0,
+        )
+
+
 def multiprocess_dir() -> str | None:
     """The folder shared by the worker processes, when metrics are multi-process."""
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def build_registry(delivery: LineageDelivery) -> CollectorRegistry:
-    """The registry ``/metrics`` exposes: all workers' metrics plus the outbox backlog."""
+def build_registry(
+    delivery: LineageDelivery, queue: Callable[[], tuple[int, float | None]]
+) -> CollectorRegistry:
+    """The registry ``/metrics`` exposes: all workers' metrics plus the outbox backlog and the
+    ingest queue."""
     registry = CollectorRegistry(auto_describe=False)
     folder = multiprocess_dir()
     if folder:
@@ -124,4 +147,5 @@ def build_registry(delivery: LineageDelivery) -> CollectorRegistry:
     else:
         registry.register(_Local())
     registry.register(LineageCollector(delivery))
+    registry.register(QueueCollector(queue))
     return registry

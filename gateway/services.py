@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from gateway.audit_log import AuditTrail
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
-from gateway.jobs import JobQueue, LocalQueue, build_queue, resume_local_jobs
+from gateway.jobs import JobQueue, LocalQueue, build_queue, queue_state, resume_local_jobs
 from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
 from gateway.recovery import Heartbeat, Instance, Recovery, deregister_instance, register_instance
@@ -115,7 +115,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         pii_engine=engine_for_pii,
         lineage=lineage,
         transport=transport,
-        metrics=build_registry(lineage),
+        metrics=build_registry(lineage, lambda: queue_state(engine)),
         instance=instance,
         audit=audit_trail(settings, engine, snapshots, instance.id),
     )

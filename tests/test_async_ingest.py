@@ -174,6 +174,9 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
     queue_check = client.get("/readyz").json()["checks"]["queue"]
     assert queue_check["queued"] == 1  # nobody takes jobs in this test
     assert queue_check["oldest_queued_seconds"] >= 0
+    scraped = client.get("/metrics").text
+    assert "datagate_ingest_queue_depth 1.0" in scraped
+    assert "datagate_ingest_queue_oldest_seconds" in scraped
     with Session(services.engine) as session:
         jobs = session.execute(
             text("SELECT task_name, queue_name, args, status FROM procrastinate_jobs")

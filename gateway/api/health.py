@@ -8,12 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, text
-from sqlmodel import Session, select
+from sqlalchemy import text
 
 from gateway.api.dependencies import ServicesDep
 from gateway.db import pending_migrations
-from gateway.models import IngestRun, as_utc, utcnow
+from gateway.jobs import queue_state
 from gateway.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
@@ -83,20 +82,14 @@ def _check_lineage(services: Any) -> dict[str, Any]:
 def _check_queue(services: Any) -> dict[str, Any]:
     # Uploads waiting for a worker: reported, never a reason to stop taking them.
     try:
-        with Session(services.engine) as session:
-            waiting, oldest = session.exec(
-                select(func.count(), func.min(IngestRun.started_at)).where(
-                    IngestRun.status == "queued"
-                )
-            ).one()
+        waiting, age = queue_state(services.engine)
     except Exception as exc:
         return {"status": "fail", "detail": f"queue unreadable ({type(exc).__name__})"}
-    age = None if oldest is None else round((utcnow() - as_utc(oldest)).total_seconds(), 3)
     where = "this process" if services.engine.dialect.name == "sqlite" else "datagate worker"
     return {
         "status": "ok",
         "detail": f"{waiting} upload(s) waiting for {where}",
-        "queued": int(waiting),
+        "queued": waiting,
         "oldest_queued_seconds": age,
     }
 
