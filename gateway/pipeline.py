@@ -41,7 +41,7 @@ from gateway.problems import problem_for
 from gateway.profiling import profile_frame
 from gateway.services import Services
 from gateway.snapshots import StagedSnapshot
-from gateway.store import lock_dataset, lock_running_run, version_by_hash
+from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import ValidationReport, validate_frame
 from lineage import (
@@ -326,8 +326,16 @@ def version(batch: Batch, services: Services) -> Batch:
     return batch
 
 
+def snapshot_key(dataset: str, content_hash: str, run_id: str) -> str:
+    """Where a run publishes its snapshot: named by content and run, so it can be published
+    before a version number exists, and no two runs ever share (or delete) one object."""
+    return f"{dataset}/{content_hash[:16]}-{run_id}.parquet"
+
+
 def record(batch: Batch, services: Services) -> Batch:
-    """Number, publish and record the version with the run and its COMPLETE event, atomically."""
+    """Publish the snapshot and profile the data, then number and record the version with the
+    run and its COMPLETE event in one short transaction: the dataset lock (on SQLite the
+    database's write lock) is held for the bookkeeping only, never for an upload or a scan."""
     started = time.perf_counter()
     snapshot = batch.snapshot
     assert snapshot is not None
@@ -335,7 +343,16 @@ def record(batch: Batch, services: Services) -> Batch:
     assert batch.redacted is not None
     rows = batch.require_frame().height
     schema = batch.redacted.collect_schema()
+    profile = _metrics(batch)
+    with Session(services.engine) as session:
+        dataset_row = dataset_by_name(session, batch.contract.dataset)
+        known = version_by_hash(session, dataset_row, snapshot.content_hash)
+    key = snapshot_key(batch.contract.dataset, snapshot.content_hash, batch.job.run_id)
     published: str | None = None
+    if known is None:  # identical data already stored needs no new object
+        services.snapshots.publish(snapshot, key)
+        published = key
+        checkpoint(services, "record:published")
     try:
         with unit_of_work(services.engine) as session:
             dataset = lock_dataset(session, batch.contract.dataset)
@@ -346,14 +363,11 @@ def record(batch: Batch, services: Services) -> Batch:
                     "upload again"
                 )
             existing = version_by_hash(session, dataset, snapshot.content_hash)
-            if existing is not None:
+            if existing is not None or published is None:
+                assert existing is not None, "a version with this content was deleted"
                 stored, created = existing, False
             else:
                 number = dataset.latest_version + 1
-                key = f"{dataset.name}/v{number}-{snapshot.content_hash[:16]}.parquet"
-                services.snapshots.publish(snapshot, key)
-                published = key
-                checkpoint(services, "record:published")
                 stored = DatasetVersion(
                     dataset_id=dataset.id,  # type: ignore[arg-type]
                     number=number,
@@ -377,7 +391,7 @@ def record(batch: Batch, services: Services) -> Batch:
                 session.add(stored)
                 created = True
             batch = replace(batch, version=stored, created=created)
-            event = ingest_complete(batch.job, utcnow(), _stored_output(batch, services))
+            event = ingest_complete(batch.job, utcnow(), _stored_output(batch, services, profile))
             # The run row is written in this transaction, so its "record" time excludes the commit.
             batch.timings["record"] = time.perf_counter() - started
             _finish_run(run, batch, "accepted")
@@ -385,8 +399,10 @@ def record(batch: Batch, services: Services) -> Batch:
             store_event(session, event)
     except BaseException:
         if published is not None:
-            services.snapshots.delete(published)
+            services.snapshots.delete(published)  # this run's own object: nothing refers to it
         raise
+    if published is not None and not created:
+        services.snapshots.delete(published)  # an identical upload got there first
     services.lineage.notify()
     return batch
 
@@ -436,7 +452,7 @@ def _assertions(batch: Batch) -> list[AssertionResult]:
     ]
 
 
-def _stored_output(batch: Batch, services: Services) -> StoredOutput:
+def _stored_output(batch: Batch, services: Services, profile: InputMetrics | None) -> StoredOutput:
     stored = batch.version
     assert stored is not None
     return StoredOutput(
@@ -446,7 +462,7 @@ def _stored_output(batch: Batch, services: Services) -> StoredOutput:
         size_bytes=stored.byte_size,
         storage_uri=services.snapshots.uri(stored.storage_key),
         assertions=_assertions(batch),
-        metrics=_metrics(batch),
+        metrics=profile,
         columns=_column_mappings(stored, batch.pii),
         pii=pii_report(batch.pii)["columns"],
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALE_BEATS = 6
+# The run id in a snapshot key (``pipeline.snapshot_key``).
+_RUN_OF_KEY = re.compile(
+    r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.parquet$"
+)
 # A folder whose owner the database does not know is left alone this long: its process may
 # have registered after the sweep read the instance table.
 UNKNOWN_OWNER_GRACE = timedelta(hours=1)
@@ -293,8 +298,22 @@ class Recovery:
                         )
                     ).all()
                 )
-                for key in services.snapshots.keys(f"{name}/"):
-                    if key not in referenced:
+                # A run publishes before it takes the lock: its object is no orphan while it
+                # is still running (its key names it).
+                unreferenced = [
+                    k for k in services.snapshots.keys(f"{name}/") if k not in referenced
+                ]
+                owners = {k: m.group(1) for k in unreferenced if (m := _RUN_OF_KEY.search(k))}
+                busy = set(
+                    session.exec(
+                        select(IngestRun.id).where(
+                            col(IngestRun.id).in_(set(owners.values())),
+                            col(IngestRun.status).in_(("queued", "running")),
+                        )
+                    ).all()
+                )
+                for key in unreferenced:
+                    if owners.get(key) not in busy:
                         services.snapshots.delete(key)
                         removed.append(key)
         return removed

@@ -437,8 +437,9 @@ def test_successful_upload_and_downloads_leave_no_temporary_files(
         assert client.get(url).status_code == 200
     assert _leftover_files(settings) == []
     stored = list((settings.home / "snapshots" / "customers").iterdir())
-    assert len(stored) == 1
-    assert stored[0].name.startswith("v1-")
+    assert len(stored) == 1  # the matched upload stored no object of its own
+    run_id = client.get("/api/v1/datasets/customers/versions/1").json()["run_id"]
+    assert stored[0].name.endswith(f"-{run_id}.parquet")
 
 
 def test_unexpected_error_names_the_stage_and_logs_no_data(

@@ -118,3 +118,28 @@ def test_an_ingest_failed_by_recovery_meanwhile_stores_nothing_and_one_outcome(
     assert client.get(f"/api/v1/runs/{job.run_id}").json()["error"]["title"] == (
         "Ingest interrupted"
     )
+
+
+def test_a_running_runs_published_snapshot_is_no_orphan(client: TestClient) -> None:
+    """A run publishes its snapshot before it takes the dataset lock to record the version;
+    until the run ends, the orphan sweep leaves that object alone (its key names the run)."""
+    from gateway.pipeline import snapshot_key
+
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    live = _replica(services, beat_age=timedelta(seconds=0))
+    run = _run_of(services, live)
+    store = services.snapshots
+    key = snapshot_key("customers", "ab" * 32, run.id)
+    store.publish(store.stage(customers(3).lazy()), key)
+    stray = "customers/v9-0123456789abcdef.parquet"  # an old-style key no version refers to
+    store.publish(store.stage(customers(3).lazy()), stray)
+    report = Recovery(services).run(orphans=True)
+    assert report.orphan_snapshots == [stray]
+    assert store.keys("customers/") == [key]
+    with unit_of_work(services.engine) as session:
+        ended = session.get(IngestRun, run.id)
+        assert ended is not None
+        ended.status = "failed"
+        session.add(ended)
+    assert Recovery(services).run(orphans=True).orphan_snapshots == [key]
+    assert store.keys("customers/") == []
