@@ -2,9 +2,9 @@
 
 An upload answered with 202 is staged whole in the snapshot store (``_uploads/<run>/``: the
 bytes as sent, sealed under a key derived for the run (``gateway.sealed``), and an order naming
-how to read them), then one transaction records the queued
-run, its START event and the job. A worker later runs the same pipeline as a synchronous upload
-and deletes the staged files, whatever the outcome.
+how to read them), then one transaction records the queued run, its START event and the job. A
+worker later runs the same pipeline as a synchronous upload and deletes the staged files,
+whatever the outcome.
 
 - PostgreSQL: the queue is procrastinate's, in the metadata database; the job is inserted by
   ``procrastinate_defer_jobs_v1`` inside the run's transaction, so there is never a run without
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 QUEUE = "ingest"
 INGEST_TASK = "datagate.ingest"
-STAGING_PREFIX = "_uploads"
-MAX_ATTEMPTS = 3  # dataset names start with a letter: never a dataset's folder
+STAGING_PREFIX = "_uploads"  # dataset names start with a letter: never a dataset's folder
+MAX_ATTEMPTS = 3
 
 
 def upload_key(run_id: str) -> str:
@@ -120,7 +120,14 @@ class LocalQueue:
 
     def submit(self, run_id: str) -> None:
         """Run the job in the pool."""
-        self._pool.submit(self._run, run_id)
+        self._pool.submit(self._logged, run_id)
+
+    def _logged(self, run_id: str) -> None:
+        # A pool swallows what its jobs raise: say it (the run stays running until recovery).
+        try:
+            self._run(run_id)
+        except Exception as exc:
+            log.error("ingest job for run %s failed: %s", run_id, type(exc).__name__)
 
     def close(self) -> None:
         # Jobs not started stay queued runs; the next start resubmits them.
