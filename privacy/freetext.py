@@ -44,7 +44,12 @@ def mask_row_values(
 ) -> tuple[pl.Series, Counter[str]]:
     """``frame[column]`` with each occurrence of the same row's value of every ``declared``
     (column, entity) replaced by ``<ENTITY>``, and how many were replaced per entity."""
-    work = frame.select(
+    original = frame[column].cast(pl.String)
+    present = original.is_not_null()
+    if not declared or not present.any():
+        return original, Counter()
+    # Only the rows with text are worked on (a notes column is often mostly empty).
+    work = frame.filter(present).select(
         pl.col(column).cast(pl.String).alias("text"),
         *(
             pl.col(other).cast(pl.String).alias(f"value_{i}")
@@ -62,7 +67,9 @@ def mask_row_values(
         # split + join: a literal replace whose pattern differs from row to row.
         replaced = text.str.split(value).list.join(f"<{entity}>")
         work = work.with_columns(pl.when(pl.col("found") > 0).then(replaced).otherwise(text))
-    return work["text"].rename(column), +totals
+    if not totals:
+        return original, Counter()
+    return original.scatter(present.arg_true(), work["text"]), +totals
 
 
 def scan_texts(texts: list[str], engine: PiiEngine, config: DetectionConfig) -> list[str]:
