@@ -113,7 +113,14 @@ def test_every_failure_is_one_line_with_its_exit_code(server: str, tmp_path: Pat
     good = tmp_path / "customers.csv"
     good.write_bytes(csv_bytes(customers(5, seed=2)))
     nowhere = f"http://127.0.0.1:{free_port()}"
+    consumer = httpx.post(
+        f"{server}/api/v1/keys",
+        json={"role": "consumer", "name": "reader", "datasets": ["customers"]},
+        headers={"Authorization": f"Bearer {TEST_ADMIN_KEY}"},
+        timeout=30,
+    ).json()["key"]
     cases = [
+        (_cli("upload", str(good), "-d", "customers", url=server, key=consumer), 3, "403"),
         (_cli("datasets", url=nowhere), 3, "cannot reach Datagate"),
         (_cli("datasets", url=server, key="dg_wrong"), 3, "401"),
         (_cli("datasets", url=server, key=None), 3, "401"),
