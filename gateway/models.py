@@ -79,6 +79,7 @@ class IngestRun(SQLModel, table=True):
     status: str = Field(index=True, max_length=20)
     # The stage running now (parse, validate…), or the last one reached.
     stage: str | None = Field(default=None, max_length=40)
+    rows_total: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     uploader: str = Field(max_length=200)
     # The gateway process running the ingest; recovery fails the runs of dead processes.
     instance: str | None = Field(default=None, max_length=32)

@@ -573,13 +573,13 @@ def fail_run(
     services.lineage.notify()
 
 
-def _record_stage(services: Services, run_id: str, stage: str) -> None:
-    """The stage a run is in, for whoever follows it (``GET /runs/{id}``)."""
+def _record_stage(services: Services, run_id: str, stage: str, rows: int | None) -> None:
+    """The stage a run is in and, once parsed, its row count, for whoever follows it."""
     with unit_of_work(services.engine) as session:
         session.execute(
             update(IngestRun)
             .where(col(IngestRun.id) == run_id, col(IngestRun.status) == "running")
-            .values(stage=stage)
+            .values(stage=stage, rows_total=rows)
         )
 
 
@@ -614,7 +614,8 @@ def run_pipeline(
         for name, stage in STAGES:
             checkpoint(services, name)
             if followed:
-                _record_stage(services, job.run_id, name)
+                rows = None if batch.frame is None else batch.frame.height
+                _record_stage(services, job.run_id, name, rows)
             started = time.perf_counter()
             try:
                 batch = stage(batch, services)

@@ -115,6 +115,14 @@ class RunContract(_Out):
     fingerprint: str | None
 
 
+class RunProgress(_Out):
+    """How far an asynchronous ingest has come."""
+
+    stages_done: int = Field(description="Stages finished of stages_total.")
+    stages_total: int
+    rows_total: int | None = Field(description="Rows in the upload, once it is parsed.")
+
+
 class RunOut(_Out):
     """One ingest run: its status, stage timings, reports and the version it produced."""
 
@@ -123,6 +131,9 @@ class RunOut(_Out):
     status: str = Field(description="queued, running, accepted, rejected or failed.")
     stage: str | None = Field(
         description="Asynchronous runs: the stage running now, or the last one reached."
+    )
+    progress: RunProgress | None = Field(
+        description="Asynchronous runs: how far the ingest has come."
     )
     uploader: str
     source: str | None

@@ -73,6 +73,11 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
     assert run["version"] == 1
     assert run["created_version"] is True
     assert run["stage"] == "record"
+    assert run["progress"] == {
+        "stages_done": 5,
+        "stages_total": 5,
+        "rows_total": customers_frame.height,
+    }
     assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
     assert _staged(_services(client)) == []  # the raw upload is gone once ingested
     # The same data, synchronously: matched to the version the queued run stored.
@@ -81,6 +86,8 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
     )
     assert again.status_code == 200, again.text
     assert again.json()["version"]["version"] == 1
+    # A synchronous run was never followed: no progress to show.
+    assert client.get(f"/api/v1/runs/{again.json()['run_id']}").json()["progress"] is None
 
 
 def test_a_rejected_asynchronous_upload_has_its_report_on_the_run(
@@ -187,6 +194,8 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
     ]
     assert run is not None
     assert run.status == "queued"
+    waiting = client.get(f"/api/v1/runs/{run.id}").json()
+    assert waiting["progress"] == {"stages_done": 0, "stages_total": 5, "rows_total": None}
     # Someone deleted the waiting upload: the run fails, it is not left queued for ever.
     services.snapshots.delete(staged)
     run_ingest(services, run.id)

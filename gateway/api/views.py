@@ -6,6 +6,7 @@ from typing import Any
 
 from gateway.contracts import Contract
 from gateway.models import Dataset, DatasetVersion, IngestRun
+from gateway.pipeline import STAGES
 
 API = "/api/v1"
 
@@ -65,6 +66,18 @@ def dataset_view(
     }
 
 
+STAGE_ORDER = tuple(name for name, _ in STAGES)
+
+
+def _progress(run: IngestRun) -> dict[str, Any] | None:
+    if run.stage is None and run.status != "queued":
+        return None  # a synchronous run: answered whole, never followed
+    done = STAGE_ORDER.index(run.stage) if run.stage in STAGE_ORDER else 0
+    if run.status not in ("queued", "running") and run.error is None:
+        done = len(STAGE_ORDER)
+    return {"stages_done": done, "stages_total": len(STAGE_ORDER), "rows_total": run.rows_total}
+
+
 def run_view(run: IngestRun) -> dict[str, Any]:
     """An ingest run: status, timings per stage, reports and the resulting version."""
     return {
@@ -72,6 +85,7 @@ def run_view(run: IngestRun) -> dict[str, Any]:
         "dataset": run.dataset,
         "status": run.status,
         "stage": run.stage,
+        "progress": _progress(run),
         "uploader": run.uploader,
         "source": run.source,
         "filename": run.filename,

@@ -1,4 +1,4 @@
-"""asynchronous ingests: the run's current stage, and on PostgreSQL the job queue
+"""asynchronous ingests: the run's current stage and row count, and on PostgreSQL the job queue
 
 Revision ID: 0008
 Revises: 0007
@@ -29,6 +29,7 @@ PROCRASTINATE_SCHEMA = Path(procrastinate.__file__).parent / "sql" / "schema.sql
 def upgrade() -> None:
     with op.batch_alter_table("ingest_run") as batch:
         batch.add_column(sa.Column("stage", sa.String(length=40), nullable=True))
+        batch.add_column(sa.Column("rows_total", sa.BigInteger(), nullable=True))
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         # The schema is plpgsql with '%' in it: run as one script, without parameters.
@@ -54,4 +55,5 @@ def downgrade() -> None:
         ):
             op.execute(f"DROP TYPE IF EXISTS {type_name} CASCADE")
     with op.batch_alter_table("ingest_run") as batch:
+        batch.drop_column("rows_total")
         batch.drop_column("stage")
