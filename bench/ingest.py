@@ -32,7 +32,8 @@ def _baseline(csv: Path, work: Path) -> dict[str, float]:
 
 
 def _pipeline(csv: Path, work: Path) -> dict[str, float]:
-    from gateway.pipeline import run_pipeline, start_run
+    from gateway.pipeline import run_pipeline
+    from gateway.runs import start_run
     from gateway.services import build_services
     from gateway.settings import Settings
     from gateway.uploads import ReceivedUpload, UploadSpool

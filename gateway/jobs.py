@@ -194,7 +194,7 @@ def start_queued_run(
     Raises:
         InvalidRequest: ``source`` is malformed.
     """
-    from gateway.pipeline import new_run_id, shown_filename, start_run
+    from gateway.runs import new_run_id, shown_filename, start_run
 
     assert services.queue is not None, "services without a job queue"
     queue = services.queue
@@ -231,7 +231,8 @@ def run_ingest(services: Services, run_id: str) -> None:
     job delivered twice ingests once. Refusals and failures are recorded on the run, as for a
     synchronous upload; the job itself succeeds.
     """
-    from gateway.pipeline import fail_run, run_pipeline
+    from gateway.pipeline import run_pipeline
+    from gateway.runs import fail_run
 
     with unit_of_work(services.engine) as session:
         run = session.exec(

@@ -448,15 +448,13 @@ def test_unexpected_error_names_the_stage_and_logs_no_data(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from gateway import pipeline
+    from gateway import pipeline, stages
 
-    def broken_redact(batch: pipeline.Batch, services: object) -> pipeline.Batch:
+    def broken_redact(batch: stages.Batch, services: object) -> stages.Batch:
         raise ValueError("cannot handle ann.lee@example.com")
 
-    stages = tuple(
-        (name, broken_redact if name == "redact" else fn) for name, fn in pipeline.STAGES
-    )
-    monkeypatch.setattr(pipeline, "STAGES", stages)
+    broken = tuple((name, broken_redact if name == "redact" else fn) for name, fn in stages.STAGES)
+    monkeypatch.setattr(pipeline, "STAGES", broken)  # what run_pipeline runs
     response = _post(client, csv_bytes(customers_frame))
     assert response.status_code == 500
     assert response.headers["content-type"] == PROBLEM

@@ -50,3 +50,23 @@ def test_environment_is_read_only_where_settings_are_built() -> None:
         "gateway/services.py",
         "gateway/settings.py",
     ]
+
+
+def _runtime_gateway_imports(path: Path) -> set[str]:
+    """The gateway modules ``path`` imports when it is loaded (not under TYPE_CHECKING, not
+    inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in tree.body:  # module level only
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gateway"):
+            found.add(node.module)
+    return found
+
+
+def test_the_ingest_modules_depend_one_way() -> None:
+    # pipeline (orchestration) -> stages -> runs (bookkeeping) -> ingest_lineage (mapping)
+    layers = ["gateway.pipeline", "gateway.stages", "gateway.runs", "gateway.ingest_lineage"]
+    for index, module in enumerate(layers):
+        imported = _runtime_gateway_imports(REPO / (module.replace(".", "/") + ".py"))
+        above = set(layers[: index + 1])
+        assert not imported & above, (module, imported & above)

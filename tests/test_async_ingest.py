@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
 from gateway.jobs import STAGING_PREFIX, run_ingest, start_queued_run
 from gateway.models import IngestRun
-from gateway.pipeline import start_run
+from gateway.runs import start_run
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.uploads import ReceivedUpload

@@ -15,8 +15,9 @@ from bench.generate import customers
 from gateway.db import unit_of_work
 from gateway.errors import Interrupted
 from gateway.models import GatewayInstance, IngestRun, LineageEvent, utcnow
-from gateway.pipeline import run_pipeline, start_run
+from gateway.pipeline import run_pipeline
 from gateway.recovery import Recovery
+from gateway.runs import start_run
 from gateway.services import Services
 from gateway.uploads import ReceivedUpload, UploadSpool
 from tests.conftest import csv_bytes
@@ -123,7 +124,7 @@ def test_an_ingest_failed_by_recovery_meanwhile_stores_nothing_and_one_outcome(
 def test_a_running_runs_published_snapshot_is_no_orphan(client: TestClient) -> None:
     """A run publishes its snapshot before it takes the dataset lock to record the version;
     until the run ends, the orphan sweep leaves that object alone (its key names the run)."""
-    from gateway.pipeline import snapshot_key
+    from gateway.stages import snapshot_key
 
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     live = _replica(services, beat_age=timedelta(seconds=0))

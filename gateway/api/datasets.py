@@ -24,8 +24,9 @@ from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
 from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
 from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
-from gateway.pipeline import fail_run, parse_source, run_pipeline, start_run
+from gateway.pipeline import run_pipeline
 from gateway.problems import PROBLEM_MEDIA_TYPE
+from gateway.runs import fail_run, parse_source, start_run
 from gateway.schemas import (
     DatasetList,
     DatasetOut,

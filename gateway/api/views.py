@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.contracts import Contract
 from gateway.models import Dataset, DatasetVersion, IngestRun
-from gateway.pipeline import STAGES
+from gateway.stages import STAGES
 
 API = "/api/v1"
 
