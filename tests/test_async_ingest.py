@@ -27,6 +27,7 @@ from gateway.models import IngestRun
 from gateway.runs import start_run
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.snapshots import open_store
 from gateway.uploads import ReceivedUpload
 from privacy import PiiEngine
 from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
@@ -205,7 +206,12 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
 
 
 def _worker(
-    tmp_path: Path, name: str, database_url: str, log: Any, **settings: str
+    tmp_path: Path,
+    name: str,
+    database_url: str,
+    log: Any,
+    storage: str | None = None,
+    **settings: str,
 ) -> subprocess.Popen[bytes]:
     """A `datagate worker` with a home of its own, as if on another machine; it shares only
     the database and the snapshot store (a folder here, a bucket in production)."""
@@ -216,7 +222,7 @@ def _worker(
         DATAGATE_CONTRACTS_DIR=str(CONTRACTS),
         DATAGATE_PII_KEY=TEST_PII_KEY,
         DATAGATE_ADMIN_KEY=TEST_ADMIN_KEY,
-        DATAGATE_STORAGE_URL=str(tmp_path / "api" / "snapshots"),
+        DATAGATE_STORAGE_URL=storage or str(tmp_path / "api" / "snapshots"),
         **settings,
     )
     return subprocess.Popen(
@@ -321,18 +327,22 @@ def test_the_embedded_gateway_resumes_queued_ingests_when_it_starts_again(
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
-    tmp_path: Path, database_url: str, customers_frame: pl.DataFrame
+    tmp_path: Path, database_url: str, s3_url: str, customers_frame: pl.DataFrame
 ) -> None:
     """SIGKILL a worker while it validates: another worker's recovery queues the run again
-    (its upload is still staged) and ingests it; exactly one version results."""
+    (its upload is still staged) and ingests it; exactly one version results. The API and the
+    two workers share nothing but PostgreSQL and an S3 bucket (moto): separate homes and
+    temporary folders, as if on three machines."""
     server = ServeProcess(
         tmp_path / "api",
         database_url,
         tmp_path / "api.log",
-        env={"DATAGATE_SYNC_MAX_BYTES": "1000"},
+        env={"DATAGATE_SYNC_MAX_BYTES": "1000", "DATAGATE_STORAGE_URL": s3_url},
     ).wait_ready()
     log = (tmp_path / "workers.log").open("w")
-    doomed = _worker(tmp_path, "doomed", database_url, log, DATAGATE_DEBUG_HANG_AT="validate")
+    doomed = _worker(
+        tmp_path, "doomed", database_url, log, s3_url, DATAGATE_DEBUG_HANG_AT="validate"
+    )
     rescuer = None
     try:
         data = tmp_path / "customers.csv"
@@ -346,7 +356,9 @@ def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
         time.sleep(1)  # now hanging at the validate checkpoint
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(timeout=30)
-        rescuer = _worker(tmp_path, "rescuer", database_url, log, DATAGATE_HEARTBEAT_SECONDS="0.5")
+        rescuer = _worker(
+            tmp_path, "rescuer", database_url, log, s3_url, DATAGATE_HEARTBEAT_SECONDS="0.5"
+        )
         deadline = time.monotonic() + 90
         while (run := _run(server.base, run_id, wait=10))["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, (run, (tmp_path / "workers.log").read_text())
@@ -360,6 +372,8 @@ def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
         # Whichever process noticed first (the rescuer or the API replica) queued it again.
         logs = (tmp_path / "workers.log").read_text() + server.log_text()
         assert "queued again for another worker" in logs
+        bucket = open_store(s3_url, "test", tmp_path / "reader")
+        assert bucket.keys(f"{STAGING_PREFIX}/") == []  # the sealed upload is gone
     finally:
         for process in (doomed, rescuer):
             if process is not None and process.poll() is None:
