@@ -87,6 +87,10 @@ class JobQueue(Protocol):
         """Enqueue the run's job as part of ``session``'s transaction."""
         ...
 
+    def requeue(self, session: Session, run_id: str) -> None:
+        """Enqueue the run's job again, its earlier one abandoned (its worker died)."""
+        ...
+
     def close(self) -> None:
         """Stop taking jobs; wait for the running ones."""
         ...
@@ -104,6 +108,18 @@ class ProcrastinateQueue:
             {"queue": QUEUE, "task": INGEST_TASK, "args": json.dumps({"run_id": run_id})},
         )
 
+    def requeue(self, session: Session, run_id: str) -> None:
+        # The dead worker's job would stay "doing" for ever: finish it as failed, through
+        # procrastinate's own function, then defer a new one.
+        session.execute(
+            text(
+                "SELECT procrastinate_finish_job_v1(id, 'failed', false) FROM procrastinate_jobs "
+                "WHERE status = 'doing' AND task_name = :task AND args->>'run_id' = :run"
+            ),
+            {"task": INGEST_TASK, "run": run_id},
+        )
+        self.enqueue(session, run_id)
+
     def close(self) -> None:
         return None
 
@@ -117,6 +133,9 @@ class LocalQueue:
 
     def enqueue(self, session: Session, run_id: str) -> None:
         event.listen(session, "after_commit", lambda _: self.submit(run_id), once=True)
+
+    def requeue(self, session: Session, run_id: str) -> None:
+        self.enqueue(session, run_id)  # a thread of a process that died left nothing behind
 
     def submit(self, run_id: str) -> None:
         """Run the job in the pool."""

@@ -252,7 +252,7 @@ class Recovery:
         services.snapshots.put_bytes(order_key(run.id), retried.to_json())
         run.status, run.instance, run.stage = "queued", None, None
         session.add(run)
-        services.queue.enqueue(session, run.id)
+        services.queue.requeue(session, run.id)
         return True
 
     def _remove_finished_uploads(self) -> list[str]:

@@ -287,10 +287,30 @@ def test_workers_on_postgresql_take_the_queued_ingests(
             server.stop()
 
 
+def _job_statuses(database_url: str, run_id: str) -> list[str]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT status FROM procrastinate_jobs WHERE args->>'run_id' = :run ORDER BY id"
+                ),
+                {"run": run_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return [str(row.status) for row in rows]
+
+
 class _Nobody:
     """A queue no worker reads: the run stays queued, as when a gateway stops first."""
 
     def enqueue(self, session: Session, run_id: str) -> None:
+        return None
+
+    def requeue(self, session: Session, run_id: str) -> None:
         return None
 
     def close(self) -> None:
@@ -369,6 +389,8 @@ def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
             timeout=30,
         ).json()["versions"]
         assert [v["version"] for v in versions] == [1]
+        jobs = _job_statuses(database_url, run_id)
+        assert jobs == ["failed", "succeeded"], jobs  # the dead worker's job is not left "doing"
         # Whichever process noticed first (the rescuer or the API replica) queued it again.
         logs = (tmp_path / "workers.log").read_text() + server.log_text()
         assert "queued again for another worker" in logs
