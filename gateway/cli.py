@@ -139,15 +139,9 @@ def _fresh_metrics_dir(settings: Settings) -> None:
     os.environ[MULTIPROC_ENV] = str(folder)
 
 
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (DATAGATE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (DATAGATE_PORT).")] = None,
-    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
-) -> None:
-    """Run the gateway with uvicorn."""
-    import uvicorn
-
+def _startable_settings() -> Settings:
+    """The settings a long-running process (``serve``, ``worker``) may start with; it exits
+    with code 2 on unsafe production settings or an unusable PII key."""
     settings = Settings()
     _configure_logging(settings)
     problems = settings.production_problems()
@@ -159,6 +153,19 @@ def serve(
     except ValueError as exc:
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(2) from exc
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (DATAGATE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (DATAGATE_PORT).")] = None,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the gateway with uvicorn."""
+    import uvicorn
+
+    settings = _startable_settings()
     _fresh_metrics_dir(settings)
     # Migrate once here, before any worker starts.
     _migrated_engine(settings).dispose()
@@ -198,17 +205,7 @@ def worker(
     from gateway.jobs import QUEUE, procrastinate_app
     from gateway.services import build_services
 
-    settings = Settings()
-    _configure_logging(settings)
-    problems = settings.production_problems()
-    if problems:
-        typer.echo("refusing to start in production mode: " + "; ".join(problems), err=True)
-        raise typer.Exit(2)
-    try:
-        settings.resolved_pii_key()
-    except ValueError as exc:
-        typer.echo(f"refusing to start: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = _startable_settings()
     if not settings.resolved_database_url.startswith("postgresql"):
         typer.echo(
             "error: workers take jobs from PostgreSQL (DATAGATE_DATABASE_URL); on the embedded "
