@@ -75,3 +75,17 @@ def test_a_usage_error_is_one_line_with_exit_code_2(
     assert lines[0].startswith("error: "), lines
     assert says in lines[0], lines
     assert "--help)" in lines[0]
+
+
+def test_a_worker_on_the_embedded_default_says_serve_runs_the_jobs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [DATAGATE, "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "DATAGATE_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "workers take jobs from PostgreSQL" in done.stderr
