@@ -97,10 +97,9 @@ def _from_filename(filename: str | None) -> str | None:
     return _EXTENSIONS.get(Path(name).suffix)
 
 
-def detect_format(
-    path: Path, requested: str | None, content_type: str | None, filename: str | None
-) -> str:
-    """Decide the payload's format: ``?format=``, Content-Type, file name, then content.
+def declared_format(requested: str | None, content_type: str | None) -> str | None:
+    """The format ``?format=`` or the Content-Type names, if either does (``json`` may also
+    be JSON Lines: the content tells).
 
     Raises:
         UnsupportedFormat: the requested or declared format is not one Datagate reads.
@@ -121,12 +120,24 @@ def detect_format(
                 f"content type {content_type!r} is not supported; "
                 f"send one of {', '.join(sorted(k for k, v in _CONTENT_TYPES.items() if v))}"
             )
-        if fmt_or_none != "json":
-            return fmt_or_none
+        return fmt_or_none
+    return None
+
+
+def detect_format(
+    path: Path, requested: str | None, content_type: str | None, filename: str | None
+) -> str:
+    """Decide the payload's format: ``?format=``, Content-Type, file name, then content.
+
+    Raises:
+        UnsupportedFormat: the requested or declared format is not one Datagate reads.
+    """
+    declared = declared_format(requested, content_type)
+    if declared == "json" and not requested:
         # application/json covers both a JSON array and JSON Lines: look at the content.
         sniffed = _sniff(path)
         return sniffed if sniffed in ("json", "ndjson") else "json"
-    return _from_filename(filename) or _sniff(path)
+    return declared or _from_filename(filename) or _sniff(path)
 
 
 _QUOTE = re.compile(r"[`'\"]")

@@ -29,7 +29,8 @@ from sqlalchemy import Engine, event, func, text
 from sqlmodel import Session, select
 
 from gateway.db import unit_of_work
-from gateway.errors import DatagateError, StageFailed
+from gateway.errors import DatagateError, StageFailed, UnsupportedFormat
+from gateway.formats import declared_format
 from gateway.models import IngestRun, as_utc, utcnow
 from gateway.recovery import job_for_run
 from gateway.sealed import run_key, seal, unseal
@@ -212,18 +213,25 @@ def start_queued_run(
 
     Raises:
         InvalidRequest: ``source`` is malformed.
+        UnsupportedFormat: ``?format=`` or the Content-Type names a format Datagate cannot read.
     """
-    from gateway.runs import new_run_id, shown_filename, start_run
+    from gateway.runs import new_run_id, scrub, shown_filename, start_run
 
     assert services.queue is not None, "services without a job queue"
     queue = services.queue
+    # Refused now rather than by the worker; and what waits is a format, not client text.
+    try:
+        declared = declared_format(requested_format, received.content_type)
+    except UnsupportedFormat as error:
+        error.detail = scrub(services, contract, error.detail)  # it quotes the client's words
+        raise
     run_id = new_run_id()
     order = IngestOrder(
         run_id=run_id,
         size=received.size,
         filename=shown_filename(services, contract, received.filename),
-        content_type=received.content_type,
-        requested_format=requested_format,
+        content_type=received.content_type if declared else None,
+        requested_format=declared if requested_format else None,
         uploader=uploader,
         request_id=request_id,
     )

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
@@ -44,6 +44,15 @@ def _services(client: TestClient) -> Services:
 
 def _staged(services: Services) -> list[str]:
     return services.snapshots.keys(f"{STAGING_PREFIX}/")
+
+
+def _cleaned_up(services: Services) -> bool:
+    """Whether the staged uploads are gone: a worker removes them just after it recorded the
+    run's outcome, so a moment after the outcome is visible."""
+    deadline = time.monotonic() + 10
+    while _staged(services) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _staged(services) == []
 
 
 def _work(client: TestClient, run_id: str) -> None:
@@ -80,7 +89,7 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
         "rows_total": customers_frame.height,
     }
     assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
-    assert _staged(_services(client)) == []  # the raw upload is gone once ingested
+    assert _cleaned_up(_services(client))  # the raw upload is gone once ingested
     # The same data, synchronously: matched to the version the queued run stored.
     again = client.post(
         "/api/v1/datasets/customers/uploads", content=body, headers={"Content-Type": "text/csv"}
@@ -89,6 +98,21 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
     assert again.json()["version"]["version"] == 1
     # A synchronous run was never followed: no progress to show.
     assert client.get(f"/api/v1/runs/{again.json()['run_id']}").json()["progress"] is None
+
+
+def test_an_unreadable_format_is_refused_before_anything_is_queued(
+    client: TestClient, customers_frame: pl.DataFrame
+) -> None:
+    refused = client.post(
+        "/api/v1/datasets/customers/uploads",
+        content=csv_bytes(customers_frame),
+        headers={"Content-Type": "application/x-ann.lee@example.com", "Prefer": "respond-async"},
+    )
+    assert refused.status_code == 415, refused.text
+    assert "ann.lee" not in refused.text  # the client's words, PII replaced
+    assert _staged(_services(client)) == []
+    with Session(_services(client).engine) as session:
+        assert session.exec(select(IngestRun)).all() == []
 
 
 def test_a_rejected_asynchronous_upload_has_its_report_on_the_run(
@@ -106,7 +130,7 @@ def test_a_rejected_asynchronous_upload_has_its_report_on_the_run(
     (failure,) = run["validation_report"]["failures"]
     assert failure["column"] == "country"
     assert run["version"] is None
-    assert _staged(_services(client)) == []
+    assert _cleaned_up(_services(client))
 
 
 def test_bodies_over_the_synchronous_limit_always_go_asynchronously(
@@ -340,7 +364,7 @@ def test_the_embedded_gateway_resumes_queued_ingests_when_it_starts_again(
         run = client.get(f"/api/v1/runs/{job.run_id}", params={"wait": 30}).json()
         assert run["status"] == "accepted", run
         assert run["version"] == 1
-        assert _staged(_services(client)) == []
+        assert _cleaned_up(_services(client))
 
 
 @pytest.mark.slow
@@ -395,6 +419,9 @@ def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
         logs = (tmp_path / "workers.log").read_text() + server.log_text()
         assert "queued again for another worker" in logs
         bucket = open_store(s3_url, "test", tmp_path / "reader")
+        deadline = time.monotonic() + 10  # removed just after the outcome was recorded
+        while bucket.keys(f"{STAGING_PREFIX}/") and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert bucket.keys(f"{STAGING_PREFIX}/") == []  # the sealed upload is gone
     finally:
         for process in (doomed, rescuer):
