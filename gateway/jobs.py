@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -276,6 +276,7 @@ def run_ingest(services: Services, run_id: str) -> None:
     try:
         try:
             order = IngestOrder.from_json(services.snapshots.get_bytes(order_key(run_id)))
+            job = replace(job, request_id=order.request_id)  # the upload's, for its events
             contract = services.catalog.require(run.dataset)
             opened, handle = spool.new_file()
             handle.close()

@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
 from gateway.jobs import STAGING_PREFIX, run_ingest, start_queued_run
-from gateway.models import IngestRun
+from gateway.models import IngestRun, LineageEvent
 from gateway.runs import start_run
 from gateway.services import Services
 from gateway.settings import Settings
@@ -90,6 +90,13 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
     }
     assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
     assert _cleaned_up(_services(client))  # the raw upload is gone once ingested
+    # START (recorded with the 202) and COMPLETE (by the worker) name the upload's request.
+    with Session(_services(client).engine) as session:
+        events = session.exec(select(LineageEvent).where(LineageEvent.run_id == run_id)).all()
+    assert sorted(e.event_type or "" for e in events) == ["COMPLETE", "START"]
+    for stored in events:
+        facet = stored.payload["run"]["facets"]["datagate_request"]
+        assert facet["requestId"] == queued.headers["x-request-id"], stored.event_type
     # The same data, synchronously: matched to the version the queued run stored.
     again = client.post(
         "/api/v1/datasets/customers/uploads", content=body, headers={"Content-Type": "text/csv"}
