@@ -449,3 +449,50 @@ def _run(base: str, run_id: str, wait: float = 0) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     run: dict[str, Any] = answer.json()
     return run
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_an_api_replica_killed_after_its_202_does_not_lose_the_ingest(
+    tmp_path: Path, database_url: str, customers_frame: pl.DataFrame
+) -> None:
+    """The 202 means the upload is durable: the job is in PostgreSQL and the sealed upload in
+    the store, so SIGKILLing the replica that answered changes nothing for the worker."""
+    server = ServeProcess(
+        tmp_path / "api", database_url, tmp_path / "api.log", env={"DATAGATE_SYNC_MAX_BYTES": "1"}
+    ).wait_ready()
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = None
+        try:
+            queued = httpx.post(
+                f"{server.base}/api/v1/datasets/customers/uploads",
+                content=csv_bytes(customers_frame),
+                headers={"Authorization": f"Bearer {TEST_ADMIN_KEY}", **ASYNC},
+                timeout=60,
+            )
+            assert queued.status_code == 202, queued.text
+            server.kill()  # SIGKILL, the moment after it answered
+            worker = _worker(tmp_path, "worker", database_url, log)
+            deadline = time.monotonic() + 90
+            while _status(database_url, queued.json()["run_id"]) in ("queued", "running"):
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+                time.sleep(0.2)
+            assert _status(database_url, queued.json()["run_id"]) == "accepted"
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=30)
+
+
+def _status(database_url: str, run_id: str) -> str:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        with Session(engine) as session:
+            run = session.get(IngestRun, run_id)
+            assert run is not None
+            return run.status
+    finally:
+        engine.dispose()
