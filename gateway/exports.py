@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -59,19 +59,25 @@ def nested_as_json(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def export_snapshot(snapshot: Path, fmt: str, folder: Path) -> Path:
-    """Write the Parquet snapshot as ``fmt`` into a new temporary file the caller removes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="export-", suffix=f".{fmt}", dir=folder)
-    os.close(fd)
-    target = Path(name)
-    try:
-        frame = pl.scan_parquet(snapshot)
+# Rows per piece of a streamed download: a few MB of text, whatever the version's size.
+EXPORT_ROWS = 65_536
+
+
+def export_chunks(snapshot: Path, fmt: str) -> Iterator[bytes]:
+    """The Parquet snapshot as ``fmt`` (csv or ndjson), in pieces of ``EXPORT_ROWS`` rows:
+    a download starts at once and its memory stays bounded, whatever the version's size.
+    The bytes are those polars writes for the whole frame (the header once, for CSV)."""
+    frame = pl.scan_parquet(snapshot)
+    if fmt == "csv":
+        frame = neutralise_formulas(nested_as_json(frame))
+    first = True
+    for batch in frame.collect_batches(chunk_size=EXPORT_ROWS):
+        out = io.BytesIO()
         if fmt == "csv":
-            neutralise_formulas(nested_as_json(frame)).sink_csv(target)
+            batch.write_csv(out, include_header=first)
         else:
-            frame.sink_ndjson(target)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return target
+            batch.write_ndjson(out)
+        first = False
+        yield out.getvalue()
+    if first and fmt == "csv":  # no rows: the header alone
+        yield frame.head(0).collect().write_csv().encode()

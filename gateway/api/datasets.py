@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -21,7 +20,7 @@ from gateway.api.dependencies import (
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
-from gateway.exports import EXPORT_MEDIA_TYPES, export_snapshot
+from gateway.exports import EXPORT_MEDIA_TYPES, export_chunks
 from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
 from gateway.pipeline import run_pipeline
@@ -141,20 +140,19 @@ def get_version_data(
     session: SessionDep,
     principal: PrincipalDep,
     format: Literal["parquet", "csv", "ndjson"] = "parquet",
-) -> FileResponse:
-    """The stored (redacted) snapshot as Parquet, CSV or NDJSON (consumers and admins)."""
+) -> Response:
+    """The stored (redacted) snapshot as Parquet, CSV or NDJSON (consumers and admins); CSV and
+    NDJSON are streamed as they are written."""
     require(principal, ("consumer",), dataset)
     row = version_by_number(session, dataset_by_name(session, dataset), version)
     snapshot = services.snapshots.local_path(row.storage_key)
     filename = f"{dataset}-v{version}.{format}"
     if format == "parquet":
         return FileResponse(snapshot, media_type=EXPORT_MEDIA_TYPES[format], filename=filename)
-    exported = export_snapshot(snapshot, format, services.work_dir)
-    return FileResponse(
-        exported,
+    return StreamingResponse(
+        export_chunks(snapshot, format),
         media_type=EXPORT_MEDIA_TYPES[format],
-        filename=filename,
-        background=BackgroundTask(exported.unlink, missing_ok=True),
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
