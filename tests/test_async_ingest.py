@@ -25,6 +25,7 @@ from gateway.client import DatagateClient, DatagateError
 from gateway.jobs import STAGING_PREFIX, run_ingest, start_queued_run
 from gateway.models import IngestRun, LineageEvent
 from gateway.runs import start_run
+from gateway.samples import customers
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.snapshots import open_store
@@ -496,3 +497,28 @@ def _status(database_url: str, run_id: str) -> str:
             return run.status
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_embedded_gateway_runs_queued_ingests_in_its_own_process(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`datagate serve --workers 2` on SQLite, every body over its synchronous limit: no
+    worker process exists, and `datagate upload` still follows each ingest to its version."""
+    server = ServeProcess(
+        tmp_path / "home",
+        database_url,
+        tmp_path / "serve.log",
+        env={"DATAGATE_SYNC_MAX_BYTES": "1"},
+        args=("--workers", "2"),
+    ).wait_ready()
+    try:
+        for seed in (1, 2, 3):
+            data = tmp_path / f"customers-{seed}.csv"
+            data.write_bytes(csv_bytes(customers(40, seed=seed)))
+            done = _cli("upload", str(data), "-d", "customers", server=server.base)
+            assert done.returncode == 0, (done.stderr, server.log_text())
+            assert done.stdout.startswith(f"stored: customers@{seed},"), done.stdout
+    finally:
+        server.stop()
