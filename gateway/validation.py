@@ -6,6 +6,7 @@ The report never holds a raw value of a column with a PII policy, and holds at m
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -350,11 +351,13 @@ def _normalised(cases: pl.DataFrame, contract: Contract) -> pl.DataFrame:
     )
 
 
-def _column_by_column(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+def _column_by_column(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
     # Pandera failed to build its own report (it cannot turn some dtypes, e.g. Duration, into
     # text): each column is checked alone, eagerly, and reported without row numbers.
     rows: list[dict[str, Any]] = []
-    for name, component in contract.checked_schema.columns.items():
+    for name, component in schema.columns.items():
+        if name not in frame.columns and not component.required:
+            continue
         try:
             component.validate(frame, lazy=False)
         except pa.errors.SchemaError as exc:
@@ -393,18 +396,24 @@ def _column_by_column(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
 
 
 def _run_pandera(
-    frame: pl.DataFrame, contract: Contract
+    frame: pl.DataFrame,
+    contract: Contract,
+    checked: pa.DataFrameSchema | None = None,
+    reporting: pa.DataFrameSchema | None = None,
 ) -> tuple[pl.DataFrame | None, pl.DataFrame]:
-    """Pandera's validation of the coerced frame: its output frame (None when it rejects) and
-    its failures, normalised. With ``drop_invalid_rows`` the output lacks the failing rows and
+    """Pandera's validation of the coerced frame (by the contract's schemas, or the given
+    ``checked`` and ``reporting`` ones): its output frame (None when it rejects) and its
+    failures, normalised. With ``drop_invalid_rows`` the output lacks the failing rows and
     the failures say which were dropped."""
+    checked = contract.checked_schema if checked is None else checked
+    reporting = contract.reporting_schema if reporting is None else reporting
     try:
-        output = contract.checked_schema.validate(frame, lazy=True)
+        output = checked.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         try:
             return None, _normalised(exc.failure_cases, contract)
         except pl.exceptions.PolarsError:
-            return None, _column_by_column(frame, contract)
+            return None, _column_by_column(frame, checked)
     except pa.errors.SchemaError as exc:
         return None, pl.DataFrame(
             {
@@ -417,16 +426,16 @@ def _run_pandera(
             schema={**_FAILURE_SCHEMA, "whole_row": pl.Boolean},
         )
     except Exception:  # Pandera crashed (e.g. building its report): say where
-        return None, _column_by_column(frame, contract)
+        return None, _column_by_column(frame, checked)
     if output.height == frame.height:
         return output, _no_failures()
     # drop_invalid_rows: Pandera dropped rows without a word; the report names them.
     try:
-        contract.reporting_schema.validate(frame, lazy=True)
+        reporting.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         return output, _normalised(exc.failure_cases, contract)
     except Exception:  # as above
-        return output, _column_by_column(frame, contract)
+        return output, _column_by_column(frame, reporting)
     return output, _no_failures()
 
 
@@ -487,14 +496,16 @@ def _redacted_row(
     item["value"] = row
 
 
-def _summarise(
-    failures: pl.DataFrame, contract: Contract, scrub: Scrub | None
-) -> list[dict[str, Any]]:
+def digest_failures(failures: pl.DataFrame, offset: int = 0) -> list[dict[str, Any]]:
+    """Failures as one entry per (column, check) in order of their first failing row: how many
+    rows fail and the first ``MAX_EXAMPLES`` of them (row number counted from 1, plus
+    ``offset``: where the frame starts in the upload), raw. Digests of consecutive parts of
+    an upload merge (``merge_digests``) into the digest of the whole."""
     if failures.is_empty():
         return []
     ordered = failures.with_columns(
         pl.col("failure_case").str.slice(0, MAX_VALUE_CHARS).alias("value"),
-        (pl.col("index") + 1).alias("row"),
+        (pl.col("index") + 1 + offset).alias("row"),
     ).sort("row", nulls_last=True, maintain_order=True)
     grouped = ordered.group_by(["column", "check"], maintain_order=True).agg(
         pl.col("index").drop_nulls().n_unique().alias("failing_rows"),
@@ -504,9 +515,44 @@ def _summarise(
         .head(MAX_EXAMPLES)
         .alias("examples"),
     )
+    return grouped.to_dicts()
+
+
+def merge_digests(digests: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One digest from the digests of an upload's parts: counts added (each part's rows are its
+    own), the first ``MAX_EXAMPLES`` examples kept, groups in order of their first failing
+    row (a group without row numbers, such as a missing column, once, after them)."""
+    merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for digest in digests:
+        for group in digest:
+            key = (group["column"], group["check"])
+            if key not in merged:
+                merged[key] = {**group, "examples": list(group["examples"])}
+                continue
+            into = merged[key]
+            into["failing_rows"] += group["failing_rows"]
+            into["examples"] = sorted(
+                into["examples"] + list(group["examples"]), key=lambda e: e["row"]
+            )[:MAX_EXAMPLES]
+    groups = list(merged.values())
+    last = float("inf")
+    return sorted(groups, key=lambda g: g["examples"][0]["row"] if g["examples"] else last)
+
+
+def _summarise(
+    failures: pl.DataFrame, contract: Contract, scrub: Scrub | None
+) -> list[dict[str, Any]]:
+    return summarise_digest(digest_failures(failures), contract, scrub)
+
+
+def summarise_digest(
+    digest: list[dict[str, Any]], contract: Contract, scrub: Scrub | None
+) -> list[dict[str, Any]]:
+    """The report's failures from a digest: examples of PII columns as their placeholder, whole
+    rows with their declared cells replaced, every other shown value scrubbed by ``scrub``."""
     summary: list[dict[str, Any]] = []
     to_scrub: list[tuple[dict[str, Any], str]] = []
-    for group in grouped.iter_rows(named=True):
+    for group in digest:
         placeholder = _placeholder(contract.spec_for(group["column"]))
         examples = []
         for example in group["examples"]:
@@ -541,8 +587,7 @@ def _summarise(
     return summary
 
 
-def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, Any]]:
-    failed = set(failures.select("column", "check").unique().iter_rows())
+def _assertions(contract: Contract, failed: set[tuple[Any, Any]]) -> list[dict[str, Any]]:
     missing = {c for c, check in failed if check == "column_in_dataframe"}
     results: list[dict[str, Any]] = []
 
@@ -568,6 +613,249 @@ def _assertions(contract: Contract, failures: pl.DataFrame) -> list[dict[str, An
     return results
 
 
+# Pandera's built-in checks that look at one value at a time: checkable part by part.
+_ROW_LOCAL_BUILTINS = frozenset(
+    {
+        "equal_to",
+        "not_equal_to",
+        "greater_than",
+        "greater_than_or_equal_to",
+        "less_than",
+        "less_than_or_equal_to",
+        "in_range",
+        "isin",
+        "notin",
+        "str_matches",
+        "str_contains",
+        "str_startswith",
+        "str_endswith",
+        "str_length",
+    }
+)
+
+
+def _row_local(check: Any) -> bool:
+    """Whether a check's verdict on a row depends on that row alone: an element-wise check, or
+    a built-in comparison. Any other (a vectorised custom check may take a mean) is global."""
+    if getattr(check, "element_wise", False):
+        return True
+    builtin = getattr(getattr(check, "_check_fn", None), "__module__", "") or ""
+    return builtin.startswith("pandera.") and check.name in _ROW_LOCAL_BUILTINS
+
+
+@dataclass(frozen=True)
+class SplitSchema:
+    """A contract's checks in two parts: those decided row by row (any part of an upload
+    alone), and those that need whole columns (uniqueness, vectorised custom checks,
+    dataframe checks), run once over the columns they read."""
+
+    checked: pa.DataFrameSchema
+    reporting: pa.DataFrameSchema
+    whole: pa.DataFrameSchema | None
+    # The columns the whole-column checks read; None: every column (a dataframe check).
+    whole_columns: frozenset[str] | None
+
+
+def split_schema(contract: Contract) -> SplitSchema:
+    """Split the contract's checks into row-local and whole-column ones (see SplitSchema)."""
+    local = copy.deepcopy(contract.checked_schema)
+    whole_columns: dict[str, pa.Column] = {}
+    for name, column in local.columns.items():
+        kept = [c for c in column.checks if _row_local(c)]
+        moved = [c for c in column.checks if not _row_local(c)]
+        if moved or column.unique:
+            whole_columns[name] = pa.Column(
+                None,
+                checks=moved,
+                unique=column.unique,
+                nullable=True,
+                required=False,
+                regex=column.regex,
+                name=name,
+            )
+        column.checks = kept
+        column.unique = False
+    frame_checks = list(local.checks)
+    unique = local.unique
+    local.checks = []
+    local.unique = None
+    reporting = copy.deepcopy(local)
+    reporting.drop_invalid_rows = False
+    if not whole_columns and not frame_checks and not unique:
+        return SplitSchema(local, reporting, None, frozenset())
+    whole = pa.DataFrameSchema(
+        whole_columns,
+        checks=frame_checks,
+        unique=unique,
+        strict=False,
+        coerce=False,
+        name=contract.checked_schema.name,
+    )
+    needed: frozenset[str] | None = None
+    if not frame_checks and not any(c.regex for c in whole_columns.values()):
+        keys = [unique] if isinstance(unique, str) else list(unique or [])
+        needed = frozenset(whole_columns) | frozenset(keys)
+    return SplitSchema(local, reporting, whole, needed)
+
+
+@dataclass
+class ChunkedValidation:
+    """Validate an upload part by part, exactly as ``validate_frame`` validates it whole.
+
+    Each part (``feed``) is parsed, coerced and checked by the row-local checks; its failures
+    are kept as a digest (counts and the first examples, row numbers global). The columns the
+    whole-column checks read are kept, narrow, and checked once at ``finish``, so uniqueness
+    holds across parts. Memory: one part, plus those columns.
+    """
+
+    contract: Contract
+    scrub: Scrub | None = None
+    from_text: bool = False
+    from_json: bool = False
+    rows: int = 0
+    stored_rows: int = 0
+    split: SplitSchema | None = None
+    digests: list[list[dict[str, Any]]] = field(default_factory=list)
+    failed: set[tuple[Any, Any]] = field(default_factory=set)
+    kept: list[pl.DataFrame] = field(default_factory=list)
+    # Rows a part dropped already (drop_invalid_rows with whole-column checks only).
+    dropped_early: list[pl.Series] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rejected: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split is None:
+            self.split = split_schema(self.contract)
+
+    @property
+    def needs_row_numbers(self) -> bool:
+        """Whether rows may be dropped at ``finish`` (drop_invalid_rows with whole-column
+        checks): then each part's output rows must be known by their place in the upload."""
+        assert self.split is not None
+        return self.split.whole is not None and bool(self.contract.checked_schema.drop_invalid_rows)
+
+    def feed(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series | None]:
+        """Validate the next part; returns the rows to store (coerced, invalid rows dropped by
+        a drop_invalid_rows contract) and, when ``needs_row_numbers``, their rows' places."""
+        split = self.split
+        assert split is not None
+        offset = self.rows
+        coerced, output, failures = _check(
+            frame, self.contract, split.checked, split.reporting, self.from_text, self.from_json
+        )
+        if "by_column" in failures.columns:
+            if PANDERA_CRASHED not in self.notes:
+                self.notes.append(PANDERA_CRASHED)
+            failures = failures.drop("by_column")
+        self.rows += frame.height
+        if output is None:
+            self.rejected = True
+        self.failed.update(failures.select("column", "check").unique().iter_rows())
+        self.digests.append(digest_failures(failures, offset))
+        if split.whole is not None:
+            columns = (
+                coerced.columns
+                if split.whole_columns is None
+                else [c for c in coerced.columns if c in split.whole_columns]
+            )
+            self.kept.append(coerced.select(columns))
+        stored = coerced if output is None else output
+        self.stored_rows += stored.height
+        places = None
+        if self.needs_row_numbers:
+            dropped = failures.get_column("index").drop_nulls().unique()
+            everything = pl.int_range(offset, offset + frame.height, eager=True, dtype=pl.Int64)
+            places = everything.filter(~everything.is_in((dropped + offset).implode()))
+            self.dropped_early.append(dropped + offset)
+            assert places.len() == stored.height, "Pandera dropped rows it did not report"
+        return stored, places
+
+    def finish(self) -> tuple[ValidationReport, pl.Series]:
+        """Run the whole-column checks and merge every part's failures into the report.
+
+        Returns the report and the places of rows the whole-column checks failed (dropped by a
+        drop_invalid_rows contract; with any other contract they reject the upload).
+        """
+        split = self.split
+        assert split is not None
+        dropped = pl.Series("index", [], dtype=pl.Int64)
+        if split.whole is not None and self.kept:
+            columns = pl.concat(self.kept, how="vertical_relaxed")
+            self.kept.clear()
+            _, failures = _run_pandera(columns, self.contract, split.whole, split.whole)
+            if "by_column" in failures.columns:
+                if PANDERA_CRASHED not in self.notes:
+                    self.notes.append(PANDERA_CRASHED)
+                failures = failures.drop("by_column")
+            del columns
+            if not failures.is_empty():
+                self.failed.update(failures.select("column", "check").unique().iter_rows())
+                self.digests.append(digest_failures(failures))
+                dropped = failures.get_column("index").drop_nulls().unique().sort()
+                if self.contract.checked_schema.drop_invalid_rows:
+                    early = pl.concat([dropped.clear(), *self.dropped_early])
+                    self.stored_rows -= dropped.filter(~dropped.is_in(early.implode())).len()
+                else:
+                    self.rejected = True
+                if dropped.is_empty():
+                    self.rejected = True  # failed, but names no row to drop
+        rejected = self.rejected
+        if self.stored_rows == 0 < self.rows:
+            rejected = True  # drop_invalid_rows dropped every row: nothing valid to store
+        report = ValidationReport(
+            contract={
+                "name": self.contract.dataset,
+                "version": self.contract.version,
+                "fingerprint": self.contract.fingerprint,
+            },
+            rows=self.rows,
+            failures=summarise_digest(merge_digests(self.digests), self.contract, self.scrub),
+            assertions=_assertions(self.contract, self.failed),
+            rejected=rejected,
+            rows_dropped=0 if rejected else self.rows - self.stored_rows,
+            notes=list(self.notes),
+        )
+        return report, dropped
+
+
+def _check(
+    frame: pl.DataFrame,
+    contract: Contract,
+    checked: pa.DataFrameSchema,
+    reporting: pa.DataFrameSchema,
+    from_text: bool,
+    from_json: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
+    """Parse, coerce and check one frame: the coerced frame, Pandera's output (None when it
+    rejects) and every failure, cell failures first (``whole_row`` says which are rows)."""
+    if from_text or from_json:
+        frame, parse_failures = parse_text(frame, contract, json_values=from_json and not from_text)
+    else:
+        parse_failures = pl.DataFrame(schema=_FAILURE_SCHEMA)
+    coerced, coerce_failures = coerce_like_pandera(frame, contract)
+    cell_failures = pl.concat([parse_failures, coerce_failures]).with_columns(
+        pl.lit(False).alias("whole_row")
+    )
+    output, checked_failures = _run_pandera(coerced, contract, checked, reporting)
+    crashed = "by_column" in checked_failures.columns
+    if crashed:
+        checked_failures = checked_failures.drop("by_column")
+    if not cell_failures.is_empty() and not checked_failures.is_empty():
+        # A cell that did not convert is null now; its not-null failure would only repeat that.
+        repeated = cell_failures.select("column", "index").with_columns(
+            pl.lit("not_nullable").alias("check")
+        )
+        checked_failures = checked_failures.join(
+            repeated, on=["column", "check", "index"], how="anti", nulls_equal=True
+        )
+    failures = pl.concat([cell_failures, checked_failures])
+    if not cell_failures.is_empty():
+        output = None  # a value that does not convert rejects the upload
+    if crashed:
+        failures = failures.with_columns(pl.lit(True).alias("by_column"))
+    return coerced, output, failures
+
+
 def validate_frame(
     frame: pl.DataFrame,
     contract: Contract,
@@ -584,29 +872,19 @@ def validate_frame(
     type of the contract's kind (see ``parse_text``).
     ``scrub`` replaces PII inside example values of columns without a PII policy.
     """
-    if from_text or from_json:
-        frame, parse_failures = parse_text(frame, contract, json_values=from_json and not from_text)
-    else:
-        parse_failures = pl.DataFrame(schema=_FAILURE_SCHEMA)
-    coerced, coerce_failures = coerce_like_pandera(frame, contract)
-    cell_failures = pl.concat([parse_failures, coerce_failures]).with_columns(
-        pl.lit(False).alias("whole_row")
+    coerced, output, failures = _check(
+        frame,
+        contract,
+        contract.checked_schema,
+        contract.reporting_schema,
+        from_text,
+        from_json,
     )
-    output, checked = _run_pandera(coerced, contract)
     notes = []
-    if "by_column" in checked.columns:
+    if "by_column" in failures.columns:
         notes.append(PANDERA_CRASHED)
-        checked = checked.drop("by_column")
-    if not cell_failures.is_empty() and not checked.is_empty():
-        # A cell that did not convert is null now; its not-null failure would only repeat that.
-        repeated = cell_failures.select("column", "index").with_columns(
-            pl.lit("not_nullable").alias("check")
-        )
-        checked = checked.join(
-            repeated, on=["column", "check", "index"], how="anti", nulls_equal=True
-        )
-    failures = pl.concat([cell_failures, checked])
-    rejected = output is None or not cell_failures.is_empty()
+        failures = failures.drop("by_column")
+    rejected = output is None
     if output is not None and output.height == 0 < frame.height:
         rejected = True  # drop_invalid_rows dropped every row: nothing valid to store
     stored = coerced if output is None else output
@@ -618,7 +896,7 @@ def validate_frame(
         },
         rows=frame.height,
         failures=_summarise(failures, contract, scrub),
-        assertions=_assertions(contract, failures),
+        assertions=_assertions(contract, set(failures.select("column", "check").iter_rows())),
         rejected=rejected,
         rows_dropped=0 if rejected else frame.height - stored.height,
         notes=notes,

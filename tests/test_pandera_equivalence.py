@@ -13,9 +13,14 @@ convert); Datagate rejects when ``drop_invalid_rows`` would drop every row.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
+import shutil
+import tempfile
 import textwrap
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandera.polars as pa
@@ -112,6 +117,15 @@ class Dropping(pa.DataFrameModel):
     class Config:
         drop_invalid_rows = True
 """,
+    # Rows dropped by row checks and by uniqueness (whole-column) alike.
+    "dropping_unique": """
+class DroppingUnique(pa.DataFrameModel):
+    id: int = pa.Field(ge=0, unique=True)
+    amount: float = pa.Field(le=1000)
+
+    class Config:
+        drop_invalid_rows = True
+""",
     "regex_columns": """
 class RegexColumns(pa.DataFrameModel):
     sensor: float = pa.Field(alias=r"sensor_\\d+", regex=True, ge=0)
@@ -156,14 +170,21 @@ class Durations(pa.DataFrameModel):
 }
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Contract]:
-    folder = tmp_path_factory.mktemp("contracts")
+@functools.cache
+def load_catalog() -> dict[str, Contract]:
+    """The matrix, loaded once per process (a registered check's name may be taken once)."""
+    folder = Path(tempfile.mkdtemp(prefix="equivalence-contracts-"))
+    atexit.register(shutil.rmtree, folder, True)
     for name, body in CONTRACTS.items():
         (folder / f"{name}.py").write_text(HEADER + textwrap.dedent(body))
     loaded = load_contracts(folder)
     assert not loaded.errors, loaded.errors
     return loaded.contracts
+
+
+@pytest.fixture(scope="module")
+def catalog() -> dict[str, Contract]:
+    return load_catalog()
 
 
 def _pandera(frame: pl.DataFrame, contract: Contract) -> tuple[str, Any]:
@@ -409,6 +430,7 @@ FRAMES: dict[str, st.SearchStrategy[pl.DataFrame]] = {
     "checks": check_frames(),
     "filtering": filtering_frames(),
     "dropping": dropping_frames(),
+    "dropping_unique": dropping_frames(),
     "regex_columns": regex_frames(),
     "durations": duration_frames(),
 }

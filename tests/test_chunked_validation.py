@@ -1,0 +1,117 @@
+"""Property test: validating an upload part by part (``ChunkedValidation``, what the ingest
+does) gives exactly the report and the stored rows of validating it whole (``validate_frame``),
+for every contract of the differential suite, on frames cut at random places, duplicates that
+straddle the cuts included."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from gateway.contracts import Contract
+from gateway.validation import ChunkedValidation, split_schema, validate_frame
+from tests.test_pandera_equivalence import CONTRACTS, FRAMES, _wanted, load_catalog
+
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> dict[str, Contract]:
+    return load_catalog()
+
+
+def chunked(
+    frame: pl.DataFrame, contract: Contract, cuts: list[int]
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Validate ``frame`` in the parts ``cuts`` makes; the stored rows and the report."""
+    validation = ChunkedValidation(contract)
+    stored: list[pl.DataFrame] = []
+    places: list[pl.Series] = []
+    bounds = [0, *sorted(set(cuts)), frame.height]
+    for start, end in itertools.pairwise(bounds):
+        if end <= start:
+            continue
+        rows, where = validation.feed(frame.slice(start, end - start))
+        stored.append(rows)
+        if where is not None:
+            places.append(where)
+    report, dropped = validation.finish()
+    table = pl.concat(stored, how="vertical_relaxed")
+    if places and not dropped.is_empty():
+        keep = ~pl.concat(places).is_in(dropped.implode())
+        table = table.filter(keep)
+    return table, report.as_dict()
+
+
+def _comparable(report: dict[str, Any]) -> dict[str, Any]:
+    # Failures are listed by their first failing row; two checks failing first on the same row
+    # may come in either order.
+    failures = sorted(report["failures"], key=lambda f: (str(f["column"]), f["check"]))
+    return {**report, "failures": failures}
+
+
+@st.composite
+def cut_frames(draw: st.DrawFn, name: str) -> tuple[pl.DataFrame, list[int]]:
+    # Several drawn frames end to end, so that values (and duplicates) repeat across the cuts.
+    parts = [draw(FRAMES[name]) for _ in range(draw(st.integers(1, 3)))]
+    frame = parts[0]
+    for part in parts[1:]:
+        if part.columns == frame.columns:
+            with contextlib.suppress(pl.exceptions.PolarsError):
+                frame = pl.concat([frame, part], how="vertical_relaxed")
+    cuts = draw(st.lists(st.integers(1, max(1, frame.height - 1)), max_size=4))
+    return frame, cuts
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACTS))
+def test_chunked_validation_is_whole_frame_validation(
+    name: str,
+    catalog: dict[str, Contract],
+) -> None:
+    contract = catalog[name]
+
+    @SETTINGS
+    @given(drawn=cut_frames(name))
+    def same(drawn: tuple[pl.DataFrame, list[int]]) -> None:
+        frame, cuts = drawn
+        frame = frame.select([c for c in frame.columns if c in _wanted(contract, frame)])
+        whole_rows, whole = validate_frame(frame, contract)
+        rows, report = chunked(frame, contract, cuts)
+        assert _comparable(report) == _comparable(whole.as_dict())
+        if whole.valid:
+            assert_frame_equal(rows, whole_rows)
+
+    same()
+
+
+def test_duplicates_across_parts_are_found_with_their_global_rows(
+    catalog: dict[str, Contract],
+) -> None:
+    contract = catalog["dropping_unique"]
+    frame = pl.DataFrame({"id": [*list(range(10)), 3, 11, 9], "amount": [1.0] * 13})
+    rows, report = chunked(frame, contract, [5, 10, 11])
+    failure = next(f for f in report["failures"] if f["check"] == "field_uniqueness")
+    assert [e["row"] for e in failure["examples"]] == [4, 10, 11, 13]
+    assert report["rows_dropped"] == 4
+    assert sorted(rows["id"].to_list()) == [0, 1, 2, 4, 5, 6, 7, 8, 11]
+
+
+def test_only_whole_column_checks_keep_columns(catalog: dict[str, Contract]) -> None:
+    # Row checks need no column kept across parts; uniqueness keeps its column only, and a
+    # dataframe check (which may read any column) keeps every column.
+    assert split_schema(catalog["dropping"]).whole is None
+    assert split_schema(catalog["dropping_unique"]).whole_columns == frozenset({"id"})
+    assert split_schema(catalog["checks"]).whole_columns is None
