@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-privacy bench-lineage load clean
+.PHONY: run test lint bench bench-scale bench-privacy bench-lineage load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "make: installing Datagate and its dependencies into $(VENV) (first run, or after a dependency change; a few minutes)"
@@ -27,6 +27,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale
 
 bench-privacy: $(STAMP)
 	$(BIN)/python -m bench.privacy

@@ -657,22 +657,3 @@ def decoded_size(frame: pl.DataFrame) -> int:
         else:
             total += int(series.estimated_size())
     return total
-
-
-def collect_within(batches: Iterable[pl.DataFrame], limits: DecodeLimits) -> pl.DataFrame:
-    """Concatenate streamed batches, stopping at the first one that passes a limit.
-
-    Raises:
-        UploadTooLarge: rows or decoded bytes over the limit.
-        EmptyUpload: no batch at all.
-    """
-    parts: list[pl.DataFrame] = []
-    rows = size = 0
-    for batch in batches:
-        rows += batch.height
-        size += decoded_size(batch)
-        limits.check(rows=rows, size=size)
-        parts.append(batch)
-    if not parts:
-        raise EmptyUpload("the upload holds no rows")
-    return pl.concat(parts, how="vertical", rechunk=False)

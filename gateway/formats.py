@@ -10,7 +10,7 @@ is measured before it starts and streams in batches whose rows and bytes are add
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -20,12 +20,14 @@ from gateway.decoding import (
     arrow_footprint,
     check_json_keys,
     check_schema,
-    collect_within,
+    decoded_size,
     parquet_footprint,
     scan_json_text,
 )
 from gateway.errors import EmptyUpload, UnreadableUpload, UnsupportedFormat, UploadError
 
+# Rows per part of an upload read in parts (``DATAGATE_INGEST_CHUNK_ROWS``).
+DEFAULT_CHUNK_ROWS = 250_000
 FORMATS = ("csv", "parquet", "ndjson", "json", "arrow")
 _CONTENT_TYPES = {
     "text/csv": "csv",
@@ -160,7 +162,9 @@ def _parsed_by_reader(dtype: pl.DataType | None) -> pl.DataType:
     return dtype
 
 
-def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits) -> pl.DataFrame:
+def _csv_chunks(
+    path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits, rows: int
+) -> Iterator[pl.DataFrame]:
     with path.open("rb") as fh:
         head = fh.read(4)
     if head.startswith(_UTF16_32_BOMS):
@@ -168,29 +172,39 @@ def _read_csv(path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimit
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
     limits.check(columns=len(header))
     overrides = {c: _parsed_by_reader(dtypes.get(c)) for c in header}
+    done = 0
     try:
         # Fast path: the reader parses straight into the contract's dtypes.
-        batches = pl.scan_csv(path, schema_overrides=overrides, encoding="utf8").collect_batches()
-        return collect_within(batches, limits)
+        fast = pl.scan_csv(path, schema_overrides=overrides, encoding="utf8")
+        for batch in fast.collect_batches(chunk_size=rows):
+            done += batch.height
+            yield batch
+        return
     except pl.exceptions.ComputeError:
-        # Some cell does not parse: read every column as text, so that validation can cast
-        # it and report each bad cell as a contract failure instead of a reader error.
-        batches = pl.scan_csv(
-            path, infer_schema=False, encoding="utf8", raise_if_empty=False
-        ).collect_batches()
-        return collect_within(batches, limits)
+        pass
+    # Some cell does not parse: the rest of the file is read as text (from the first row not
+    # yet given), so that validation can cast it and report each bad cell as a contract
+    # failure instead of a reader error.
+    text = pl.scan_csv(
+        path,
+        infer_schema=False,
+        encoding="utf8",
+        raise_if_empty=False,
+        skip_rows_after_header=done,
+    )
+    yield from text.collect_batches(chunk_size=rows)
 
 
-def _read_parquet(path: Path, limits: DecodeLimits) -> pl.DataFrame:
+def _parquet_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.DataFrame]:
     footprint = parquet_footprint(path)
     # Parquet spells a list in two schema levels; bound it before polars walks the schema.
     limits.check(depth=max(0, footprint.depth - 1) // 3, rows=footprint.rows)
     limits.check(size=footprint.decoded_bytes)
     check_schema(pl.Schema(pl.read_parquet_schema(path)), limits)
-    return collect_within(pl.scan_parquet(path).collect_batches(), limits)
+    yield from pl.scan_parquet(path).collect_batches(chunk_size=rows)
 
 
-def _read_arrow(path: Path, limits: DecodeLimits) -> pl.DataFrame:
+def _arrow_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.DataFrame]:
     footprint = arrow_footprint(path)
     limits.check(
         columns=footprint.columns,
@@ -201,44 +215,69 @@ def _read_arrow(path: Path, limits: DecodeLimits) -> pl.DataFrame:
     with path.open("rb") as fh:
         is_file = fh.read(6) == b"ARROW1"
     if is_file:
-        return collect_within(pl.scan_ipc(path).collect_batches(), limits)
-    return collect_within([pl.read_ipc_stream(path)], limits)
+        yield from pl.scan_ipc(path).collect_batches(chunk_size=rows)
+        return
+    # An IPC stream has no footer to seek by: polars reads it whole (its size is bounded by
+    # the footprint checked above), and it is handed on in parts.
+    frame = pl.read_ipc_stream(path)
+    for start in range(0, frame.height, rows):
+        yield frame.slice(start, rows)
 
 
-def _read_json_lines(path: Path, limits: DecodeLimits, *, array: bool) -> pl.DataFrame:
+def _json_chunks(
+    path: Path, limits: DecodeLimits, rows: int, *, array: bool
+) -> Iterator[pl.DataFrame]:
     # A record is one level, so its columns may nest ``limits.depth`` more (an array one more).
     scan_json_text(path, limits.depth + (2 if array else 1), to_lines=array)
     check_json_keys(path, limits)
+    # The schema comes from every record, as for a whole-file read, so every part has it.
     schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
     check_schema(schema, limits)
-    return collect_within(pl.scan_ndjson(path, schema=schema).collect_batches(), limits)
+    yield from pl.scan_ndjson(path, schema=schema).collect_batches(chunk_size=rows)
 
 
-def _read(
-    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits
-) -> pl.DataFrame:
+def _chunks(
+    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits, rows: int
+) -> Iterator[pl.DataFrame]:
     if fmt == "csv":
-        return _read_csv(path, dtypes, limits)
+        return _csv_chunks(path, dtypes, limits, rows)
     if fmt == "parquet":
-        return _read_parquet(path, limits)
+        return _parquet_chunks(path, limits, rows)
     if fmt == "arrow":
-        return _read_arrow(path, limits)
-    return _read_json_lines(path, limits, array=fmt == "json")
+        return _arrow_chunks(path, limits, rows)
+    return _json_chunks(path, limits, rows, array=fmt == "json")
 
 
-def read_frame(
-    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits
-) -> pl.DataFrame:
-    """Read the payload as a table, within ``limits``; text formats are parsed with the
-    contract's ``dtypes``.
+def read_chunks(
+    path: Path,
+    fmt: str,
+    dtypes: Mapping[str, pl.DataType],
+    limits: DecodeLimits,
+    rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """Read the payload as a table in parts of ``rows`` rows (the last one shorter), within
+    ``limits`` counted over the whole upload; text formats are parsed with the contract's
+    ``dtypes``. Every part has the same columns.
 
-    Raises:
+    Raises (while iterating):
         UploadTooLarge: the decoded table would pass a limit.
         UnreadableUpload: the bytes are not valid ``fmt`` or not a table of records.
         EmptyUpload: the table has no rows or no columns.
     """
+    total_rows = size = 0
+    columns: list[str] | None = None
     try:
-        frame = _read(path, fmt, dtypes, limits)
+        for batch in _chunks(path, fmt, dtypes, limits, rows):
+            if batch.height == 0:
+                continue
+            total_rows += batch.height
+            size += decoded_size(batch)
+            limits.check(rows=total_rows, size=size, columns=batch.width)
+            if columns is None:
+                if batch.width == 0:
+                    break
+                columns = batch.columns
+            yield batch
     except UploadError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError, TypeError) as exc:
@@ -248,7 +287,14 @@ def read_frame(
         if type(exc).__name__ == "PanicException":
             raise UnreadableUpload(f"could not read the upload as {fmt}") from exc
         raise
-    if frame.width == 0 or frame.height == 0:
+    if columns is None:
         raise EmptyUpload(f"the {fmt} upload holds no rows")
-    limits.check(columns=frame.width)
-    return frame
+
+
+def read_frame(
+    path: Path, fmt: str, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits
+) -> pl.DataFrame:
+    """Read the payload as one table, within ``limits`` (see ``read_chunks``)."""
+    # A CSV whose later rows did not parse has its first parts typed, the rest as text.
+    parts = list(read_chunks(path, fmt, dtypes, limits))
+    return pl.concat(parts, how="vertical_relaxed", rechunk=False)

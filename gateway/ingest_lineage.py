@@ -5,12 +5,24 @@ validation's assertions, the input's profile, column lineage and how personal da
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+import polars as pl
 
 from gateway.models import DatasetVersion
 from gateway.profiling import profile_frame
 from gateway.services import Services
-from lineage import AssertionResult, ColumnMapping, InputMetrics, SchemaField, StoredOutput
+from gateway.snapshots import StagedSnapshot
+from gateway.validation import ROW_PLACE
+from lineage import (
+    AssertionResult,
+    ColumnMapping,
+    ColumnMetrics,
+    InputMetrics,
+    SchemaField,
+    StoredOutput,
+)
 from privacy import ColumnOutcome
 
 if TYPE_CHECKING:
@@ -69,7 +81,40 @@ def stored_output(batch: Batch, services: Services, profile: InputMetrics | None
 
 
 def input_metrics(batch: Batch) -> InputMetrics | None:
-    return None if batch.frame is None else profile_frame(batch.frame, batch.upload.size)
+    return batch.profile if batch.profile is not None else upload_profile(batch)
+
+
+def upload_profile(batch: Batch, snapshot: StagedSnapshot | None = None) -> InputMetrics | None:
+    """Row count, bytes received, and each column's null and distinct counts. Distinct counts
+    come from the rows themselves when the upload was one part, else (estimated) from the
+    stored snapshot; without either, only nulls are known and columns are left out."""
+    parts = batch.parts
+    if parts is None or parts.count == 0:
+        return None
+    if parts.only is not None:
+        return profile_frame(parts.only.drop(ROW_PLACE, strict=False), batch.upload.size)
+    metrics = InputMetrics(row_count=parts.rows_read, size_bytes=batch.upload.size)
+    if snapshot is None:
+        return metrics
+    stored = pl.scan_parquet(snapshot.path)
+    countable = [
+        name
+        for name, dtype in stored.collect_schema().items()
+        if name in parts.nulls and not isinstance(dtype, pl.List | pl.Struct)
+    ]
+    if not countable:
+        return metrics
+    row = (
+        stored.select(pl.col(c).approx_n_unique().alias(c) for c in countable)
+        .collect(engine="streaming")
+        .row(0, named=True)
+    )
+    return replace(
+        metrics,
+        columns=[
+            ColumnMetrics(column=c, nulls=parts.nulls[c], distinct=int(row[c])) for c in countable
+        ],
+    )
 
 
 def column_mappings(

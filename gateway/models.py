@@ -80,6 +80,9 @@ class IngestRun(SQLModel, table=True):
     # The stage running now (parse, validate…), or the last one reached.
     stage: str | None = Field(default=None, max_length=40)
     rows_total: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Rows and parts of the upload read, checked, redacted and written so far.
+    rows_done: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    parts_done: int | None = None
     uploader: str = Field(max_length=200)
     # The gateway process running the ingest; recovery fails the runs of dead processes.
     instance: str | None = Field(default=None, max_length=32)

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, StageFailed, redacted_traceback
 from gateway.models import DatasetVersion
-from gateway.runs import fail_run, observe, record_stage, shown_filename
+from gateway.runs import fail_run, observe, record_progress, record_stage, shown_filename
 from gateway.services import Services
-from gateway.stages import STAGES, Batch, checkpoint
+from gateway.stages import PART_STAGES, STAGES, Batch, checkpoint, open_upload
 from gateway.uploads import ReceivedUpload, UploadSpool
 from lineage import IngestJob
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,9 @@ def run_pipeline(
     *,
     followed: bool = False,
 ) -> IngestOutcome:
-    """Pass the upload through every stage and record the outcome (and, when the run is
-    ``followed`` — asynchronous — each stage as it starts).
+    """Pass the upload, part by part, through the part stages, then through the finishing
+    stages, and record the outcome (and, when the run is ``followed`` — asynchronous — each
+    stage as it starts and the rows done after each part).
 
     Raises:
         DatagateError: the upload was rejected or failed (already recorded on the run);
@@ -57,21 +62,45 @@ def run_pipeline(
         uploader=uploader,
         filename=shown_filename(services, contract, upload.filename),
     )
+    entered: set[str] = set()
+
+    def enter(name: str) -> None:
+        # The first time a stage runs: the crash tests' checkpoint, and the run's stage.
+        if name in entered:
+            return
+        entered.add(name)
+        checkpoint(services, name)
+        if followed:
+            record_stage(services, job.run_id, name)
+
+    def timed(name: str, step: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return step()
+        except DatagateError:
+            raise
+        except Exception as exc:
+            raise StageFailed(name, exc) from exc
+        finally:
+            batch.timings[name] = batch.timings.get(name, 0.0) + time.perf_counter() - started
+
     try:
-        for name, stage in STAGES:
-            checkpoint(services, name)
+        enter("parse")
+        batch, reader = timed("parse", lambda: open_upload(batch, services))
+        parts = batch.require_parts()
+        while (frame := timed("parse", lambda: next(reader, None))) is not None:
+            for name, step in PART_STAGES:
+                if parts.halted and name != "parse" and name != "validate":
+                    break  # bound to be refused: the rest is read for the report only
+                enter(name)
+                frame = timed(name, partial(step, batch, frame, services))
             if followed:
-                rows = None if batch.frame is None else batch.frame.height
-                record_stage(services, job.run_id, name, rows)
-            started = time.perf_counter()
-            try:
-                batch = stage(batch, services)
-            except DatagateError:
-                raise
-            except Exception as exc:
-                raise StageFailed(name, exc) from exc
-            finally:
-                batch.timings[name] = time.perf_counter() - started
+                record_progress(services, job.run_id, parts.rows_read, parts.count)
+        if followed:
+            record_progress(services, job.run_id, parts.rows_read, parts.count, read=True)
+        for name, stage in STAGES:
+            enter(name)
+            batch = timed(name, partial(stage, batch, services))
             if batch.refusal is not None:
                 raise batch.refusal
     except DatagateError as error:

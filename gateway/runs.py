@@ -186,7 +186,7 @@ def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
             ).inc()
     if outcome not in ("accepted", "matched"):
         return
-    metrics.ROWS.labels(dataset).inc(batch.require_frame().height)
+    metrics.ROWS.labels(dataset).inc(batch.stored_rows)
     metrics.BYTES.labels(dataset).inc(batch.upload.size)
     for column in batch.pii:
         if column.spans:
@@ -240,11 +240,26 @@ def fail_run(
     services.lineage.notify()
 
 
-def record_stage(services: Services, run_id: str, stage: str, rows: int | None) -> None:
-    """The stage a run is in and, once parsed, its row count, for whoever follows it."""
+def record_stage(services: Services, run_id: str, stage: str) -> None:
+    """The stage a run is in, for whoever follows it."""
+    _update_running(services, run_id, stage=stage)
+
+
+def record_progress(
+    services: Services, run_id: str, rows_done: int, parts_done: int, *, read: bool = False
+) -> None:
+    """Rows and parts of a running upload read, checked, redacted and written so far; once
+    the whole upload is ``read``, its row count is known too."""
+    values: dict[str, Any] = {"rows_done": rows_done, "parts_done": parts_done}
+    if read:
+        values["rows_total"] = rows_done
+    _update_running(services, run_id, **values)
+
+
+def _update_running(services: Services, run_id: str, **values: Any) -> None:
     with unit_of_work(services.engine) as session:
         session.execute(
             update(IngestRun)
             .where(col(IngestRun.id) == run_id, col(IngestRun.status) == "running")
-            .values(stage=stage, rows_total=rows)
+            .values(**values)
         )

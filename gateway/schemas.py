@@ -120,7 +120,12 @@ class RunProgress(_Out):
 
     stages_done: int = Field(description="Stages finished of stages_total.")
     stages_total: int
-    rows_total: int | None = Field(description="Rows in the upload, once it is parsed.")
+    rows_done: int | None = Field(
+        description="Rows read, checked, redacted and written so far (an upload is worked on "
+        "in parts of DATAGATE_INGEST_CHUNK_ROWS rows)."
+    )
+    rows_total: int | None = Field(description="Rows in the upload, once all of it is read.")
+    parts_done: int | None = Field(description="Parts of the upload done so far.")
 
 
 class RunOut(_Out):

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Uploads larger than this are always ingested asynchronously (202).",
     )
+    ingest_chunk_rows: int = Field(
+        250_000,
+        ge=1,
+        le=50_000_000,
+        description="Rows per part of an upload: memory holds one part (and the columns "
+        "uniqueness checks read), whatever the upload's size.",
+    )
     local_ingest_workers: int = Field(
         2, ge=1, le=64, description="SQLite: threads running asynchronous ingests in-process."
     )

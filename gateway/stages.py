@@ -1,12 +1,19 @@
-"""The ingest stages: parse → validate → redact → version → record, each a function from one
-frozen Batch to the next.
+"""The ingest stages: parse → validate → redact → version → record.
+
+An upload is read in parts of ``DATAGATE_INGEST_CHUNK_ROWS`` rows, and each part goes through
+the part stages (``PART_STAGES``: parse, validate, redact, write), so memory holds one part
+whatever the upload's size. Then the finishing stages (``STAGES``) run once: whole-column
+checks and the merged report, the merged PII report, the version's Parquet file streamed from
+the written parts, and the record. Results are exactly those of the upload processed whole:
+see ``ChunkedValidation`` and ``plan_redaction``'s ``classified``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,9 +23,15 @@ from sqlmodel import Session
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
-from gateway.errors import ContractViolation, DatagateError, Interrupted, UndeclaredPii
-from gateway.formats import detect_format, read_frame
-from gateway.ingest_lineage import input_metrics, pii_report, stored_output
+from gateway.errors import (
+    ContractViolation,
+    DatagateError,
+    Interrupted,
+    UndeclaredPii,
+    UnreadableUpload,
+)
+from gateway.formats import detect_format, read_chunks
+from gateway.ingest_lineage import pii_report, stored_output, upload_profile
 from gateway.models import DatasetVersion, utcnow
 from gateway.outbox import store_event
 from gateway.runs import finish_run, source_label
@@ -26,11 +39,40 @@ from gateway.services import Services
 from gateway.snapshots import StagedSnapshot
 from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
-from gateway.validation import ValidationReport, validate_frame
-from lineage import IngestJob, ingest_complete
-from privacy import ColumnOutcome, plan_redaction, scan_texts, scrub_column_names
+from gateway.validation import ROW_PLACE, ChunkedValidation, ValidationReport
+from lineage import IngestJob, InputMetrics, ingest_complete
+from privacy import (
+    ColumnOutcome,
+    DetectionMemo,
+    Finding,
+    merge_outcomes,
+    plan_redaction,
+    scan_texts,
+    scrub_column_names,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Parts:
+    """What an upload read in parts has accumulated: the validation of every part so far, what
+    redaction found, and the redacted parts written to local files. Mutable, one per run."""
+
+    validation: ChunkedValidation
+    memo: DetectionMemo | None
+    folder: Path
+    classified: dict[str, Finding] = field(default_factory=dict)
+    outcomes: list[list[ColumnOutcome]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    places: bool = False  # each part file has its rows' places in the upload
+    renamed: dict[str, str] | None = None  # column names with PII, as the first part had them
+    count: int = 0
+    rows_read: int = 0
+    nulls: Counter[str] = field(default_factory=Counter)
+    only: pl.DataFrame | None = None  # the validated rows, while there has been one part only
+    # Set once the upload is bound to be refused: the rest is only validated, for the report.
+    halted: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,11 +89,12 @@ class Batch:
     payload: Path | None = None
     format: str | None = None
     compression: str | None = None
-    frame: pl.DataFrame | None = None
-    redacted: pl.LazyFrame | None = None
+    parts: Parts | None = None
     report: ValidationReport | None = None
+    dropped: pl.Series | None = None  # rows the whole-column checks dropped (drop_invalid_rows)
     pii: tuple[ColumnOutcome, ...] = ()
     snapshot: StagedSnapshot | None = None
+    profile: InputMetrics | None = None
     # Set by a stage that refuses the upload; the orchestrator raises it after the stage, so the
     # refused Batch (with its report) is the one recorded on the run.
     refusal: DatagateError | None = None
@@ -60,10 +103,20 @@ class Batch:
     # Shared by every Batch of one run: the orchestrator adds each stage's duration.
     timings: dict[str, float] = field(default_factory=dict)
 
-    def require_frame(self) -> pl.DataFrame:
-        """The frame; a stage that needs it runs after parse."""
-        assert self.frame is not None, "stage ran before parse"
-        return self.frame
+    def require_parts(self) -> Parts:
+        """The parts' state; a stage that needs it runs after the upload was opened."""
+        assert self.parts is not None, "stage ran before open"
+        return self.parts
+
+    @property
+    def rows(self) -> int:
+        """Rows read so far."""
+        return 0 if self.parts is None else self.parts.rows_read
+
+    @property
+    def stored_rows(self) -> int:
+        """Rows that pass into the version (all valid rows, once validation has finished)."""
+        return 0 if self.parts is None else self.parts.validation.stored_rows
 
 
 def checkpoint(services: Services, name: str) -> None:
@@ -77,9 +130,9 @@ def checkpoint(services: Services, name: str) -> None:
         time.sleep(3600)
 
 
-def parse(batch: Batch, services: Services) -> Batch:
-    """Unwrap compression, detect the format and read the upload into a frame, within the
-    decoding budget (bytes, rows, columns, nesting depth)."""
+def open_upload(batch: Batch, services: Services) -> tuple[Batch, Iterator[pl.DataFrame]]:
+    """Unwrap compression, detect the format and start reading the upload in parts, within the
+    decoding budget (bytes, rows, columns, nesting depth) counted over the whole upload."""
     settings = services.settings
     limits = DecodeLimits(
         bytes=settings.max_decoded_bytes,
@@ -91,35 +144,120 @@ def parse(batch: Batch, services: Services) -> Batch:
     fmt = detect_format(
         payload, batch.requested_format, batch.upload.content_type, batch.upload.filename
     )
-    frame = read_frame(payload, fmt, batch.contract.dtypes, limits)
-    # Column and field names come from the data too: PII in them is replaced before anything
-    # (reports, schemas, events, metrics) sees them. The contract's own columns are kept.
-    frame, renamed = scrub_column_names(
-        frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes
-    )
-    if renamed:
-        log.warning(
-            "run %s: personal data in %d column name(s) replaced", batch.job.run_id, renamed
-        )
-    compression = "+".join(layers) or None
-    return replace(batch, payload=payload, format=fmt, compression=compression, frame=frame)
-
-
-def validate(batch: Batch, services: Services) -> Batch:
-    """Cast to the contract's dtypes and run every check; a failing upload stops after this."""
+    reader = read_chunks(payload, fmt, batch.contract.dtypes, limits, settings.ingest_chunk_rows)
     contract = batch.contract
     engine = services.pii_engine
+    memo = None if engine is None else DetectionMemo(engine)
 
     def scrub_values(values: list[str]) -> list[str]:
         return scan_texts(values, engine, contract.detection)
 
-    frame, report = validate_frame(
-        batch.require_frame(),
+    validation = ChunkedValidation(
         contract,
         scrub_values,
-        from_text=batch.format == "csv",
-        from_json=batch.format in ("ndjson", "json"),
+        from_text=fmt == "csv",
+        from_json=fmt in ("ndjson", "json"),
     )
+    parts = Parts(validation=validation, memo=memo, folder=settings.tmp_dir)
+    parts.places = validation.needs_row_numbers
+    compression = "+".join(layers) or None
+    batch = replace(batch, payload=payload, format=fmt, compression=compression, parts=parts)
+    return batch, reader
+
+
+# -- each part ---------------------------------------------------------------------------
+
+
+def parse(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+    """A part as read: column and field names with PII replaced before anything (reports,
+    schemas, events, metrics) sees them; the contract's own columns are kept."""
+    parts = batch.require_parts()
+    parts.count += 1
+    parts.rows_read += frame.height
+    if parts.renamed is None:
+        scrubbed, renamed = scrub_column_names(
+            frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes
+        )
+        if renamed:
+            log.warning(
+                "run %s: personal data in %d column name(s) replaced", batch.job.run_id, renamed
+            )
+        parts.renamed = dict(zip(frame.columns, scrubbed.columns, strict=True))
+        return scrubbed
+    if frame.columns != list(parts.renamed):
+        raise UnreadableUpload("the upload's parts do not have the same columns")
+    return frame.rename(parts.renamed)
+
+
+def validate(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+    """Cast a part to the contract's dtypes and run the row checks (whole-column checks run
+    once, after the last part); once the upload is bound to be refused, nothing more of it
+    is redacted or stored, but every part is still checked for the report."""
+    parts = batch.require_parts()
+    stored, places = parts.validation.feed(frame)
+    if parts.validation.rejected:
+        parts.halted = True
+    parts.nulls.update(
+        {name: int(count) for name, count in stored.null_count().row(0, named=True).items()}
+    )
+    if places is not None:
+        stored = stored.with_columns(places.alias(ROW_PLACE))
+    parts.only = stored if parts.count == 1 else None
+    return stored
+
+
+def redact(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+    """Redact a part: declared columns, free text, and PII found in undeclared columns (each
+    undeclared field classified once, on the first part's sample; texts analysed once)."""
+    parts = batch.require_parts()
+    contract = batch.contract
+    plan, outcomes = plan_redaction(
+        frame.drop(ROW_PLACE, strict=False),
+        contract.policies,
+        services.redaction_key,
+        engine=parts.memo,
+        detection=contract.detection,
+        undeclared=contract.undeclared_pii,
+        classified=parts.classified,
+    )
+    parts.outcomes.append(outcomes)
+    if any(o.action == "reject" for o in outcomes):
+        parts.halted = True  # refused at the end, unless validation refuses it first
+        return frame.clear()
+    redacted = plan.collect()
+    if ROW_PLACE in frame.columns:
+        redacted = redacted.with_columns(frame.get_column(ROW_PLACE))
+    return redacted
+
+
+def write(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+    """Write a redacted part to a local file of the run (nothing raw is written)."""
+    parts = batch.require_parts()
+    if parts.halted:
+        return frame
+    path, handle = batch.spool.new_file(suffix=".parquet")
+    handle.close()
+    frame.write_parquet(path, compression="lz4", statistics=False)
+    parts.files.append(path)
+    return frame
+
+
+# A part of an upload already bound to be refused is only validated (``Parts.halted``).
+PART_STAGES: tuple[tuple[str, Callable[[Batch, pl.DataFrame, Services], pl.DataFrame]], ...] = (
+    ("parse", parse),
+    ("validate", validate),
+    ("redact", redact),
+    ("version", write),
+)
+
+
+# -- after the last part -----------------------------------------------------------------
+
+
+def finish_validation(batch: Batch, services: Services) -> Batch:
+    """Run the whole-column checks (uniqueness across parts) and merge every part's failures
+    into one report; a failing upload stops here."""
+    report, dropped = batch.require_parts().validation.finish()
     refusal = None
     if not report.valid:
         refusal = ContractViolation(
@@ -127,20 +265,17 @@ def validate(batch: Batch, services: Services) -> Batch:
             f"{len(report.failures)} failing check(s)",
             report=report.as_dict(),
         )
-    return replace(batch, frame=frame, report=report, refusal=refusal)
+    return replace(batch, report=report, dropped=dropped, refusal=refusal)
 
 
-def redact(batch: Batch, services: Services) -> Batch:
-    """Plan the redaction: declared columns, free text, and PII found in undeclared columns."""
+def finish_redaction(batch: Batch, services: Services) -> Batch:
+    """What redaction did to each column over every part; PII in an undeclared column that
+    the contract rejects refuses the upload."""
+    parts = batch.require_parts()
+    outcomes = merge_outcomes(parts.outcomes)
+    if parts.memo is not None:
+        parts.memo.close()
     contract = batch.contract
-    plan, outcomes = plan_redaction(
-        batch.require_frame(),
-        contract.policies,
-        services.redaction_key,
-        engine=services.pii_engine,
-        detection=contract.detection,
-        undeclared=contract.undeclared_pii,
-    )
     refused = [o for o in outcomes if o.action == "reject"]
     refusal = None
     if refused:
@@ -159,13 +294,20 @@ def redact(batch: Batch, services: Services) -> Batch:
                 outcome.share or 0.0,
                 outcome.sample_size or 0,
             )
-    return replace(batch, redacted=plan, pii=tuple(outcomes), refusal=refusal)
+    return replace(batch, pii=tuple(outcomes), refusal=refusal)
 
 
 def version(batch: Batch, services: Services) -> Batch:
-    """Stream the redacted frame into a durable, hashed, not yet visible Parquet file."""
-    assert batch.redacted is not None, "version ran before redact"
-    batch = replace(batch, snapshot=services.snapshots.stage(batch.redacted))
+    """Stream the redacted parts (less the rows whole-column checks dropped) into one durable,
+    hashed, not yet visible Parquet file, and profile what was read."""
+    parts = batch.require_parts()
+    assert parts.files, "version ran without a written part"
+    plan = pl.scan_parquet(parts.files)
+    if parts.places:
+        dropped = batch.dropped if batch.dropped is not None else pl.Series([], dtype=pl.Int64)
+        plan = plan.filter(~pl.col(ROW_PLACE).is_in(dropped.implode())).drop(ROW_PLACE)
+    snapshot = services.snapshots.stage(plan)
+    batch = replace(batch, snapshot=snapshot, profile=upload_profile(batch, snapshot))
     checkpoint(services, "version:staged")
     return batch
 
@@ -184,10 +326,9 @@ def record(batch: Batch, services: Services) -> Batch:
     snapshot = batch.snapshot
     assert snapshot is not None
     assert batch.report is not None
-    assert batch.redacted is not None
-    rows = batch.require_frame().height
-    schema = batch.redacted.collect_schema()
-    profile = input_metrics(batch)
+    rows = batch.stored_rows
+    schema = pl.read_parquet_schema(snapshot.path)
+    profile = batch.profile
     with Session(services.engine) as session:
         dataset_row = dataset_by_name(session, batch.contract.dataset)
         known = version_by_hash(session, dataset_row, snapshot.content_hash)
@@ -251,10 +392,12 @@ def record(batch: Batch, services: Services) -> Batch:
     return batch
 
 
+# After the last part. Each name is also a stage of PART_STAGES but "record": a run shows the
+# stage it is in, and its timings add up each stage's time over every part.
 STAGES: tuple[tuple[str, Callable[[Batch, Services], Batch]], ...] = (
-    ("parse", parse),
-    ("validate", validate),
-    ("redact", redact),
+    ("validate", finish_validation),
+    ("redact", finish_redaction),
     ("version", version),
     ("record", record),
 )
+STAGE_NAMES = ("parse", "validate", "redact", "version", "record")

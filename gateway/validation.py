@@ -20,6 +20,9 @@ from gateway.contracts import ColumnSpec, Contract, nested_model
 from privacy.freetext import MIN_ROW_VALUE_CHARS
 
 MAX_EXAMPLES = 10
+# The column holding a row's place in the upload, where a part needs it (see
+# ChunkedValidation.needs_row_numbers); never stored.
+ROW_PLACE = "__datagate_row_place"
 PANDERA_CRASHED = (
     "Pandera could not build its own report of these failures (it raised an error): each "
     "column was checked on its own, and the failures are given without row numbers"

@@ -6,11 +6,11 @@ A library: no settings, no database, never imports gateway.
 from privacy.actions import ACTIONS, RedactionAction, decrypt_token, redaction_expr
 from privacy.classify import Finding, classify_column
 from privacy.detection import DEFAULT_ENTITIES, DetectionConfig, Span, replace_spans
-from privacy.engine import PiiEngine
+from privacy.engine import DetectionMemo, PiiEngine
 from privacy.freetext import scan_column, scan_texts
 from privacy.names import scrub_column_names, scrub_text
 from privacy.policy import ColumnPolicy, PolicyError, RedactionKey
-from privacy.redactor import ColumnOutcome, plan_redaction, redact_frame
+from privacy.redactor import ColumnOutcome, merge_outcomes, plan_redaction, redact_frame
 
 __all__ = [
     "ACTIONS",
@@ -18,6 +18,7 @@ __all__ = [
     "ColumnOutcome",
     "ColumnPolicy",
     "DetectionConfig",
+    "DetectionMemo",
     "Finding",
     "PiiEngine",
     "PolicyError",
@@ -26,6 +27,7 @@ __all__ = [
     "Span",
     "classify_column",
     "decrypt_token",
+    "merge_outcomes",
     "plan_redaction",
     "redact_frame",
     "redaction_expr",

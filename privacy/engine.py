@@ -153,3 +153,38 @@ class PiiEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+class DetectionMemo(PiiEngine):
+    """An engine's detection with memory: each distinct text is analysed once for as long as
+    the memo lives (one upload read in parts: a value repeated across parts costs nothing
+    more). Holds up to ``limit`` texts, then forgets the oldest half; meant to live only as
+    long as the upload it serves, since it holds that upload's texts."""
+
+    def __init__(self, engine: PiiEngine, limit: int = 200_000) -> None:
+        # No worker pool of its own: every detection goes through ``engine``.
+        self._engine = engine
+        self._limit = limit
+        self._seen: dict[tuple[DetectionConfig, str], list[Span]] = {}
+        self.model_name = engine.model_name
+        self.workers = engine.workers
+        self._local = None
+        self._pool = None
+        self._status = engine._status
+
+    def detect(self, texts: pl.Series, config: DetectionConfig) -> list[list[Span]]:
+        """As ``PiiEngine.detect``, each text not seen before analysed, in one batch."""
+        text = texts.cast(pl.String).fill_null("")
+        values: list[str] = text.to_list()
+        new = list(dict.fromkeys(v for v in values if (config, v) not in self._seen))
+        if new:
+            found = self._engine.detect(pl.Series(new, dtype=pl.String), config)
+            if len(self._seen) + len(new) > self._limit:
+                for key in list(self._seen)[: len(self._seen) // 2 + len(new)]:
+                    del self._seen[key]
+            self._seen.update(((config, v), spans) for v, spans in zip(new, found, strict=True))
+        return [self._seen[(config, v)] for v in values]
+
+    def close(self) -> None:
+        """Forget every text (the engine itself is not the memo's to stop)."""
+        self._seen.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -64,6 +64,7 @@ def plan_redaction(
     engine: PiiEngine | None = None,
     detection: DetectionConfig | None = None,
     undeclared: str = "redact",
+    classified: dict[str, Finding] | None = None,
 ) -> tuple[pl.LazyFrame, list[ColumnOutcome]]:
     """A lazy plan that redacts ``frame``, and one outcome per column (or nested text field)
     examined.
@@ -81,6 +82,10 @@ def plan_redaction(
     The plan is meant to be streamed into a sink, so the redacted table never has to exist in
     memory beside the original. Without an ``engine`` nothing is detected, and free-text cells
     are withheld whole (``<FREE_TEXT>``) rather than kept raw.
+
+    ``classified`` carries the classification of undeclared text from one part of an upload
+    to the next: a field classified once (on the first part's sample) is treated the same way
+    in every part, and every value of every part is still scanned.
     """
     if undeclared not in UNDECLARED_POLICIES:
         raise ValueError(f"undeclared policy must be one of {sorted(UNDECLARED_POLICIES)}")
@@ -153,8 +158,13 @@ def plan_redaction(
             .rename(leaf.label)
             for leaf in leaves
         ]
+        known = {} if classified is None else classified
+        fresh = [i for i, leaf in enumerate(leaves) if leaf.label not in known]
         # Every sample in one batch, so the engine's workers share it.
-        findings = classify_columns(values, engine, config)
+        found = classify_columns([values[i] for i in fresh], engine, config) if fresh else []
+        for i, finding in zip(fresh, found, strict=True):
+            known[leaves[i].label] = finding
+        findings = [known[leaf.label] for leaf in leaves]
         rewrites: dict[str, dict[tuple[str, ...], LeafRewrite]] = {}
         for leaf, text, finding in zip(leaves, values, findings, strict=True):
             rewrite, outcome = _undeclared(text, finding, engine, config, undeclared)
@@ -278,3 +288,34 @@ def _non_null_counts(frame: pl.DataFrame, policies: Sequence[ColumnPolicy]) -> l
 
 def _withheld(policy: ColumnPolicy) -> ColumnPolicy:
     return ColumnPolicy(column=policy.column, entity=FREE_TEXT, action="replace")
+
+
+_STRENGTH = {"none": 0, "warn": 1, "reject": 2}
+
+
+def merge_outcomes(parts: Sequence[Sequence[ColumnOutcome]]) -> list[ColumnOutcome]:
+    """The outcomes of an upload redacted in parts, as one outcome per column: counts and
+    spans added up; where parts differ in what they found (one part's undeclared text held
+    PII, another's none), the column counts as having held it."""
+    merged: dict[str, ColumnOutcome] = {}
+    for outcomes in parts:
+        for outcome in outcomes:
+            seen = merged.get(outcome.column)
+            if seen is None:
+                merged[outcome.column] = outcome
+                continue
+            stronger = _STRENGTH.get(outcome.action, 3) > _STRENGTH.get(seen.action, 3)
+            base = outcome if stronger else seen
+            merged[outcome.column] = replace(
+                base,
+                values_redacted=seen.values_redacted + outcome.values_redacted,
+                spans=dict(Counter(seen.spans) + Counter(outcome.spans)),
+                sample_size=(
+                    seen.sample_size + outcome.sample_size
+                    if base.method == "scan"
+                    and seen.sample_size is not None
+                    and outcome.sample_size is not None
+                    else base.sample_size
+                ),
+            )
+    return list(merged.values())

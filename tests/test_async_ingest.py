@@ -87,7 +87,9 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
     assert run["progress"] == {
         "stages_done": 5,
         "stages_total": 5,
+        "rows_done": customers_frame.height,
         "rows_total": customers_frame.height,
+        "parts_done": 1,
     }
     assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
     assert _cleaned_up(_services(client))  # the raw upload is gone once ingested
@@ -228,7 +230,13 @@ def test_the_job_is_enqueued_in_the_transaction_that_records_the_run(
     assert run is not None
     assert run.status == "queued"
     waiting = client.get(f"/api/v1/runs/{run.id}").json()
-    assert waiting["progress"] == {"stages_done": 0, "stages_total": 5, "rows_total": None}
+    assert waiting["progress"] == {
+        "stages_done": 0,
+        "stages_total": 5,
+        "rows_done": None,
+        "rows_total": None,
+        "parts_done": None,
+    }
     # Someone deleted the waiting upload: the run fails, it is not left queued for ever.
     services.snapshots.delete(staged)
     run_ingest(services, run.id)

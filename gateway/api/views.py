@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.contracts import Contract
 from gateway.models import Dataset, DatasetVersion, IngestRun
-from gateway.stages import STAGES
+from gateway.stages import STAGE_NAMES
 
 API = "/api/v1"
 
@@ -66,7 +66,7 @@ def dataset_view(
     }
 
 
-STAGE_ORDER = tuple(name for name, _ in STAGES)
+STAGE_ORDER = STAGE_NAMES
 
 
 def _progress(run: IngestRun) -> dict[str, Any] | None:
@@ -75,7 +75,13 @@ def _progress(run: IngestRun) -> dict[str, Any] | None:
     done = STAGE_ORDER.index(run.stage) if run.stage in STAGE_ORDER else 0
     if run.status not in ("queued", "running") and run.error is None:
         done = len(STAGE_ORDER)
-    return {"stages_done": done, "stages_total": len(STAGE_ORDER), "rows_total": run.rows_total}
+    return {
+        "stages_done": done,
+        "stages_total": len(STAGE_ORDER),
+        "rows_done": run.rows_done,
+        "rows_total": run.rows_total,
+        "parts_done": run.parts_done,
+    }
 
 
 def run_view(run: IngestRun) -> dict[str, Any]:
