@@ -183,6 +183,7 @@ def datagate(csv: Path, work: Path) -> dict[str, Any]:
         "seconds": seconds,
         "peak": peak,
         "rows": run["progress"]["rows_total"],
+        "timings": run["timings"],
         "download_seconds": download_seconds,
         "download_bytes": size,
         "download_peak": download_peak,
@@ -216,6 +217,8 @@ def measure(gigabytes: float) -> bool:
         f"{ours['download_bytes'] / ours['download_seconds'] / 1e6:6.1f} MB/s  "
         f"peak RSS {ours['download_peak'] / 1e6:7.1f} MB"
     )
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in ours["timings"].items())
+    print(f"  datagate stages: {stages}")
     print(f"  throughput ratio datagate/polars: {ratio:.2f} (target >= {THROUGHPUT_TARGET})")
     print(f"  peak RSS: {ours['peak'] / 1e9:.2f} GB (target <= {RSS_TARGET_BYTES / 1e9} GB)")
     return bool(ratio >= THROUGHPUT_TARGET and ours["peak"] <= RSS_TARGET_BYTES)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+
+from gateway.snapshots import write_parquet
 
 EXPORT_MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
@@ -63,10 +67,11 @@ def nested_as_json(frame: pl.LazyFrame) -> pl.LazyFrame:
 EXPORT_ROWS = 65_536
 
 
-def export_chunks(snapshot: Path, fmt: str) -> Iterator[bytes]:
-    """The Parquet snapshot as ``fmt`` (csv or ndjson), in pieces of ``EXPORT_ROWS`` rows:
-    a download starts at once and its memory stays bounded, whatever the version's size.
-    The bytes are those polars writes for the whole frame (the header once, for CSV)."""
+def export_chunks(snapshot: Path | list[Path], fmt: str) -> Iterator[bytes]:
+    """The Parquet snapshot (or its parts, in order) as ``fmt`` (csv or ndjson), in pieces of
+    ``EXPORT_ROWS`` rows: a download starts at once and its memory stays bounded, whatever the
+    version's size. The bytes are those polars writes for the whole frame (the header once,
+    for CSV)."""
     frame = pl.scan_parquet(snapshot)
     if fmt == "csv":
         frame = neutralise_formulas(nested_as_json(frame))
@@ -81,3 +86,18 @@ def export_chunks(snapshot: Path, fmt: str) -> Iterator[bytes]:
         yield out.getvalue()
     if first and fmt == "csv":  # no rows: the header alone
         yield frame.head(0).collect().write_csv().encode()
+
+
+def joined_parts(parts: list[Path], folder: Path) -> Path:
+    """A version's Parquet parts as one Parquet file in ``folder`` (streamed: memory holds a
+    row group, not the version); the caller removes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="download-", suffix=".parquet", dir=folder)
+    os.close(fd)
+    target = Path(name)
+    try:
+        write_parquet(pl.scan_parquet(parts), target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target

@@ -13,7 +13,7 @@ import polars as pl
 from gateway.models import DatasetVersion
 from gateway.profiling import profile_frame
 from gateway.services import Services
-from gateway.snapshots import StagedSnapshot
+from gateway.snapshots import StagedVersion
 from gateway.validation import ROW_PLACE
 from lineage import (
     AssertionResult,
@@ -84,7 +84,7 @@ def input_metrics(batch: Batch) -> InputMetrics | None:
     return batch.profile if batch.profile is not None else upload_profile(batch)
 
 
-def upload_profile(batch: Batch, snapshot: StagedSnapshot | None = None) -> InputMetrics | None:
+def upload_profile(batch: Batch, snapshot: StagedVersion | None = None) -> InputMetrics | None:
     """Row count, bytes received, and each column's null and distinct counts. Distinct counts
     come from the rows themselves when the upload was one part, else (estimated) from the
     stored snapshot; without either, only nulls are known and columns are left out."""
@@ -96,7 +96,7 @@ def upload_profile(batch: Batch, snapshot: StagedSnapshot | None = None) -> Inpu
     metrics = InputMetrics(row_count=parts.rows_read, size_bytes=batch.upload.size)
     if snapshot is None:
         return metrics
-    stored = pl.scan_parquet(snapshot.path)
+    stored = pl.scan_parquet([part.path for part in snapshot.parts])
     countable = [
         name
         for name, dtype in stored.collect_schema().items()

@@ -112,8 +112,9 @@ def run_pipeline(
         fail_run(services, job, error, batch)
         raise
     finally:
-        if batch.snapshot is not None and not batch.created:
-            services.snapshots.discard(batch.snapshot)
+        if not batch.created and batch.parts is not None:
+            for part in batch.parts.staged:  # published ones were moved away: a no-op
+                services.snapshots.discard(part)
     assert batch.version is not None
     observe(job.dataset, "accepted" if batch.created else "matched", batch)
     return IngestOutcome(run_id=job.run_id, version=batch.version, created=batch.created)

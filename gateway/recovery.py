@@ -33,7 +33,7 @@ from gateway.models import DatasetVersion, GatewayInstance, IngestRun, as_utc, u
 from gateway.outbox import store_event
 from gateway.problems import problem_for
 from gateway.processes import pid_alive
-from gateway.snapshots import sweep_owned_folders
+from gateway.snapshots import MANIFEST, sweep_owned_folders
 from gateway.store import list_datasets, lock_dataset
 from lineage import DatasetRef, IngestJob, ingest_fail
 
@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALE_BEATS = 6
-# The run id in a snapshot key (``pipeline.snapshot_key``).
+# The run id in a snapshot key (``StagedVersion.key``): a file, or a folder of parts.
 _RUN_OF_KEY = re.compile(
-    r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.parquet$"
+    r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.parquet$|/)"
 )
 # A folder whose owner the database does not know is left alone this long: its process may
 # have registered after the sweep read the instance table.
@@ -298,10 +298,16 @@ class Recovery:
                         )
                     ).all()
                 )
+                # A version of parts refers to its folder's parts through its manifest.
+                folders = tuple(
+                    key.rsplit("/", 1)[0] + "/" for key in referenced if key.endswith(MANIFEST)
+                )
                 # A run publishes before it takes the lock: its object is no orphan while it
                 # is still running (its key names it).
                 unreferenced = [
-                    k for k in services.snapshots.keys(f"{name}/") if k not in referenced
+                    k
+                    for k in services.snapshots.keys(f"{name}/")
+                    if k not in referenced and not (folders and k.startswith(folders))
                 ]
                 owners = {k: m.group(1) for k in unreferenced if (m := _RUN_OF_KEY.search(k))}
                 busy = set(

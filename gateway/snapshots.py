@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -92,6 +93,87 @@ class SnapshotStore(Protocol):
     def sweep_staging(self, dead: OwnerDead) -> list[str]:
         """Remove the staging areas of owners ``dead`` says are gone; return what was removed."""
         ...
+
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "datagate.parts/1"
+
+
+@dataclass(frozen=True)
+class StagedVersion:
+    """A version's data staged in one or more Parquet parts, in order. One part is stored as
+    one file (its hash is the version's); several under a folder with a manifest listing each
+    part's hash, the version's hash being that of the list."""
+
+    parts: tuple[StagedSnapshot, ...]
+
+    @property
+    def content_hash(self) -> str:
+        """The single part's hash, or the SHA-256 of every part's hash in order."""
+        if len(self.parts) == 1:
+            return self.parts[0].content_hash
+        return hashlib.sha256("\n".join(p.content_hash for p in self.parts).encode()).hexdigest()
+
+    @property
+    def byte_size(self) -> int:
+        """Bytes of every part."""
+        return sum(p.byte_size for p in self.parts)
+
+    def key(self, dataset: str, run_id: str) -> str:
+        """Where a run publishes the version: named by content and run, so it can be published
+        before a version number exists, and no two runs ever share (or delete) one object; a
+        manifest for several parts, whose parts lie beside it."""
+        name = f"{dataset}/{self.content_hash[:16]}-{run_id}"
+        return f"{name}.parquet" if len(self.parts) == 1 else f"{name}/{MANIFEST}"
+
+
+def _part_key(manifest_key: str, index: int) -> str:
+    return f"{manifest_key.rsplit('/', 1)[0]}/part-{index:05d}.parquet"
+
+
+def publish_version(store: SnapshotStore, staged: StagedVersion, key: str) -> None:
+    """Make a staged version visible under ``key``: its parts first, then the manifest that
+    names them (written last and atomically, so a reader never finds a part missing)."""
+    if not key.endswith(f"/{MANIFEST}"):
+        store.publish(staged.parts[0], key)
+        return
+    published: list[str] = []
+    try:
+        for index, part in enumerate(staged.parts):
+            published.append(_part_key(key, index))
+            store.publish(part, published[-1])
+        entries = [
+            {"key": part_key, "sha256": part.content_hash, "bytes": part.byte_size}
+            for part_key, part in zip(published, staged.parts, strict=True)
+        ]
+        manifest = {"format": MANIFEST_FORMAT, "content_hash": staged.content_hash}
+        store.put_bytes(key, json.dumps({**manifest, "parts": entries}).encode())
+    except BaseException:
+        for part_key in published:
+            store.delete(part_key)
+        raise
+
+
+def part_keys(store: SnapshotStore, key: str) -> list[str]:
+    """The keys of a stored version's parts, in order (its own key for a single file)."""
+    if not key.endswith(f"/{MANIFEST}"):
+        return [key]
+    manifest = json.loads(store.get_bytes(key))
+    return [str(entry["key"]) for entry in manifest["parts"]]
+
+
+def version_files(store: SnapshotStore, key: str) -> list[Path]:
+    """Local files holding a stored version's parts, in order."""
+    return [store.local_path(k) for k in part_keys(store, key)]
+
+
+def delete_version(store: SnapshotStore, key: str) -> None:
+    """Remove a published version: its parts, then its manifest."""
+    if key.endswith(f"/{MANIFEST}"):
+        with contextlib.suppress(FileNotFoundError):
+            for part in part_keys(store, key):
+                store.delete(part)
+    store.delete(key)
 
 
 def write_parquet(plan: pl.LazyFrame, path: Path) -> None:

@@ -36,7 +36,12 @@ from gateway.models import DatasetVersion, utcnow
 from gateway.outbox import store_event
 from gateway.runs import finish_run, source_label
 from gateway.services import Services
-from gateway.snapshots import StagedSnapshot
+from gateway.snapshots import (
+    StagedSnapshot,
+    StagedVersion,
+    delete_version,
+    publish_version,
+)
 from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import ROW_PLACE, ChunkedValidation, ValidationReport
@@ -57,14 +62,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Parts:
     """What an upload read in parts has accumulated: the validation of every part so far, what
-    redaction found, and the redacted parts written to local files. Mutable, one per run."""
+    redaction found, and the redacted parts staged (durable, hashed, not yet visible) in the
+    snapshot store's staging area. Mutable, one per run."""
 
     validation: ChunkedValidation
     memo: DetectionMemo | None
     folder: Path
     classified: dict[str, Finding] = field(default_factory=dict)
     outcomes: list[list[ColumnOutcome]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
+    staged: list[StagedSnapshot] = field(default_factory=list)  # the written parts, in order
     places: bool = False  # each part file has its rows' places in the upload
     renamed: dict[str, str] | None = None  # column names with PII, as the first part had them
     count: int = 0
@@ -93,7 +99,7 @@ class Batch:
     report: ValidationReport | None = None
     dropped: pl.Series | None = None  # rows the whole-column checks dropped (drop_invalid_rows)
     pii: tuple[ColumnOutcome, ...] = ()
-    snapshot: StagedSnapshot | None = None
+    snapshot: StagedVersion | None = None
     profile: InputMetrics | None = None
     # Set by a stage that refuses the upload; the orchestrator raises it after the stage, so the
     # refused Batch (with its report) is the one recorded on the run.
@@ -231,14 +237,12 @@ def redact(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFram
 
 
 def write(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
-    """Write a redacted part to a local file of the run (nothing raw is written)."""
+    """Stage a redacted part in the snapshot store (durable, hashed, not yet visible): it
+    becomes one part of the version. Nothing raw is written."""
     parts = batch.require_parts()
     if parts.halted:
         return frame
-    path, handle = batch.spool.new_file(suffix=".parquet")
-    handle.close()
-    frame.write_parquet(path, compression="lz4", statistics=False)
-    parts.files.append(path)
+    parts.staged.append(services.snapshots.stage(frame.lazy()))
     return frame
 
 
@@ -298,24 +302,22 @@ def finish_redaction(batch: Batch, services: Services) -> Batch:
 
 
 def version(batch: Batch, services: Services) -> Batch:
-    """Stream the redacted parts (less the rows whole-column checks dropped) into one durable,
-    hashed, not yet visible Parquet file, and profile what was read."""
+    """The version's parts, as staged (less the rows whole-column checks dropped, where a
+    drop_invalid_rows contract drops any), and the profile of what was read."""
     parts = batch.require_parts()
-    assert parts.files, "version ran without a written part"
-    plan = pl.scan_parquet(parts.files)
+    assert parts.staged, "version ran without a written part"
+    staged = list(parts.staged)
     if parts.places:
         dropped = batch.dropped if batch.dropped is not None else pl.Series([], dtype=pl.Int64)
-        plan = plan.filter(~pl.col(ROW_PLACE).is_in(dropped.implode())).drop(ROW_PLACE)
-    snapshot = services.snapshots.stage(plan)
+        for index, part in enumerate(staged):
+            kept = pl.scan_parquet(part.path).filter(~pl.col(ROW_PLACE).is_in(dropped.implode()))
+            staged[index] = services.snapshots.stage(kept.drop(ROW_PLACE))
+            parts.staged.append(staged[index])  # discarded with the rest if the run fails
+            services.snapshots.discard(part)
+    snapshot = StagedVersion(tuple(staged))
     batch = replace(batch, snapshot=snapshot, profile=upload_profile(batch, snapshot))
     checkpoint(services, "version:staged")
     return batch
-
-
-def snapshot_key(dataset: str, content_hash: str, run_id: str) -> str:
-    """Where a run publishes its snapshot: named by content and run, so it can be published
-    before a version number exists, and no two runs ever share (or delete) one object."""
-    return f"{dataset}/{content_hash[:16]}-{run_id}.parquet"
 
 
 def record(batch: Batch, services: Services) -> Batch:
@@ -327,15 +329,15 @@ def record(batch: Batch, services: Services) -> Batch:
     assert snapshot is not None
     assert batch.report is not None
     rows = batch.stored_rows
-    schema = pl.read_parquet_schema(snapshot.path)
+    schema = pl.read_parquet_schema(snapshot.parts[0].path)
     profile = batch.profile
     with Session(services.engine) as session:
         dataset_row = dataset_by_name(session, batch.contract.dataset)
         known = version_by_hash(session, dataset_row, snapshot.content_hash)
-    key = snapshot_key(batch.contract.dataset, snapshot.content_hash, batch.job.run_id)
+    key = snapshot.key(batch.contract.dataset, batch.job.run_id)
     published: str | None = None
     if known is None:  # identical data already stored needs no new object
-        services.snapshots.publish(snapshot, key)
+        publish_version(services.snapshots, snapshot, key)
         published = key
         checkpoint(services, "record:published")
     try:
@@ -384,10 +386,10 @@ def record(batch: Batch, services: Services) -> Batch:
             store_event(session, event)
     except BaseException:
         if published is not None:
-            services.snapshots.delete(published)  # this run's own object: nothing refers to it
+            delete_version(services.snapshots, published)  # this run's own: nobody refers to it
         raise
     if published is not None and not created:
-        services.snapshots.delete(published)  # an identical upload got there first
+        delete_version(services.snapshots, published)  # an identical upload got there first
     services.lineage.notify()
     return batch
 

@@ -10,7 +10,7 @@ import polars as pl
 from sqlmodel import Session, select
 
 from gateway.models import Dataset, DatasetVersion
-from gateway.snapshots import SnapshotStore
+from gateway.snapshots import SnapshotStore, version_files
 from privacy import RedactionKey
 from privacy.actions import keyed_pseudonym
 
@@ -64,7 +64,7 @@ def search_subjects(
             continue
         searched += 1
         counts = (
-            pl.scan_parquet(store.local_path(version.storage_key))
+            pl.scan_parquet(version_files(store, version.storage_key))
             .select(pl.col(c).is_in(wanted.implode()).sum().alias(c) for c in columns)
             .collect()
             .row(0, named=True)

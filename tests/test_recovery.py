@@ -19,6 +19,7 @@ from gateway.pipeline import run_pipeline
 from gateway.recovery import Recovery
 from gateway.runs import start_run
 from gateway.services import Services
+from gateway.snapshots import StagedVersion, part_keys, publish_version
 from gateway.uploads import ReceivedUpload, UploadSpool
 from tests.conftest import csv_bytes
 
@@ -123,24 +124,28 @@ def test_an_ingest_failed_by_recovery_meanwhile_stores_nothing_and_one_outcome(
 
 def test_a_running_runs_published_snapshot_is_no_orphan(client: TestClient) -> None:
     """A run publishes its snapshot before it takes the dataset lock to record the version;
-    until the run ends, the orphan sweep leaves that object alone (its key names the run)."""
-    from gateway.stages import snapshot_key
-
+    until the run ends, the orphan sweep leaves that object alone (its key names the run),
+    whether one file or parts under a manifest."""
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     live = _replica(services, beat_age=timedelta(seconds=0))
     run = _run_of(services, live)
     store = services.snapshots
-    key = snapshot_key("customers", "ab" * 32, run.id)
-    store.publish(store.stage(customers(3).lazy()), key)
+    one = StagedVersion((store.stage(customers(3).lazy()),))
+    key = one.key("customers", run.id)
+    publish_version(store, one, key)
+    several = StagedVersion(tuple(store.stage(customers(n).lazy()) for n in (2, 3)))
+    manifest = several.key("customers", run.id)
+    publish_version(store, several, manifest)
     stray = "customers/v9-0123456789abcdef.parquet"  # an old-style key no version refers to
     store.publish(store.stage(customers(3).lazy()), stray)
     report = Recovery(services).run(orphans=True)
     assert report.orphan_snapshots == [stray]
-    assert store.keys("customers/") == [key]
+    ours = sorted([key, manifest, *part_keys(store, manifest)])
+    assert store.keys("customers/") == ours
     with unit_of_work(services.engine) as session:
         ended = session.get(IngestRun, run.id)
         assert ended is not None
         ended.status = "failed"
         session.add(ended)
-    assert Recovery(services).run(orphans=True).orphan_snapshots == [key]
+    assert sorted(Recovery(services).run(orphans=True).orphan_snapshots) == ours
     assert store.keys("customers/") == []

@@ -15,7 +15,15 @@ from gateway.models import DatasetVersion
 from gateway.object_store import PART_BYTES, ObjectSnapshotStore
 from gateway.recovery import Recovery
 from gateway.settings import Settings
-from gateway.snapshots import SnapshotStore, open_store
+from gateway.snapshots import (
+    SnapshotStore,
+    StagedVersion,
+    delete_version,
+    open_store,
+    part_keys,
+    publish_version,
+    version_files,
+)
 from privacy import PiiEngine
 from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes
 
@@ -52,6 +60,25 @@ def test_staged_snapshots_are_invisible_until_published(store: SnapshotStore) ->
     data = store.local_path("customers/v1-abc.parquet").read_bytes()
     assert hashlib.sha256(data).hexdigest() == staged.content_hash
     assert store.uri("customers/v1-abc.parquet").endswith("/customers/v1-abc.parquet")
+
+
+def test_a_version_in_parts_is_published_read_and_deleted_whole(store: SnapshotStore) -> None:
+    frames = [_frame(300), _frame(200).with_columns(pl.col("id") + 300), _frame(1)]
+    staged = StagedVersion(tuple(store.stage(f) for f in frames))
+    key = staged.key("customers", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+    assert key.endswith("/manifest.json")
+    publish_version(store, staged, key)
+    parts = part_keys(store, key)
+    assert len(parts) == 3
+    assert store.keys("customers/") == sorted([key, *parts])
+    hashes = [hashlib.sha256(p.read_bytes()).hexdigest() for p in version_files(store, key)]
+    assert hashes == [p.content_hash for p in staged.parts]
+    assert staged.content_hash == hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+    read = pl.scan_parquet(version_files(store, key)).collect()
+    assert read.equals(pl.concat([f.collect() for f in frames]))
+    assert _staged_files(store) == []
+    delete_version(store, key)
+    assert store.keys("customers/") == []
 
 
 def test_discard_and_delete_leave_nothing(store: SnapshotStore) -> None:

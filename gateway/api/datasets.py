@@ -7,6 +7,7 @@ from typing import Any, Literal
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -20,7 +21,7 @@ from gateway.api.dependencies import (
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
-from gateway.exports import EXPORT_MEDIA_TYPES, export_chunks
+from gateway.exports import EXPORT_MEDIA_TYPES, export_chunks, joined_parts
 from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
 from gateway.pipeline import run_pipeline
@@ -36,6 +37,7 @@ from gateway.schemas import (
     VersionOut,
 )
 from gateway.services import Services
+from gateway.snapshots import version_files
 from gateway.store import (
     dataset_by_name,
     list_datasets,
@@ -142,15 +144,24 @@ def get_version_data(
     format: Literal["parquet", "csv", "ndjson"] = "parquet",
 ) -> Response:
     """The stored (redacted) snapshot as Parquet, CSV or NDJSON (consumers and admins); CSV and
-    NDJSON are streamed as they are written."""
+    NDJSON are streamed as they are written. A version stored in parts is one Parquet file
+    here, its parts joined in order."""
     require(principal, ("consumer",), dataset)
     row = version_by_number(session, dataset_by_name(session, dataset), version)
-    snapshot = services.snapshots.local_path(row.storage_key)
+    files = version_files(services.snapshots, row.storage_key)
     filename = f"{dataset}-v{version}.{format}"
     if format == "parquet":
-        return FileResponse(snapshot, media_type=EXPORT_MEDIA_TYPES[format], filename=filename)
+        if len(files) == 1:
+            return FileResponse(files[0], media_type=EXPORT_MEDIA_TYPES[format], filename=filename)
+        joined = joined_parts(files, services.settings.tmp_dir)
+        return FileResponse(
+            joined,
+            media_type=EXPORT_MEDIA_TYPES[format],
+            filename=filename,
+            background=BackgroundTask(joined.unlink, missing_ok=True),
+        )
     return StreamingResponse(
-        export_chunks(snapshot, format),
+        export_chunks(files, format),
         media_type=EXPORT_MEDIA_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
