@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from gateway.decoding import (
@@ -162,6 +163,49 @@ def _parsed_by_reader(dtype: pl.DataType | None) -> pl.DataType:
     return dtype
 
 
+# Bytes of the payload looked at at once while finding where its parts end.
+_SPLIT_BLOCK = 8 << 20
+
+
+def row_ranges(path: Path, rows: int, start: int = 0, *, quoted: bool) -> Iterator[tuple[int, int]]:
+    """Byte ranges ``[a, b)`` from ``start`` to the end of the file, each holding ``rows``
+    lines (the last one fewer). With ``quoted`` a line ends only at a newline outside double
+    quotes (RFC 4180: a quoted field may hold newlines; ``""`` inside it counts twice, so the
+    parity holds). Vectorised over blocks of the file, never the whole file in memory."""
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else None
+    size = 0 if data is None else len(data)
+    part_start, seen, in_quote = start, 0, False
+    for block_start in range(start, size, _SPLIT_BLOCK):
+        assert data is not None
+        block = np.asarray(data[block_start : block_start + _SPLIT_BLOCK])
+        ends = block == 0x0A
+        if quoted:
+            parity = (np.cumsum(block == 0x22, dtype=np.int64) + int(in_quote)) % 2
+            ends &= parity == 0
+            in_quote = bool(parity[-1])
+        newlines = np.flatnonzero(ends)
+        first = rows - seen - 1
+        for cut in newlines[first::rows] if first < len(newlines) else ():
+            end = block_start + int(cut) + 1
+            yield part_start, end
+            part_start = end
+        seen = (seen + len(newlines)) % rows
+    if part_start < size:
+        yield part_start, size
+
+
+def _header_end(path: Path) -> int:
+    for _, end in row_ranges(path, 1, quoted=True):
+        return end
+    return 0
+
+
+def _read_range(path: Path, start: int, end: int, prefix: bytes = b"") -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        return prefix + fh.read(end - start)
+
+
 def _csv_chunks(
     path: Path, dtypes: Mapping[str, pl.DataType], limits: DecodeLimits, rows: int
 ) -> Iterator[pl.DataFrame]:
@@ -172,27 +216,18 @@ def _csv_chunks(
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
     limits.check(columns=len(header))
     overrides = {c: _parsed_by_reader(dtypes.get(c)) for c in header}
-    done = 0
-    try:
-        # Fast path: the reader parses straight into the contract's dtypes.
-        fast = pl.scan_csv(path, schema_overrides=overrides, encoding="utf8")
-        for batch in fast.collect_batches(chunk_size=rows):
-            done += batch.height
-            yield batch
-        return
-    except pl.exceptions.ComputeError:
-        pass
-    # Some cell does not parse: the rest of the file is read as text (from the first row not
-    # yet given), so that validation can cast it and report each bad cell as a contract
-    # failure instead of a reader error.
-    text = pl.scan_csv(
-        path,
-        infer_schema=False,
-        encoding="utf8",
-        raise_if_empty=False,
-        skip_rows_after_header=done,
-    )
-    yield from text.collect_batches(chunk_size=rows)
+    header_end = _header_end(path)
+    header_bytes = _read_range(path, 0, header_end)
+    # Each part is the header and its own lines, read when it is wanted: memory holds one.
+    for start, end in row_ranges(path, rows, header_end, quoted=True):
+        text = _read_range(path, start, end, header_bytes)
+        try:
+            # Fast path: the reader parses straight into the contract's dtypes.
+            yield pl.read_csv(text, schema_overrides=overrides, encoding="utf8")
+        except pl.exceptions.ComputeError:
+            # Some cell does not parse: this part is read as text, so that validation can
+            # cast it and report each bad cell as a contract failure instead of a reader error.
+            yield pl.read_csv(text, infer_schema=False, encoding="utf8", raise_if_empty=False)
 
 
 def _parquet_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.DataFrame]:
@@ -201,7 +236,9 @@ def _parquet_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.
     limits.check(depth=max(0, footprint.depth - 1) // 3, rows=footprint.rows)
     limits.check(size=footprint.decoded_bytes)
     check_schema(pl.Schema(pl.read_parquet_schema(path)), limits)
-    yield from pl.scan_parquet(path).collect_batches(chunk_size=rows)
+    scan = pl.scan_parquet(path)
+    for start in range(0, footprint.rows, rows):
+        yield scan.slice(start, rows).collect()  # only the row groups it needs are read
 
 
 def _arrow_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.DataFrame]:
@@ -215,7 +252,9 @@ def _arrow_chunks(path: Path, limits: DecodeLimits, rows: int) -> Iterator[pl.Da
     with path.open("rb") as fh:
         is_file = fh.read(6) == b"ARROW1"
     if is_file:
-        yield from pl.scan_ipc(path).collect_batches(chunk_size=rows)
+        scan = pl.scan_ipc(path)
+        for start in range(0, footprint.rows, rows):
+            yield scan.slice(start, rows).collect()
         return
     # An IPC stream has no footer to seek by: polars reads it whole (its size is bounded by
     # the footprint checked above), and it is handed on in parts.
@@ -233,7 +272,11 @@ def _json_chunks(
     # The schema comes from every record, as for a whole-file read, so every part has it.
     schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
     check_schema(schema, limits)
-    yield from pl.scan_ndjson(path, schema=schema).collect_batches(chunk_size=rows)
+    # A line of JSON holds no raw newline: parts end at newlines.
+    for start, end in row_ranges(path, rows, quoted=False):
+        part = pl.read_ndjson(_read_range(path, start, end), schema=schema)
+        if part.height:
+            yield part
 
 
 def _chunks(

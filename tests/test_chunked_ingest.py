@@ -14,9 +14,13 @@ from typing import Any
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from gateway import formats
 from gateway.app import create_app
+from gateway.decoding import DecodeLimits
 from gateway.jobs import run_ingest
 from gateway.samples import customers
 from privacy import DetectionConfig, DetectionMemo, PiiEngine
@@ -221,3 +225,33 @@ def test_a_text_seen_in_an_earlier_part_is_not_analysed_again(pii_engine: PiiEng
     assert [s.entity for s in first[0]] == ["EMAIL_ADDRESS"]
     assert again[0] == first[1] == []
     assert [s.entity for s in again[1]] == ["EMAIL_ADDRESS"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    texts=st.lists(
+        st.text(alphabet=st.sampled_from('ab,"\n\r é'), max_size=12) | st.none(), max_size=40
+    ),
+    rows=st.integers(1, 7),
+    block=st.integers(1, 64),
+)
+def test_csv_parts_end_only_between_rows(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str | None], rows: int, block: int
+) -> None:
+    # Quoted fields with newlines, commas and doubled quotes, cut at any block size: each part
+    # read with the header is exactly its rows of the whole file.
+    path = tmp_path_factory.mktemp("csv") / "upload.csv"
+    frame = pl.DataFrame(
+        {"n": range(len(texts)), "text": texts}, schema_overrides={"text": pl.String}
+    )
+    frame.write_csv(path)
+    whole = pl.read_csv(path, infer_schema=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(formats, "_SPLIT_BLOCK", block)
+        limits = DecodeLimits(bytes=1 << 30, rows=1 << 30, columns=10, depth=4)
+        if whole.height == 0:
+            return
+        parts = list(formats.read_chunks(path, "csv", {"text": pl.String()}, limits, rows))
+    assert all(p.height == rows for p in parts[:-1])
+    joined = pl.concat([p.cast(pl.String) for p in parts])
+    assert_frame_equal(joined, whole)
