@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from gateway.snapshots import write_parquet
+from gateway.snapshots import ROW_GROUP_SIZE, write_parquet
 
 EXPORT_MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
@@ -64,27 +64,35 @@ def nested_as_json(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 
 # Rows per piece of a streamed download: a few MB of text, whatever the version's size.
-EXPORT_ROWS = 65_536
+EXPORT_ROWS = ROW_GROUP_SIZE
 
 
 def export_chunks(snapshot: Path | list[Path], fmt: str) -> Iterator[bytes]:
     """The Parquet snapshot (or its parts, in order) as ``fmt`` (csv or ndjson), in pieces of
-    ``EXPORT_ROWS`` rows: a download starts at once and its memory stays bounded, whatever the
-    version's size. The bytes are those polars writes for the whole frame (the header once,
-    for CSV)."""
-    frame = pl.scan_parquet(snapshot)
-    if fmt == "csv":
-        frame = neutralise_formulas(nested_as_json(frame))
+    ``EXPORT_ROWS`` rows, each read when the previous one was sent: a download starts at once
+    and its memory stays bounded, whatever the version's size. The bytes are those polars
+    writes for the whole frame (the header once, for CSV)."""
+    files = snapshot if isinstance(snapshot, list) else [snapshot]
     first = True
-    for batch in frame.collect_batches(chunk_size=EXPORT_ROWS):
-        out = io.BytesIO()
-        if fmt == "csv":
-            batch.write_csv(out, include_header=first)
-        else:
-            batch.write_ndjson(out)
-        first = False
-        yield out.getvalue()
+    for path in files:
+        source = pl.scan_parquet(path)
+        rows = source.select(pl.len()).collect().item()  # from the footer
+        for start in range(0, rows, EXPORT_ROWS):
+            # Only the row groups a slice needs are read (polars' batch stream would read the
+            # whole file ahead of a slow client).
+            frame = source.slice(start, EXPORT_ROWS)
+            if fmt == "csv":
+                frame = neutralise_formulas(nested_as_json(frame))
+            out = io.BytesIO()
+            batch = frame.collect()
+            if fmt == "csv":
+                batch.write_csv(out, include_header=first)
+            else:
+                batch.write_ndjson(out)
+            first = False
+            yield out.getvalue()
     if first and fmt == "csv":  # no rows: the header alone
+        frame = neutralise_formulas(nested_as_json(pl.scan_parquet(files[0])))
         yield frame.head(0).collect().write_csv().encode()
 
 

@@ -171,27 +171,32 @@ def row_ranges(path: Path, rows: int, start: int = 0, *, quoted: bool) -> Iterat
     """Byte ranges ``[a, b)`` from ``start`` to the end of the file, each holding ``rows``
     lines (the last one fewer). With ``quoted`` a line ends only at a newline outside double
     quotes (RFC 4180: a quoted field may hold newlines; ``""`` inside it counts twice, so the
-    parity holds). Vectorised over blocks of the file, never the whole file in memory."""
-    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else None
-    size = 0 if data is None else len(data)
+    parity holds). Vectorised over blocks read one at a time, never the whole file."""
     part_start, seen, in_quote = start, 0, False
-    for block_start in range(start, size, _SPLIT_BLOCK):
-        assert data is not None
-        block = np.asarray(data[block_start : block_start + _SPLIT_BLOCK])
-        ends = block == 0x0A
-        if quoted:
-            parity = (np.cumsum(block == 0x22, dtype=np.int64) + int(in_quote)) % 2
-            ends &= parity == 0
-            in_quote = bool(parity[-1])
-        newlines = np.flatnonzero(ends)
-        first = rows - seen - 1
-        for cut in newlines[first::rows] if first < len(newlines) else ():
-            end = block_start + int(cut) + 1
-            yield part_start, end
-            part_start = end
-        seen = (seen + len(newlines)) % rows
-    if part_start < size:
-        yield part_start, size
+    with path.open("rb") as fh:
+        fh.seek(start)
+        block_start = start
+        while block := fh.read(_SPLIT_BLOCK):
+            view = np.frombuffer(block, dtype=np.uint8)
+            newlines = np.flatnonzero(view == 0x0A)
+            if quoted:
+                quotes = np.flatnonzero(view == 0x22)
+                if len(quotes):
+                    # Quotes before each newline, plus an open quote from earlier blocks.
+                    before = np.searchsorted(quotes, newlines) + int(in_quote)
+                    newlines = newlines[before % 2 == 0]
+                    in_quote = (len(quotes) + int(in_quote)) % 2 == 1
+                elif in_quote:
+                    newlines = newlines[:0]
+            first = rows - seen - 1
+            for cut in newlines[first::rows] if first < len(newlines) else ():
+                end = block_start + int(cut) + 1
+                yield part_start, end
+                part_start = end
+            seen = (seen + len(newlines)) % rows
+            block_start += len(block)
+        if part_start < block_start:
+            yield part_start, block_start
 
 
 def _header_end(path: Path) -> int:

@@ -654,23 +654,31 @@ class SplitSchema:
 
     checked: pa.DataFrameSchema
     reporting: pa.DataFrameSchema
+    # Whole-column checks Pandera runs (None: none); ``unique=True`` on a named column is
+    # checked by ``duplicated_rows`` instead, which needs far less memory.
     whole: pa.DataFrameSchema | None
-    # The columns the whole-column checks read; None: every column (a dataframe check).
+    # The columns the whole-column checks read; None: every column (a dataframe check, or
+    # Config.unique, whose failures show whole rows).
     whole_columns: frozenset[str] | None
+    unique_columns: tuple[str, ...] = ()
 
 
 def split_schema(contract: Contract) -> SplitSchema:
     """Split the contract's checks into row-local and whole-column ones (see SplitSchema)."""
     local = copy.deepcopy(contract.checked_schema)
     whole_columns: dict[str, pa.Column] = {}
+    unique_columns: list[str] = []
     for name, column in local.columns.items():
         kept = [c for c in column.checks if _row_local(c)]
         moved = [c for c in column.checks if not _row_local(c)]
-        if moved or column.unique:
+        own_unique = column.unique and not column.regex
+        if own_unique:
+            unique_columns.append(name)
+        if moved or (column.unique and not own_unique):
             whole_columns[name] = pa.Column(
                 None,
                 checks=moved,
-                unique=column.unique,
+                unique=column.unique and not own_unique,
                 nullable=True,
                 required=False,
                 regex=column.regex,
@@ -684,21 +692,42 @@ def split_schema(contract: Contract) -> SplitSchema:
     local.unique = None
     reporting = copy.deepcopy(local)
     reporting.drop_invalid_rows = False
-    if not whole_columns and not frame_checks and not unique:
-        return SplitSchema(local, reporting, None, frozenset())
-    whole = pa.DataFrameSchema(
-        whole_columns,
-        checks=frame_checks,
-        unique=unique,
-        strict=False,
-        coerce=False,
-        name=contract.checked_schema.name,
-    )
+    whole = None
+    if whole_columns or frame_checks or unique:
+        whole = pa.DataFrameSchema(
+            whole_columns,
+            checks=frame_checks,
+            unique=unique,
+            strict=False,
+            coerce=False,
+            name=contract.checked_schema.name,
+        )
     needed: frozenset[str] | None = None
-    if not frame_checks and not any(c.regex for c in whole_columns.values()):
-        keys = [unique] if isinstance(unique, str) else list(unique or [])
-        needed = frozenset(whole_columns) | frozenset(keys)
-    return SplitSchema(local, reporting, whole, needed)
+    if not frame_checks and not unique and not any(c.regex for c in whole_columns.values()):
+        needed = frozenset(whole_columns) | frozenset(unique_columns)
+    return SplitSchema(local, reporting, whole, needed, tuple(unique_columns))
+
+
+def duplicated_rows(values: pl.Series) -> pl.Series:
+    """The rows (ascending) whose value occurs more than once, nulls equal to nulls: what
+    Pandera's ``unique=True`` fails. By sorting (unless already sorted), which takes a fraction
+    of the memory of the hash table ``is_duplicated`` builds (for 38 million integers, 0.7 GB
+    against 2.4 GB, and a tenth of the time)."""
+    n = values.len()
+    if n < 2:
+        return pl.Series("index", [], dtype=pl.Int64)
+    try:
+        order = None if values.is_sorted() else values.arg_sort(nulls_last=True)
+        ordered = values if order is None else values.gather(order)
+        same = ordered.slice(1).eq_missing(ordered.slice(0, n - 1))
+    except pl.exceptions.PolarsError:  # a dtype that does not sort (nested, say)
+        return values.is_duplicated().arg_true().cast(pl.Int64).rename("index")
+    del ordered
+    edge = pl.Series([False])
+    duplicated = pl.concat([edge, same]) | pl.concat([same, edge])
+    positions = duplicated.arg_true()
+    rows = positions if order is None else order.gather(positions).sort()
+    return rows.cast(pl.Int64).rename("index")
 
 
 @dataclass
@@ -734,8 +763,10 @@ class ChunkedValidation:
     def needs_row_numbers(self) -> bool:
         """Whether rows may be dropped at ``finish`` (drop_invalid_rows with whole-column
         checks): then each part's output rows must be known by their place in the upload."""
-        assert self.split is not None
-        return self.split.whole is not None and bool(self.contract.checked_schema.drop_invalid_rows)
+        split = self.split
+        assert split is not None
+        whole = split.whole is not None or bool(split.unique_columns)
+        return whole and bool(self.contract.checked_schema.drop_invalid_rows)
 
     def feed(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series | None]:
         """Validate the next part; returns the rows to store (coerced, invalid rows dropped by
@@ -755,7 +786,7 @@ class ChunkedValidation:
             self.rejected = True
         self.failed.update(failures.select("column", "check").unique().iter_rows())
         self.digests.append(digest_failures(failures, offset))
-        if split.whole is not None:
+        if split.whole is not None or split.unique_columns:
             columns = (
                 coerced.columns
                 if split.whole_columns is None
@@ -782,15 +813,25 @@ class ChunkedValidation:
         split = self.split
         assert split is not None
         dropped = pl.Series("index", [], dtype=pl.Int64)
-        if split.whole is not None and self.kept:
+        if self.kept:
             columns = pl.concat(self.kept, how="vertical_relaxed")
             self.kept.clear()
-            _, failures = _run_pandera(columns, self.contract, split.whole, split.whole)
-            if "by_column" in failures.columns:
-                if PANDERA_CRASHED not in self.notes:
-                    self.notes.append(PANDERA_CRASHED)
-                failures = failures.drop("by_column")
+            found = [
+                _failure_rows(name, "field_uniqueness", rows, columns[name]).with_columns(
+                    pl.lit(False).alias("whole_row")
+                )
+                for name in split.unique_columns
+                if name in columns.columns and (rows := duplicated_rows(columns[name])).len()
+            ]
+            if split.whole is not None:
+                _, failures = _run_pandera(columns, self.contract, split.whole, split.whole)
+                if "by_column" in failures.columns:
+                    if PANDERA_CRASHED not in self.notes:
+                        self.notes.append(PANDERA_CRASHED)
+                    failures = failures.drop("by_column")
+                found.append(failures)
             del columns
+            failures = pl.concat(found) if found else _no_failures()
             if not failures.is_empty():
                 self.failed.update(failures.select("column", "check").unique().iter_rows())
                 self.digests.append(digest_failures(failures))

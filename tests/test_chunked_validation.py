@@ -16,7 +16,12 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from gateway.contracts import Contract
-from gateway.validation import ChunkedValidation, split_schema, validate_frame
+from gateway.validation import (
+    ChunkedValidation,
+    duplicated_rows,
+    split_schema,
+    validate_frame,
+)
 from tests.test_pandera_equivalence import CONTRACTS, FRAMES, _wanted, load_catalog
 
 SETTINGS = settings(
@@ -114,4 +119,16 @@ def test_only_whole_column_checks_keep_columns(catalog: dict[str, Contract]) -> 
     # dataframe check (which may read any column) keeps every column.
     assert split_schema(catalog["dropping"]).whole is None
     assert split_schema(catalog["dropping_unique"]).whole_columns == frozenset({"id"})
+    assert split_schema(catalog["dropping_unique"]).whole is None  # checked by sorting
     assert split_schema(catalog["checks"]).whole_columns is None
+    assert split_schema(catalog["unique_together"]).whole_columns is None  # rows are shown
+
+
+@pytest.mark.parametrize("values", [[3, 1, 3, None, 2, None], [1, 1, 2], ["b", "a", "b"], [1.5]])
+def test_duplicated_rows_are_those_is_duplicated_finds(values: list[object]) -> None:
+    series = pl.Series("v", values)
+    expected = series.is_duplicated().arg_true().cast(pl.Int64).to_list()
+    assert duplicated_rows(series).to_list() == expected
+    assert duplicated_rows(series.sort(nulls_last=True)).to_list() == (
+        series.sort(nulls_last=True).is_duplicated().arg_true().to_list()
+    )

@@ -126,6 +126,16 @@ class DroppingUnique(pa.DataFrameModel):
     class Config:
         drop_invalid_rows = True
 """,
+    # Uniqueness of a column pair: its failures show whole rows.
+    "unique_together": """
+class UniqueTogether(pa.DataFrameModel):
+    a: int
+    b: Optional[str] = pa.Field(nullable=True)
+    c: float
+
+    class Config:
+        unique = ["a", "b"]
+""",
     "regex_columns": """
 class RegexColumns(pa.DataFrameModel):
     sensor: float = pa.Field(alias=r"sensor_\\d+", regex=True, ge=0)
@@ -370,6 +380,19 @@ def dropping_frames(draw: st.DrawFn) -> pl.DataFrame:
 
 
 @st.composite
+def together_frames(draw: st.DrawFn) -> pl.DataFrame:
+    n = draw(st.integers(1, 6))
+    return pl.DataFrame(
+        {
+            "a": _column(draw, st.integers(0, 2), n),
+            "b": _column(draw, st.sampled_from(["x", "y", None]), n),
+            "c": _column(draw, st.sampled_from([1.0, 2.5]), n),
+        },
+        schema_overrides={"b": pl.String, "c": pl.Float64},
+    )
+
+
+@st.composite
 def regex_frames(draw: st.DrawFn) -> pl.DataFrame:
     n = draw(st.integers(1, 4))
     sensors = draw(st.integers(0, 3))
@@ -431,6 +454,7 @@ FRAMES: dict[str, st.SearchStrategy[pl.DataFrame]] = {
     "filtering": filtering_frames(),
     "dropping": dropping_frames(),
     "dropping_unique": dropping_frames(),
+    "unique_together": together_frames(),
     "regex_columns": regex_frames(),
     "durations": duration_frames(),
 }
