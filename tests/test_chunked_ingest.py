@@ -227,7 +227,7 @@ def test_a_text_seen_in_an_earlier_part_is_not_analysed_again(pii_engine: PiiEng
     assert [s.entity for s in again[1]] == ["EMAIL_ADDRESS"]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(
     texts=st.lists(
         st.text(alphabet=st.sampled_from('ab,"\n\r é'), max_size=12) | st.none(), max_size=40

@@ -25,7 +25,7 @@ from gateway.validation import (
 from tests.test_pandera_equivalence import CONTRACTS, FRAMES, _wanted, load_catalog
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     database=None,
