@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -163,6 +164,7 @@ def open_upload(batch: Batch, services: Services) -> tuple[Batch, Iterator[pl.Da
         scrub_values,
         from_text=fmt == "csv",
         from_json=fmt in ("ndjson", "json"),
+        spill=partial(batch.spool.new_file, ".keys"),
     )
     parts = Parts(validation=validation, memo=memo, folder=settings.tmp_dir)
     parts.places = validation.needs_row_numbers

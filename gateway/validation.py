@@ -7,13 +7,17 @@ The report never holds a raw value of a column with a PII policy, and holds at m
 from __future__ import annotations
 
 import copy
+import io
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import pandera.polars as pa
 import polars as pl
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pandera.api.polars.types import PolarsData
 
 from gateway.contracts import ColumnSpec, Contract, nested_model
@@ -657,8 +661,8 @@ class SplitSchema:
     # Whole-column checks Pandera runs (None: none); ``unique=True`` on a named column is
     # checked by ``duplicated_rows`` instead, which needs far less memory.
     whole: pa.DataFrameSchema | None
-    # The columns the whole-column checks read; None: every column (a dataframe check, or
-    # Config.unique, whose failures show whole rows).
+    # The columns Pandera's whole-column checks read; None: every column (a dataframe check,
+    # or Config.unique, whose failures show whole rows).
     whole_columns: frozenset[str] | None
     unique_columns: tuple[str, ...] = ()
 
@@ -704,7 +708,7 @@ def split_schema(contract: Contract) -> SplitSchema:
         )
     needed: frozenset[str] | None = None
     if not frame_checks and not unique and not any(c.regex for c in whole_columns.values()):
-        needed = frozenset(whole_columns) | frozenset(unique_columns)
+        needed = frozenset(whole_columns)
     return SplitSchema(local, reporting, whole, needed, tuple(unique_columns))
 
 
@@ -730,6 +734,79 @@ def duplicated_rows(values: pl.Series) -> pl.Series:
     return rows.cast(pl.Int64).rename("index")
 
 
+Spill = Callable[[], tuple[Path, IO[bytes]]]
+
+
+def _strictly_ascending(values: pl.Series, last: Any) -> bool:
+    n = values.len()
+    if n == 0:
+        return True
+    if values.null_count():
+        return False
+    try:
+        if last is not None and not values[0] > last:
+            return False
+        return n < 2 or bool((values.slice(1) > values.slice(0, n - 1)).all())
+    except (TypeError, pl.exceptions.PolarsError):  # values that do not compare (nested)
+        return False
+
+
+class KeyColumn:
+    """The values of one ``unique=True`` column over every part, for the check at the end.
+
+    Values that arrive strictly ascending (ids exported in order, the common case) cannot
+    repeat: they are written, encrypted under a key that lives only in this object (so a file
+    left by a crash is unreadable), to files ``spill`` gives, instead of being held. The first
+    part out of order reads them back, and from then on every value is held in memory. Without
+    ``spill`` every value is held.
+    """
+
+    def __init__(self, spill: Spill | None) -> None:
+        self.spill = spill
+        self.ascending = spill is not None
+        self.last: Any = None
+        self.held: list[pl.Series] = []
+        self.files: list[Path] = []
+        self.cipher = AESGCM(AESGCM.generate_key(256))
+
+    def add(self, values: pl.Series) -> None:
+        """The next part's values of the column."""
+        if self.ascending and _strictly_ascending(values, self.last):
+            if values.len():
+                self.last = values[-1]
+                self._write(values)
+            return
+        if self.ascending:  # out of order: what went to disk comes back
+            self.held = [self._read(path) for path in self.files]
+            self.files.clear()
+            self.ascending = False
+        self.held.append(values)
+
+    def values(self) -> pl.Series | None:
+        """Every value, in order; None when they were strictly ascending (none repeats)."""
+        if self.ascending:
+            return None
+        if not self.held:
+            return None
+        return pl.concat([v.to_frame() for v in self.held], how="vertical_relaxed").to_series()
+
+    def _write(self, values: pl.Series) -> None:
+        assert self.spill is not None
+        buffer = io.BytesIO()
+        values.to_frame().write_ipc(buffer)
+        nonce = os.urandom(12)
+        path, handle = self.spill()
+        with handle:
+            handle.write(nonce + self.cipher.encrypt(nonce, buffer.getvalue(), None))
+        self.files.append(path)
+
+    def _read(self, path: Path) -> pl.Series:
+        data = path.read_bytes()
+        plain = self.cipher.decrypt(data[:12], data[12:], None)
+        path.unlink(missing_ok=True)
+        return pl.read_ipc(io.BytesIO(plain)).to_series()
+
+
 @dataclass
 class ChunkedValidation:
     """Validate an upload part by part, exactly as ``validate_frame`` validates it whole.
@@ -737,7 +814,8 @@ class ChunkedValidation:
     Each part (``feed``) is parsed, coerced and checked by the row-local checks; its failures
     are kept as a digest (counts and the first examples, row numbers global). The columns the
     whole-column checks read are kept, narrow, and checked once at ``finish``, so uniqueness
-    holds across parts. Memory: one part, plus those columns.
+    holds across parts. Memory: one part, plus those columns (a ``unique=True`` column only
+    once its values stop arriving in ascending order, see ``KeyColumn``).
     """
 
     contract: Contract
@@ -750,6 +828,9 @@ class ChunkedValidation:
     digests: list[list[dict[str, Any]]] = field(default_factory=list)
     failed: set[tuple[Any, Any]] = field(default_factory=set)
     kept: list[pl.DataFrame] = field(default_factory=list)
+    # Where ``unique=True`` columns may put their values while they arrive in order.
+    spill: Spill | None = None
+    keys: dict[str, KeyColumn] = field(default_factory=dict)
     # Rows a part dropped already (drop_invalid_rows with whole-column checks only).
     dropped_early: list[pl.Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -786,13 +867,16 @@ class ChunkedValidation:
             self.rejected = True
         self.failed.update(failures.select("column", "check").unique().iter_rows())
         self.digests.append(digest_failures(failures, offset))
-        if split.whole is not None or split.unique_columns:
+        if split.whole is not None:
             columns = (
                 coerced.columns
                 if split.whole_columns is None
                 else [c for c in coerced.columns if c in split.whole_columns]
             )
             self.kept.append(coerced.select(columns))
+        for name in split.unique_columns:
+            if name in coerced.columns:
+                self.keys.setdefault(name, KeyColumn(self.spill)).add(coerced[name])
         stored = coerced if output is None else output
         self.stored_rows += stored.height
         places = None
@@ -813,25 +897,25 @@ class ChunkedValidation:
         split = self.split
         assert split is not None
         dropped = pl.Series("index", [], dtype=pl.Int64)
-        if self.kept:
+        found: list[pl.DataFrame] = []
+        for name, keys in self.keys.items():
+            values = keys.values()
+            if values is not None and (rows := duplicated_rows(values)).len():
+                failed = _failure_rows(name, "field_uniqueness", rows, values)
+                found.append(failed.with_columns(pl.lit(False).alias("whole_row")))
+        self.keys.clear()
+        if self.kept and split.whole is not None:
             columns = pl.concat(self.kept, how="vertical_relaxed")
             self.kept.clear()
-            found = [
-                _failure_rows(name, "field_uniqueness", rows, columns[name]).with_columns(
-                    pl.lit(False).alias("whole_row")
-                )
-                for name in split.unique_columns
-                if name in columns.columns and (rows := duplicated_rows(columns[name])).len()
-            ]
-            if split.whole is not None:
-                _, failures = _run_pandera(columns, self.contract, split.whole, split.whole)
-                if "by_column" in failures.columns:
-                    if PANDERA_CRASHED not in self.notes:
-                        self.notes.append(PANDERA_CRASHED)
-                    failures = failures.drop("by_column")
-                found.append(failures)
+            _, failures = _run_pandera(columns, self.contract, split.whole, split.whole)
             del columns
-            failures = pl.concat(found) if found else _no_failures()
+            if "by_column" in failures.columns:
+                if PANDERA_CRASHED not in self.notes:
+                    self.notes.append(PANDERA_CRASHED)
+                failures = failures.drop("by_column")
+            found.append(failures)
+        if found:
+            failures = pl.concat(found)
             if not failures.is_empty():
                 self.failed.update(failures.select("column", "check").unique().iter_rows())
                 self.digests.append(digest_failures(failures))

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Any
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any
 
 import polars as pl
 import pytest
@@ -18,6 +21,7 @@ from polars.testing import assert_frame_equal
 from gateway.contracts import Contract
 from gateway.validation import (
     ChunkedValidation,
+    KeyColumn,
     duplicated_rows,
     split_schema,
     validate_frame,
@@ -42,7 +46,22 @@ def chunked(
     frame: pl.DataFrame, contract: Contract, cuts: list[int]
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Validate ``frame`` in the parts ``cuts`` makes; the stored rows and the report."""
-    validation = ChunkedValidation(contract)
+    folder = Path(tempfile.mkdtemp(prefix="spill-"))
+    counter = itertools.count()
+
+    def spill() -> tuple[Path, IO[bytes]]:
+        path = folder / f"{next(counter)}.keys"
+        return path, path.open("wb")
+
+    try:
+        return _chunked(frame, contract, cuts, ChunkedValidation(contract, spill=spill))
+    finally:
+        shutil.rmtree(folder)
+
+
+def _chunked(
+    frame: pl.DataFrame, contract: Contract, cuts: list[int], validation: ChunkedValidation
+) -> tuple[pl.DataFrame, dict[str, Any]]:
     stored: list[pl.DataFrame] = []
     places: list[pl.Series] = []
     bounds = [0, *sorted(set(cuts)), frame.height]
@@ -118,8 +137,8 @@ def test_only_whole_column_checks_keep_columns(catalog: dict[str, Contract]) -> 
     # Row checks need no column kept across parts; uniqueness keeps its column only, and a
     # dataframe check (which may read any column) keeps every column.
     assert split_schema(catalog["dropping"]).whole is None
-    assert split_schema(catalog["dropping_unique"]).whole_columns == frozenset({"id"})
     assert split_schema(catalog["dropping_unique"]).whole is None  # checked by sorting
+    assert split_schema(catalog["dropping_unique"]).unique_columns == ("id",)
     assert split_schema(catalog["checks"]).whole_columns is None
     assert split_schema(catalog["unique_together"]).whole_columns is None  # rows are shown
 
@@ -132,3 +151,31 @@ def test_duplicated_rows_are_those_is_duplicated_finds(values: list[object]) -> 
     assert duplicated_rows(series.sort(nulls_last=True)).to_list() == (
         series.sort(nulls_last=True).is_duplicated().arg_true().to_list()
     )
+
+
+def test_keys_arriving_in_order_wait_on_disk_encrypted(tmp_path: Path) -> None:
+    files: list[Path] = []
+
+    def spill() -> tuple[Path, IO[bytes]]:
+        files.append(tmp_path / f"{len(files)}.keys")
+        return files[-1], files[-1].open("wb")
+
+    ascending = KeyColumn(spill)
+    for start in (0, 100, 200):
+        ascending.add(
+            pl.Series("email", [f"person{i:04d}@example.org" for i in range(start, start + 100)])
+        )
+    assert ascending.values() is None  # strictly ascending: nothing can repeat
+    assert len(files) == 3
+    assert not any(b"example.org" in f.read_bytes() for f in files)  # encrypted at rest
+
+    keys = KeyColumn(spill)
+    keys.add(pl.Series("id", [1, 2, 3]))
+    keys.add(pl.Series("id", [4, 5]))
+    keys.add(pl.Series("id", [2, 6]))  # out of order: the earlier values come back
+    values = keys.values()
+    assert values is not None
+    assert values.to_list() == [1, 2, 3, 4, 5, 2, 6]
+    assert duplicated_rows(values).to_list() == [1, 5]
+    assert not files[3].exists()
+    assert not files[4].exists()
