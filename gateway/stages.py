@@ -68,7 +68,6 @@ class Parts:
 
     validation: ChunkedValidation
     memo: DetectionMemo | None
-    folder: Path
     classified: dict[str, Finding] = field(default_factory=dict)
     outcomes: list[list[ColumnOutcome]] = field(default_factory=list)
     staged: list[StagedSnapshot] = field(default_factory=list)  # the written parts, in order
@@ -166,7 +165,7 @@ def open_upload(batch: Batch, services: Services) -> tuple[Batch, Iterator[pl.Da
         from_json=fmt in ("ndjson", "json"),
         spill=partial(batch.spool.new_file, ".keys"),
     )
-    parts = Parts(validation=validation, memo=memo, folder=settings.tmp_dir)
+    parts = Parts(validation=validation, memo=memo)
     parts.places = validation.needs_row_numbers
     compression = "+".join(layers) or None
     batch = replace(batch, payload=payload, format=fmt, compression=compression, parts=parts)
@@ -182,6 +181,8 @@ def parse(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame
     parts = batch.require_parts()
     parts.count += 1
     parts.rows_read += frame.height
+    if ROW_PLACE in frame.columns:
+        raise UnreadableUpload(f"the column name {ROW_PLACE} is reserved; rename that column")
     if parts.renamed is None:
         scrubbed, renamed = scrub_column_names(
             frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes

@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.decoding import DecodeLimits
 from gateway.jobs import run_ingest
 from gateway.samples import customers
+from gateway.validation import ROW_PLACE
 from privacy import DetectionConfig, DetectionMemo, PiiEngine
 from tests.conftest import CONTRACTS, admin_client, csv_bytes, settings_for
 
@@ -255,3 +256,15 @@ def test_csv_parts_end_only_between_rows(
     assert all(p.height == rows for p in parts[:-1])
     joined = pl.concat([p.cast(pl.String) for p in parts])
     assert_frame_equal(joined, whole)
+
+
+def test_the_column_that_places_rows_cannot_be_uploaded(
+    pair: tuple[TestClient, TestClient],
+) -> None:
+    # A part of a drop_invalid_rows contract keeps its rows' places in a hidden column; an
+    # upload's own column of that name would be taken for it (and dropped), so it is refused.
+    _, parts = pair
+    body = csv_bytes(pl.DataFrame({"id": [1, 2], "comment": ["a", "b"], ROW_PLACE: [0, 1]}))
+    response = _post(parts, "notes", body)
+    assert response.status_code == 400, response.text
+    assert "reserved" in response.json()["detail"]
