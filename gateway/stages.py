@@ -115,11 +115,6 @@ class Batch:
         return self.parts
 
     @property
-    def rows(self) -> int:
-        """Rows read so far."""
-        return 0 if self.parts is None else self.parts.rows_read
-
-    @property
     def stored_rows(self) -> int:
         """Rows that pass into the version (all valid rows, once validation has finished)."""
         return 0 if self.parts is None else self.parts.validation.stored_rows

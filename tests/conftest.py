@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -200,6 +201,22 @@ def admin_client(app: FastAPI) -> TestClient:
 def customers_frame() -> pl.DataFrame:
     """Fifty valid customers."""
     return customers(50, seed=11)
+
+
+def encode(frame: pl.DataFrame, fmt: str) -> bytes:
+    """The frame as an upload in ``fmt`` (csv, ndjson, json, parquet or arrow)."""
+    buffer = io.BytesIO()
+    if fmt == "csv":
+        frame.write_csv(buffer)
+    elif fmt == "ndjson":
+        frame.write_ndjson(buffer)
+    elif fmt == "json":
+        frame.write_json(buffer)
+    elif fmt == "parquet":
+        frame.write_parquet(buffer)
+    else:
+        frame.write_ipc(buffer)
+    return buffer.getvalue()
 
 
 def csv_bytes(frame: pl.DataFrame) -> bytes:

@@ -25,7 +25,7 @@ from gateway.jobs import run_ingest
 from gateway.samples import customers
 from gateway.validation import ROW_PLACE
 from privacy import DetectionConfig, DetectionMemo, PiiEngine
-from tests.conftest import CONTRACTS, admin_client, csv_bytes, settings_for
+from tests.conftest import CONTRACTS, admin_client, csv_bytes, encode, settings_for
 
 ROWS = 300
 PART = 37  # rows per part: nine parts, the last one short
@@ -82,21 +82,6 @@ def _stored(client: TestClient, dataset: str, number: int) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(response.content))
 
 
-def _encode(frame: pl.DataFrame, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        frame.write_csv(buffer)
-    elif fmt == "ndjson":
-        frame.write_ndjson(buffer)
-    elif fmt == "json":
-        frame.write_json(buffer)
-    elif fmt == "parquet":
-        frame.write_parquet(buffer)
-    else:
-        frame.write_ipc(buffer)
-    return buffer.getvalue()
-
-
 def _same_outcome(whole: TestClient, parts: TestClient, dataset: str, body: bytes, fmt: str) -> Any:
     expected, got = _post(whole, dataset, body, fmt), _post(parts, dataset, body, fmt)
     assert got.status_code == expected.status_code, got.text
@@ -139,7 +124,7 @@ def test_every_format_in_parts_is_stored_as_it_is_whole(
     pair: tuple[TestClient, TestClient], fmt: str
 ) -> None:
     frame = customers(ROWS, seed=3, notes=True)
-    answer = _same_outcome(*pair, "customers", _encode(frame, fmt), fmt)
+    answer = _same_outcome(*pair, "customers", encode(frame, fmt), fmt)
     assert answer["version"]["row_count"] == ROWS
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gateway.app import create_app
 from gateway.settings import Settings
 from privacy import PiiEngine
-from tests.conftest import admin_client, settings_for
+from tests.conftest import admin_client, encode, settings_for
 
 PROBLEM = "application/problem+json"
 # Each example is a full upload through the app; these counts keep the file under a minute.
@@ -121,17 +121,6 @@ SCHEMA = {
 KEPT = ["customer_id", "country", "signup_date", "lifetime_value", "orders_count", "segment"]
 
 
-def _encode(frame: pl.DataFrame, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "csv":
-        frame.write_csv(buffer)
-    elif fmt == "parquet":
-        frame.write_parquet(buffer)
-    else:
-        frame.write_ndjson(buffer)
-    return buffer.getvalue()
-
-
 @settings(FUZZ, max_examples=RANDOM_FRAME_EXAMPLES)
 @given(
     rows=st.lists(ROW, min_size=1, max_size=6),
@@ -142,7 +131,7 @@ def test_random_small_frames_are_stored_faithfully_or_refused(
 ) -> None:
     frame = pl.DataFrame(rows, schema=SCHEMA)
     response = client.post(
-        f"/api/v1/datasets/customers/uploads?format={fmt}", content=_encode(frame, fmt)
+        f"/api/v1/datasets/customers/uploads?format={fmt}", content=encode(frame, fmt)
     )
     _assert_answered(response)
     event(f"status {response.status_code}")
@@ -245,7 +234,7 @@ def test_random_nested_and_list_frames_never_store_planted_pii(
     except (pl.exceptions.PolarsError, TypeError, ValueError):
         return  # shapes polars cannot put in one column
     try:
-        body = _encode(frame, fmt)
+        body = encode(frame, fmt)
     except pl.exceptions.PolarsError:
         return
     response = loose_client.post(f"/api/v1/datasets/signups/uploads?format={fmt}", content=body)
