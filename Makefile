@@ -30,6 +30,7 @@ bench: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.spread
 
 bench-privacy: $(STAMP)
 	$(BIN)/python -m bench.privacy

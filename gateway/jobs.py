@@ -31,7 +31,7 @@ from sqlmodel import Session, select
 from gateway.db import unit_of_work
 from gateway.errors import DatagateError, StageFailed, UnsupportedFormat
 from gateway.formats import declared_format
-from gateway.models import IngestRun, as_utc, utcnow
+from gateway.models import IngestPart, IngestRun, as_utc, utcnow
 from gateway.recovery import job_for_run
 from gateway.sealed import run_key, seal, unseal
 from gateway.uploads import ReceivedUpload, UploadSpool
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "ingest"
 INGEST_TASK = "datagate.ingest"
+PART_TASK = "datagate.ingest_part"
 STAGING_PREFIX = "_uploads"  # dataset names start with a letter: never a dataset's folder
 MAX_ATTEMPTS = 3
 
@@ -92,6 +93,11 @@ class JobQueue(Protocol):
         """Enqueue the run's job again, its earlier one abandoned (its worker died)."""
         ...
 
+    def enqueue_part(self, session: Session, run_id: str) -> None:
+        """Enqueue a job that takes the run's queued parts (``gateway.spread``), as part of
+        ``session``'s transaction."""
+        ...
+
     def close(self) -> None:
         """Stop taking jobs; wait for the running ones."""
         ...
@@ -101,12 +107,19 @@ class ProcrastinateQueue:
     """The job goes into procrastinate's table in the same PostgreSQL transaction."""
 
     def enqueue(self, session: Session, run_id: str) -> None:
+        self._defer(session, INGEST_TASK, run_id)
+
+    def enqueue_part(self, session: Session, run_id: str) -> None:
+        self._defer(session, PART_TASK, run_id)
+
+    @staticmethod
+    def _defer(session: Session, task: str, run_id: str) -> None:
         session.execute(
             text(
                 "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, NULL, NULL, "
                 "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
             ),
-            {"queue": QUEUE, "task": INGEST_TASK, "args": json.dumps({"run_id": run_id})},
+            {"queue": QUEUE, "task": task, "args": json.dumps({"run_id": run_id})},
         )
 
     def requeue(self, session: Session, run_id: str) -> None:
@@ -128,24 +141,36 @@ class ProcrastinateQueue:
 class LocalQueue:
     """The embedded default: jobs run in this process's threads, submitted on commit."""
 
-    def __init__(self, workers: int, run: Callable[[str], None]) -> None:
+    def __init__(
+        self, workers: int, run: Callable[[str], None], run_parts: Callable[[str], object]
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         self._run = run
+        self._run_parts = run_parts
 
     def enqueue(self, session: Session, run_id: str) -> None:
         event.listen(session, "after_commit", lambda _: self.submit(run_id), once=True)
+
+    def enqueue_part(self, session: Session, run_id: str) -> None:
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: self._pool.submit(self._logged, run_id, self._run_parts),
+            once=True,
+        )
 
     def requeue(self, session: Session, run_id: str) -> None:
         self.enqueue(session, run_id)  # a thread of a process that died left nothing behind
 
     def submit(self, run_id: str) -> None:
         """Run the job in the pool."""
-        self._pool.submit(self._logged, run_id)
+        self._pool.submit(self._logged, run_id, self._run)
 
-    def _logged(self, run_id: str) -> None:
+    @staticmethod
+    def _logged(run_id: str, job: Callable[[str], object]) -> None:
         # A pool swallows what its jobs raise: say it (the run stays running until recovery).
         try:
-            self._run(run_id)
+            job(run_id)
         except Exception as exc:
             log.error("ingest job for run %s failed: %s", run_id, type(exc).__name__)
 
@@ -158,17 +183,30 @@ def build_queue(services: Services) -> JobQueue:
     """procrastinate on PostgreSQL; this process's threads on SQLite."""
     if services.engine.dialect.name == "postgresql":
         return ProcrastinateQueue()
-    return LocalQueue(services.settings.local_ingest_workers, lambda run: run_ingest(services, run))
+    from gateway.spread import run_part_job
+
+    return LocalQueue(
+        services.settings.local_ingest_workers,
+        lambda run: run_ingest(services, run),
+        lambda run: run_part_job(services, run),
+    )
 
 
 def queue_state(engine: Engine) -> tuple[int, float | None]:
-    """How many uploads wait for a worker, and for how many seconds the oldest has."""
+    """How many jobs wait for a worker (queued uploads, and parts of uploads spread over
+    workers), and for how many seconds the oldest has."""
     with Session(engine) as session:
-        waiting, oldest = session.exec(
+        runs, oldest_run = session.exec(
             select(func.count(), func.min(IngestRun.started_at)).where(IngestRun.status == "queued")
         ).one()
-    age = None if oldest is None else round((utcnow() - as_utc(oldest)).total_seconds(), 3)
-    return int(waiting), age
+        parts, oldest_part = session.exec(
+            select(func.count(), func.min(IngestPart.updated_at)).where(
+                IngestPart.status == "queued"
+            )
+        ).one()
+    waiting = [as_utc(moment) for moment in (oldest_run, oldest_part) if moment is not None]
+    age = None if not waiting else round((utcnow() - min(waiting)).total_seconds(), 3)
+    return int(runs) + int(parts), age
 
 
 def resume_local_jobs(services: Services, queue: LocalQueue) -> int:
@@ -192,8 +230,9 @@ def stage_upload(services: Services, order: IngestOrder, upload: Path) -> None:
 
 
 def discard_staged(services: Services, run_id: str) -> None:
-    """Remove a run's staged upload and order."""
-    for key in (upload_key(run_id), order_key(run_id)):
+    """Remove a run's staged upload, its order and what its parts left there."""
+    keys = set(services.snapshots.keys(f"{STAGING_PREFIX}/{run_id}/"))
+    for key in sorted(keys | {upload_key(run_id), order_key(run_id)}):
         try:
             services.snapshots.delete(key)
         except Exception as exc:  # recovery sweeps what is left of finished runs
@@ -260,6 +299,7 @@ def run_ingest(services: Services, run_id: str) -> None:
     """
     from gateway.pipeline import run_pipeline
     from gateway.runs import fail_run
+    from gateway.spread import Spread
 
     with unit_of_work(services.engine) as session:
         run = session.exec(
@@ -298,6 +338,11 @@ def run_ingest(services: Services, run_id: str) -> None:
             log.error("run %s: staged upload unreadable: %s", run_id, type(exc).__name__)
             fail_run(services, job, StageFailed("queue", exc))
             return
+        spread = None
+        mode = services.settings.ingest_spread
+        if mode != "never":
+            always = mode == "always"
+            spread = Spread(services, run_id, order.attempts, contract, always=always)
         with contextlib.suppress(DatagateError):  # recorded on the run, like any refusal
             run_pipeline(
                 services,
@@ -308,6 +353,7 @@ def run_ingest(services: Services, run_id: str) -> None:
                 order.requested_format,
                 run.uploader,
                 followed=True,
+                spread=spread,
             )
     finally:
         spool.close()
@@ -318,6 +364,8 @@ def procrastinate_app(services: Services) -> Any:
     """A procrastinate app whose ``datagate.ingest`` task runs ``run_ingest`` (workers)."""
     import procrastinate
 
+    from gateway.spread import run_part_job
+
     url = services.engine.url.set(drivername="postgresql")
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=url.render_as_string(hide_password=False))
@@ -326,5 +374,9 @@ def procrastinate_app(services: Services) -> Any:
     @app.task(name=INGEST_TASK, queue=QUEUE, pass_context=False)
     def ingest(run_id: str) -> None:
         run_ingest(services, run_id)
+
+    @app.task(name=PART_TASK, queue=QUEUE, pass_context=False)
+    def ingest_part(run_id: str) -> None:
+        run_part_job(services, run_id)
 
     return app

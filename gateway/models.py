@@ -105,6 +105,29 @@ class IngestRun(SQLModel, table=True):
     )
 
 
+class IngestPart(SQLModel, table=True):
+    """One part of an asynchronous upload spread over workers (``gateway.spread``): any worker
+    takes it (``queued`` → ``running``, naming its process), redacts and stores it (``done``);
+    a part whose worker died is queued again. Counts and evidence only, never a value."""
+
+    __tablename__ = "ingest_part"
+
+    run_id: str = Field(foreign_key="ingest_run.id", primary_key=True, max_length=36)
+    # A run queued again after its coordinating worker died starts its parts afresh.
+    attempt: int = Field(primary_key=True)
+    index: int = Field(primary_key=True)
+    status: str = Field(index=True, max_length=20)  # queued, running, done, failed, cancelled
+    instance: str | None = Field(default=None, max_length=32)
+    rows: int = Field(sa_column=Column(BigInteger, nullable=False))
+    taken: int = 0  # how many times a worker took it
+    output_key: str | None = Field(default=None, max_length=1000)
+    content_hash: str | None = Field(default=None, max_length=64)
+    byte_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    outcomes: list[dict[str, Any]] | None = _json_column()
+    error: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
 class DatasetVersion(SQLModel, table=True):
     """An immutable, accepted snapshot of a dataset."""
 

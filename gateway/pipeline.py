@@ -10,16 +10,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, StageFailed, redacted_traceback
 from gateway.models import DatasetVersion
 from gateway.runs import fail_run, observe, record_progress, record_stage, shown_filename
 from gateway.services import Services
-from gateway.stages import PART_STAGES, STAGES, Batch, checkpoint, open_upload
+from gateway.snapshots import drop_staged
+from gateway.stages import (
+    PART_STAGES,
+    SPREAD_PART_STAGES,
+    STAGES,
+    Batch,
+    checkpoint,
+    open_upload,
+)
 from gateway.uploads import ReceivedUpload, UploadSpool
 from lineage import IngestJob
+
+if TYPE_CHECKING:
+    from gateway.spread import Spread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,10 +55,12 @@ def run_pipeline(
     uploader: str,
     *,
     followed: bool = False,
+    spread: Spread | None = None,
 ) -> IngestOutcome:
     """Pass the upload, part by part, through the part stages, then through the finishing
     stages, and record the outcome (and, when the run is ``followed`` — asynchronous — each
-    stage as it starts and the rows done after each part).
+    stage as it starts and the rows done after each part). A run ``spread`` over workers hands
+    each validated part to them for redaction (``gateway.spread``).
 
     Raises:
         DatagateError: the upload was rejected or failed (already recorded on the run);
@@ -88,8 +101,16 @@ def run_pipeline(
         enter("parse")
         batch, reader = timed("parse", lambda: open_upload(batch, services))
         parts = batch.require_parts()
+        part_stages = PART_STAGES
         while (frame := timed("parse", lambda: next(reader, None))) is not None:
-            for name, step in PART_STAGES:
+            if spread is not None and parts.count == 0:  # spread it, if it is worth it
+                if spread.worth(frame):
+                    spread.memo, spread.spool = parts.memo, spool
+                    spread.start()
+                    parts.spread, part_stages = spread, SPREAD_PART_STAGES
+                else:
+                    spread = None
+            for name, step in part_stages:
                 if parts.halted and name != "parse" and name != "validate":
                     break  # bound to be refused: the rest is read for the report only
                 enter(name)
@@ -114,7 +135,9 @@ def run_pipeline(
     finally:
         if not batch.created and batch.parts is not None:
             for part in batch.parts.staged:  # published ones were moved away: a no-op
-                services.snapshots.discard(part)
+                drop_staged(services.snapshots, part)
+        if spread is not None:
+            spread.close(recorded=batch.created)
     assert batch.version is not None
     observe(job.dataset, "accepted" if batch.created else "matched", batch)
     return IngestOutcome(run_id=job.run_id, version=batch.version, created=batch.created)

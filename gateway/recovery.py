@@ -124,6 +124,7 @@ class RecoveryReport:
     dead_instances: list[str] = field(default_factory=list)
     interrupted_runs: list[str] = field(default_factory=list)
     requeued_runs: list[str] = field(default_factory=list)
+    requeued_parts: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     orphan_snapshots: list[str] = field(default_factory=list)
 
@@ -132,6 +133,7 @@ class RecoveryReport:
             self.dead_instances
             or self.interrupted_runs
             or self.requeued_runs
+            or self.requeued_parts
             or self.removed_files
             or self.orphan_snapshots
         )
@@ -170,6 +172,9 @@ class Recovery:
         outcomes = self._interrupt_runs(dead, known, now)
         report.interrupted_runs = [run for run, outcome in outcomes if outcome == "failed"]
         report.requeued_runs = [run for run, outcome in outcomes if outcome == "queued"]
+        from gateway.spread import requeue_parts
+
+        report.requeued_parts = requeue_parts(services, dead)  # after the runs' fate
         if orphans:
             report.orphan_snapshots = self._remove_orphan_snapshots()
             report.removed_files += self._remove_finished_uploads()
@@ -351,6 +356,8 @@ def _log(report: RecoveryReport) -> None:
         log.warning("recovery: run %s was interrupted; marked failed", run_id)
     for run_id in report.requeued_runs:
         log.warning("recovery: run %s was interrupted; queued again for another worker", run_id)
+    for part in report.requeued_parts:
+        log.warning("recovery: part %s of a run was interrupted; queued again", part)
     for path in report.removed_files:
         log.warning("recovery: removed unfinished file %s", path)
     for key in report.orphan_snapshots:

@@ -128,6 +128,18 @@ class RunProgress(_Out):
     parts_done: int | None = Field(description="Parts of the upload done so far.")
 
 
+class RunPart(_Out):
+    """One part of an upload spread over workers (DATAGATE_INGEST_SPREAD)."""
+
+    index: int = Field(description="The part's place in the upload, from 0.")
+    status: str = Field(description="queued, running, done, failed or cancelled.")
+    rows: int
+    worker: str | None = Field(
+        description="The gateway process (instance id) working on it or that did it."
+    )
+    taken: int = Field(description="How many times a worker took it (more: one died with it).")
+
+
 class RunOut(_Out):
     """One ingest run: its status, stage timings, reports and the version it produced."""
 
@@ -139,6 +151,9 @@ class RunOut(_Out):
     )
     progress: RunProgress | None = Field(
         description="Asynchronous runs: how far the ingest has come."
+    )
+    parts: list[RunPart] = Field(
+        description="Asynchronous runs spread over workers: each part and who took it."
     )
     uploader: str
     source: str | None

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         description="Rows per part of an upload: memory holds one part (and the columns "
         "uniqueness checks read), whatever the upload's size.",
     )
+    ingest_spread: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Whether the parts of a queued upload are redacted by any worker, not only "
+        "the one that reads it. auto: when the upload has free text to scan (a pii: scan "
+        "column with values in the first part), where the time goes; other ingests are bound "
+        "by reading and writing, which polars spreads over one machine's cores already.",
+    )
     local_ingest_workers: int = Field(
         2, ge=1, le=64, description="SQLite: threads running asynchronous ingests in-process."
     )

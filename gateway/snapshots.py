@@ -34,6 +34,8 @@ class StagedSnapshot:
     path: Path
     content_hash: str
     byte_size: int
+    # A part another worker wrote is already stored, under this key (``gateway.spread``).
+    key: str | None = None
 
 
 class SnapshotStore(Protocol):
@@ -123,8 +125,24 @@ class StagedVersion:
         """Where a run publishes the version: named by content and run, so it can be published
         before a version number exists, and no two runs ever share (or delete) one object; a
         manifest for several parts, whose parts lie beside it."""
+        if any(part.key for part in self.parts):
+            return f"{spread_folder(dataset, run_id)}/{MANIFEST}"
         name = f"{dataset}/{self.content_hash[:16]}-{run_id}"
         return f"{name}.parquet" if len(self.parts) == 1 else f"{name}/{MANIFEST}"
+
+
+def spread_folder(dataset: str, run_id: str) -> str:
+    """Where the workers of a run spread over several store its parts, each as it finishes
+    (before the version's hash is known), and where its manifest goes."""
+    return f"{dataset}/parts-{run_id}"
+
+
+def drop_staged(store: SnapshotStore, part: StagedSnapshot) -> None:
+    """Remove a part that will not be published: staged here, or stored by another worker."""
+    if part.key is not None:
+        store.delete(part.key)
+    else:
+        store.discard(part)
 
 
 def _part_key(manifest_key: str, index: int) -> str:
@@ -132,19 +150,25 @@ def _part_key(manifest_key: str, index: int) -> str:
 
 
 def publish_version(store: SnapshotStore, staged: StagedVersion, key: str) -> None:
-    """Make a staged version visible under ``key``: its parts first, then the manifest that
-    names them (written last and atomically, so a reader never finds a part missing)."""
+    """Make a staged version visible under ``key``: its parts first (those another worker
+    stored stay where they are), then the manifest that names them (written last and
+    atomically, so a reader never finds a part missing)."""
     if not key.endswith(f"/{MANIFEST}"):
         store.publish(staged.parts[0], key)
         return
     published: list[str] = []
+    keys: list[str] = []
     try:
         for index, part in enumerate(staged.parts):
+            if part.key is not None:
+                keys.append(part.key)
+                continue
             published.append(_part_key(key, index))
             store.publish(part, published[-1])
+            keys.append(published[-1])
         entries = [
             {"key": part_key, "sha256": part.content_hash, "bytes": part.byte_size}
-            for part_key, part in zip(published, staged.parts, strict=True)
+            for part_key, part in zip(keys, staged.parts, strict=True)
         ]
         manifest = {"format": MANIFEST_FORMAT, "content_hash": staged.content_hash}
         store.put_bytes(key, json.dumps({**manifest, "parts": entries}).encode())
@@ -292,16 +316,14 @@ class LocalSnapshotStore:
         probe.unlink()
 
     def keys(self, prefix: str) -> list[str]:
-        base = self.root / prefix
-        if not base.is_dir():
-            return []
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file()
-            and self.STAGING not in p.relative_to(self.root).parts
-            and not p.name.endswith(".part")
-        )
+        # os.walk, not rglob: a folder another process removes meanwhile is skipped, not raised.
+        found = []
+        for folder, _, files in os.walk(self.root / prefix):
+            for name in files:
+                key = (Path(folder) / name).relative_to(self.root)
+                if self.STAGING not in key.parts and not name.endswith(".part"):
+                    found.append(key.as_posix())
+        return sorted(found)
 
     def sweep_staging(self, dead: OwnerDead) -> list[str]:
         return sweep_owned_folders(self.root / self.STAGING, dead)

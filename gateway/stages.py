@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from sqlmodel import Session
@@ -35,12 +36,13 @@ from gateway.formats import detect_format, read_chunks
 from gateway.ingest_lineage import pii_report, stored_output, upload_profile
 from gateway.models import DatasetVersion, utcnow
 from gateway.outbox import store_event
-from gateway.runs import finish_run, source_label
+from gateway.runs import finish_run, record_progress, source_label
 from gateway.services import Services
 from gateway.snapshots import (
     StagedSnapshot,
     StagedVersion,
     delete_version,
+    drop_staged,
     publish_version,
 )
 from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
@@ -51,11 +53,16 @@ from privacy import (
     ColumnOutcome,
     DetectionMemo,
     Finding,
+    PiiEngine,
+    RedactionKey,
     merge_outcomes,
     plan_redaction,
     scan_texts,
     scrub_column_names,
 )
+
+if TYPE_CHECKING:
+    from gateway.spread import Spread
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,8 @@ class Parts:
     only: pl.DataFrame | None = None  # the validated rows, while there has been one part only
     # Set once the upload is bound to be refused: the rest is only validated, for the report.
     halted: bool = False
+    # Set when the run is spread over workers: they redact and store the parts.
+    spread: Spread | None = None
 
 
 @dataclass(frozen=True)
@@ -210,28 +219,54 @@ def validate(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFr
     return stored
 
 
+def redact_part(
+    frame: pl.DataFrame,
+    contract: Contract,
+    key: RedactionKey,
+    engine: PiiEngine | None,
+    classified: dict[str, Finding],
+) -> tuple[pl.DataFrame | None, list[ColumnOutcome]]:
+    """A validated part redacted (None when the contract rejects PII found in it), and what
+    redaction did to each column; undeclared fields not in ``classified`` are classified on
+    this part's sample and added to it."""
+    plan, outcomes = plan_redaction(
+        frame.drop(ROW_PLACE, strict=False),
+        contract.policies,
+        key,
+        engine=engine,
+        detection=contract.detection,
+        undeclared=contract.undeclared_pii,
+        classified=classified,
+    )
+    if any(o.action == "reject" for o in outcomes):
+        return None, outcomes
+    redacted = plan.collect()
+    if ROW_PLACE in frame.columns:
+        redacted = redacted.with_columns(frame.get_column(ROW_PLACE))
+    return redacted, outcomes
+
+
 def redact(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
     """Redact a part: declared columns, free text, and PII found in undeclared columns (each
     undeclared field classified once, on the first part's sample; texts analysed once)."""
     parts = batch.require_parts()
-    contract = batch.contract
-    plan, outcomes = plan_redaction(
-        frame.drop(ROW_PLACE, strict=False),
-        contract.policies,
-        services.redaction_key,
-        engine=parts.memo,
-        detection=contract.detection,
-        undeclared=contract.undeclared_pii,
-        classified=parts.classified,
+    redacted, outcomes = redact_part(
+        frame, batch.contract, services.redaction_key, parts.memo, parts.classified
     )
     parts.outcomes.append(outcomes)
-    if any(o.action == "reject" for o in outcomes):
+    if redacted is None:
         parts.halted = True  # refused at the end, unless validation refuses it first
         return frame.clear()
-    redacted = plan.collect()
-    if ROW_PLACE in frame.columns:
-        redacted = redacted.with_columns(frame.get_column(ROW_PLACE))
     return redacted
+
+
+def hand_off(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+    """A run spread over workers: the validated part goes to whichever worker takes it, to be
+    redacted and stored there (``gateway.spread``)."""
+    spread = batch.require_parts().spread
+    assert spread is not None
+    spread.hand_off(frame)
+    return frame.clear()
 
 
 def write(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
@@ -251,6 +286,8 @@ PART_STAGES: tuple[tuple[str, Callable[[Batch, pl.DataFrame, Services], pl.DataF
     ("redact", redact),
     ("version", write),
 )
+# A run spread over workers: they redact and store (``Spread.gather`` collects what they did).
+SPREAD_PART_STAGES = (*PART_STAGES[:2], ("redact", hand_off))
 
 
 # -- after the last part -----------------------------------------------------------------
@@ -274,6 +311,13 @@ def finish_redaction(batch: Batch, services: Services) -> Batch:
     """What redaction did to each column over every part; PII in an undeclared column that
     the contract rejects refuses the upload."""
     parts = batch.require_parts()
+    if parts.spread is not None:
+        run_id = batch.job.run_id
+        gathered, staged = parts.spread.gather(
+            lambda done: record_progress(services, run_id, parts.rows_read, done, read=True)
+        )
+        parts.outcomes.extend(gathered)
+        parts.staged.extend(staged)
     outcomes = merge_outcomes(parts.outcomes)
     if parts.memo is not None:
         parts.memo.close()
@@ -311,7 +355,7 @@ def version(batch: Batch, services: Services) -> Batch:
             kept = pl.scan_parquet(part.path).filter(~pl.col(ROW_PLACE).is_in(dropped.implode()))
             staged[index] = services.snapshots.stage(kept.drop(ROW_PLACE))
             parts.staged.append(staged[index])  # discarded with the rest if the run fails
-            services.snapshots.discard(part)
+            drop_staged(services.snapshots, part)
     snapshot = StagedVersion(tuple(staged))
     batch = replace(batch, snapshot=snapshot, profile=upload_profile(batch, snapshot))
     checkpoint(services, "version:staged")

@@ -10,7 +10,13 @@ from privacy.engine import DetectionMemo, PiiEngine
 from privacy.freetext import scan_column, scan_texts
 from privacy.names import scrub_column_names, scrub_text
 from privacy.policy import ColumnPolicy, PolicyError, RedactionKey
-from privacy.redactor import ColumnOutcome, merge_outcomes, plan_redaction, redact_frame
+from privacy.redactor import (
+    ColumnOutcome,
+    classify_undeclared,
+    merge_outcomes,
+    plan_redaction,
+    redact_frame,
+)
 
 __all__ = [
     "ACTIONS",
@@ -26,6 +32,7 @@ __all__ = [
     "RedactionKey",
     "Span",
     "classify_column",
+    "classify_undeclared",
     "decrypt_token",
     "merge_outcomes",
     "plan_redaction",

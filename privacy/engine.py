@@ -74,12 +74,21 @@ def _worker_detect(texts: list[str], config: DetectionConfig) -> list[list[Span]
     return _worker_detector.detect(texts, config)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's cpuset, taskset),
+    not every CPU of the machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class PiiEngine:
     """Finds PII spans in texts; the models live in ``workers`` processes (0: in this one)."""
 
     def __init__(self, spacy_model: str | None, workers: int | None = None) -> None:
         self.model_name = spacy_model
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.workers = usable_cpus() if workers is None else workers
         self._local: Detector | None = None
         self._pool: ProcessPoolExecutor | None = None
         if self.workers == 0:

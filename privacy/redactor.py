@@ -17,7 +17,14 @@ from privacy.detection import DetectionConfig
 from privacy.engine import PiiEngine
 from privacy.freetext import mask_row_values, scan_column
 from privacy.policy import ColumnPolicy, RedactionKey
-from privacy.shapes import LeafRewrite, is_nested, leaf_values, rewrite_column, text_leaves
+from privacy.shapes import (
+    LeafRewrite,
+    TextLeaf,
+    is_nested,
+    leaf_values,
+    rewrite_column,
+    text_leaves,
+)
 
 FREE_TEXT = "FREE_TEXT"
 UNDECLARED_POLICIES = frozenset({"redact", "reject", "warn"})
@@ -146,24 +153,9 @@ def plan_redaction(
             )
         )
     if engine is not None:
-        leaves = [
-            leaf
-            for column in frame.columns
-            if column not in declared
-            for leaf in text_leaves(column, frame.schema[column])
-        ]
-        values = [
-            (frame[leaf.column] if not leaf.path else leaf_values(frame, leaf))
-            .cast(pl.String)
-            .rename(leaf.label)
-            for leaf in leaves
-        ]
         known = {} if classified is None else classified
-        fresh = [i for i, leaf in enumerate(leaves) if leaf.label not in known]
-        # Every sample in one batch, so the engine's workers share it.
-        found = classify_columns([values[i] for i in fresh], engine, config) if fresh else []
-        for i, finding in zip(fresh, found, strict=True):
-            known[leaves[i].label] = finding
+        leaves, values = _undeclared_text(frame, declared)
+        _classify(leaves, values, engine, config, known)
         findings = [known[leaf.label] for leaf in leaves]
         rewrites: dict[str, dict[tuple[str, ...], LeafRewrite]] = {}
         for leaf, text, finding in zip(leaves, values, findings, strict=True):
@@ -174,6 +166,55 @@ def plan_redaction(
         for column, column_rewrites in rewrites.items():
             replacements.append(rewrite_column(column, frame.schema[column], column_rewrites))
     return frame.lazy().with_columns(replacements).drop(dropped), outcomes
+
+
+def _undeclared_text(
+    frame: pl.DataFrame, declared: set[str]
+) -> tuple[list[TextLeaf], list[pl.Series]]:
+    """Every text field of the columns without a policy, and its values as text."""
+    leaves = [
+        leaf
+        for column in frame.columns
+        if column not in declared
+        for leaf in text_leaves(column, frame.schema[column])
+    ]
+    values = [
+        (frame[leaf.column] if not leaf.path else leaf_values(frame, leaf))
+        .cast(pl.String)
+        .rename(leaf.label)
+        for leaf in leaves
+    ]
+    return leaves, values
+
+
+def _classify(
+    leaves: list[TextLeaf],
+    values: list[pl.Series],
+    engine: PiiEngine,
+    config: DetectionConfig,
+    known: dict[str, Finding],
+) -> None:
+    fresh = [i for i, leaf in enumerate(leaves) if leaf.label not in known]
+    # Every sample in one batch, so the engine's workers share it.
+    found = classify_columns([values[i] for i in fresh], engine, config) if fresh else []
+    for i, finding in zip(fresh, found, strict=True):
+        known[leaves[i].label] = finding
+
+
+def classify_undeclared(
+    frame: pl.DataFrame,
+    policies: Sequence[ColumnPolicy],
+    engine: PiiEngine,
+    detection: DetectionConfig | None = None,
+    classified: dict[str, Finding] | None = None,
+) -> dict[str, Finding]:
+    """Classify the undeclared text of ``frame`` on its samples, as ``plan_redaction`` does
+    before it redacts, without redacting anything: what a ``classified`` argument carries to
+    the other parts of an upload (the fields already in ``classified`` keep their finding)."""
+    known = {} if classified is None else classified
+    leaves, values = _undeclared_text(frame, {p.column for p in policies})
+    _classify(leaves, values, engine, detection or DetectionConfig(), known)
+    return known
 
 
 def _placeholder(entity: str) -> LeafRewrite:

@@ -4,6 +4,7 @@ threads on SQLite, ``datagate worker`` processes on the PostgreSQL queue (procra
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from sqlmodel import Session, select
 
 from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
-from gateway.jobs import STAGING_PREFIX, run_ingest, start_queued_run
+from gateway.jobs import INGEST_TASK, STAGING_PREFIX, run_ingest, start_queued_run
 from gateway.models import IngestRun, LineageEvent
 from gateway.runs import start_run
 from gateway.samples import customers
@@ -251,6 +252,7 @@ def _worker(
     database_url: str,
     log: Any,
     storage: str | None = None,
+    concurrency: int = 2,
     **settings: str,
 ) -> subprocess.Popen[bytes]:
     """A `datagate worker` with a home of its own, as if on another machine; it shares only
@@ -266,7 +268,7 @@ def _worker(
         **settings,
     )
     return subprocess.Popen(
-        [DATAGATE, "worker", "--concurrency", "2"],
+        [DATAGATE, "worker", "--concurrency", str(concurrency)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -335,9 +337,10 @@ def _job_statuses(database_url: str, run_id: str) -> list[str]:
         with engine.connect() as connection:
             rows = connection.execute(
                 text(
-                    "SELECT status FROM procrastinate_jobs WHERE args->>'run_id' = :run ORDER BY id"
+                    "SELECT status FROM procrastinate_jobs "
+                    "WHERE args->>'run_id' = :run AND task_name = :task ORDER BY id"
                 ),
-                {"run": run_id},
+                {"run": run_id, "task": INGEST_TASK},
             ).all()
     finally:
         engine.dispose()
@@ -351,6 +354,9 @@ class _Nobody:
         return None
 
     def requeue(self, session: Session, run_id: str) -> None:
+        return None
+
+    def enqueue_part(self, session: Session, run_id: str) -> None:
         return None
 
     def close(self) -> None:
@@ -446,6 +452,113 @@ def test_a_worker_killed_mid_ingest_has_its_run_taken_by_another(
                 process.wait(timeout=30)
         log.close()
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_one_upload_is_spread_over_two_workers_and_survives_one_dying(
+    tmp_path: Path, database_url: str, s3_url: str
+) -> None:
+    """Two `datagate worker` processes that share nothing but PostgreSQL and an S3 bucket
+    (moto) both redact parts of one upload; the one that is not coordinating is SIGKILLed in
+    the middle of a part (redacted, not stored); recovery queues that part again, the other
+    worker does it, and exactly one version results, equal to the upload."""
+    server = ServeProcess(
+        tmp_path / "api",
+        database_url,
+        tmp_path / "api.log",
+        env={"DATAGATE_SYNC_MAX_BYTES": "1000", "DATAGATE_STORAGE_URL": s3_url},
+    ).wait_ready()
+    log = (tmp_path / "workers.log").open("w")
+    settings = {
+        "DATAGATE_INGEST_CHUNK_ROWS": "150",
+        "DATAGATE_HEARTBEAT_SECONDS": "0.5",
+        # A worker's part jobs stop for good in their second part. The coordinator takes no
+        # part jobs: it runs one job at a time, and is coordinating.
+        "DATAGATE_DEBUG_HANG_AT": "part-job:2",
+    }
+    workers = [
+        _worker(tmp_path, name, database_url, log, s3_url, concurrency=1, **settings)
+        for name in ("first", "second")
+    ]
+
+    def worker_log() -> str:
+        return (tmp_path / "workers.log").read_text()
+
+    try:
+        deadline = time.monotonic() + 90
+        while len(_sql(database_url, "SELECT id FROM gateway_instance")) < 3:  # and the API's
+            assert time.monotonic() < deadline, worker_log()
+            time.sleep(0.2)
+        frame = customers(1_500, seed=21, notes=True)  # ten parts
+        data = tmp_path / "customers.csv"
+        data.write_bytes(csv_bytes(frame))
+        queued = _cli("upload", str(data), "-d", "customers", "--no-wait", server=server.base)
+        assert queued.returncode == 0, queued.stderr
+        run_id = queued.stdout.strip().rpartition(" ")[2]
+        deadline = time.monotonic() + 120
+        while True:  # the helper has done one part and is in the middle of its second
+            run = _run(server.base, run_id)
+            coordinator = _sql(
+                database_url, "SELECT instance FROM ingest_run WHERE id = :id", id=run_id
+            )[0][0]
+            helped = [p for p in run["parts"] if p["worker"] not in (coordinator, None)]
+            if sorted(p["status"] for p in helped) == ["done", "running"]:
+                break
+            assert run["status"] in ("queued", "running"), (run, worker_log())
+            assert time.monotonic() < deadline, (run, worker_log())
+            time.sleep(0.05)
+        helper = helped[0]["worker"]
+        pid = _sql(database_url, "SELECT pid FROM gateway_instance WHERE id = :id", id=helper)
+        victim = next(w for w in workers if w.pid == pid[0][0])
+        time.sleep(0.5)  # at its checkpoint now: the part redacted, not stored
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        deadline = time.monotonic() + 120
+        while (run := _run(server.base, run_id, wait=10))["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, (run, worker_log())
+        assert run["status"] == "accepted", (run, worker_log())
+        parts = run["parts"]
+        assert [p["status"] for p in parts] == ["done"] * 10, parts
+        # Both did parts; the part the dead one held was taken again, by the other.
+        assert {p["worker"] for p in parts} == {helper, coordinator}, parts
+        again = [p for p in parts if p["taken"] == 2]
+        assert [p["worker"] for p in again] == [coordinator], parts
+        assert "queued again" in worker_log() + server.log_text()
+        headers = {"Authorization": f"Bearer {TEST_ADMIN_KEY}"}
+        versions = httpx.get(
+            f"{server.base}/api/v1/datasets/customers/versions", headers=headers, timeout=30
+        ).json()["versions"]
+        assert [(v["version"], v["row_count"]) for v in versions] == [(1, 1_500)]
+        data_url = f"{server.base}/api/v1/datasets/customers/versions/1/data?format=parquet"
+        stored = pl.read_parquet(io.BytesIO(httpx.get(data_url, headers=headers).content))
+        assert stored["customer_id"].to_list() == frame["customer_id"].to_list()
+        bucket = open_store(s3_url, "test", tmp_path / "reader")
+        deadline = time.monotonic() + 10  # removed just after the outcome was recorded
+        while bucket.keys(f"{STAGING_PREFIX}/") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bucket.keys(f"{STAGING_PREFIX}/") == []  # no sealed part is left
+        # The version's ten parts and its manifest: the dead worker stored nothing.
+        assert len(bucket.keys("customers/")) == 11, bucket.keys("customers/")
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        log.close()
+        server.stop()
+
+
+def _sql(database_url: str, query: str, **params: Any) -> list[Any]:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(query), params).all())
+    finally:
+        engine.dispose()
 
 
 def _run(base: str, run_id: str, wait: float = 0) -> dict[str, Any]:

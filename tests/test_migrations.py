@@ -16,6 +16,7 @@ TABLES = {
     "dataset",
     "contract_version",
     "ingest_run",
+    "ingest_part",
     "dataset_version",
     "lineage_event",
     "lineage_edge",

@@ -16,6 +16,7 @@ from gateway.keys import ROLES, require
 from gateway.models import IngestRun
 from gateway.schemas import RunOut
 from gateway.services import Services
+from gateway.spread import run_parts
 from gateway.store import run_by_id
 
 router = APIRouter(tags=["runs"])
@@ -44,7 +45,7 @@ async def get_run(
         run = await run_in_threadpool(_read_run, services, run_id)
         require(principal, ROLES, run.dataset)
         if run.status not in UNFINISHED or time.monotonic() >= deadline:
-            return run_view(run)
+            return run_view(run, await run_in_threadpool(run_parts, services, run_id))
         await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.contracts import Contract
-from gateway.models import Dataset, DatasetVersion, IngestRun
+from gateway.models import Dataset, DatasetVersion, IngestPart, IngestRun
 from gateway.stages import STAGE_NAMES
 
 API = "/api/v1"
@@ -84,14 +85,25 @@ def _progress(run: IngestRun) -> dict[str, Any] | None:
     }
 
 
-def run_view(run: IngestRun) -> dict[str, Any]:
-    """An ingest run: status, timings per stage, reports and the resulting version."""
+def run_view(run: IngestRun, parts: Sequence[IngestPart] = ()) -> dict[str, Any]:
+    """An ingest run: status, timings per stage, reports and the resulting version; and the
+    ``parts`` of one spread over workers, with the process that took each."""
     return {
         "id": run.id,
         "dataset": run.dataset,
         "status": run.status,
         "stage": run.stage,
         "progress": _progress(run),
+        "parts": [
+            {
+                "index": part.index,
+                "status": part.status,
+                "rows": part.rows,
+                "worker": part.instance,
+                "taken": part.taken,
+            }
+            for part in parts
+        ],
         "uploader": run.uploader,
         "source": run.source,
         "filename": run.filename,
