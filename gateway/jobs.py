@@ -12,6 +12,9 @@ whatever the outcome.
   database and the snapshot store, take the jobs.
 - SQLite (the embedded default): the gateway runs jobs in its own thread pool, submitted when
   the run's transaction commits; at start it resubmits runs still queued from before a stop.
+
+A run with free text to scan is spread: its parts are jobs of their own (``PART_TASK``), taken
+by any worker (``gateway.spread``).
 """
 
 from __future__ import annotations

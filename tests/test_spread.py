@@ -24,7 +24,7 @@ from polars.testing import assert_frame_equal
 from sqlmodel import Session, select
 
 from gateway.app import create_app
-from gateway.jobs import STAGING_PREFIX, discard_staged, run_ingest
+from gateway.jobs import STAGING_PREFIX, discard_staged, queue_state, run_ingest
 from gateway.models import DatasetVersion, GatewayInstance, IngestPart, IngestRun, utcnow
 from gateway.recovery import Recovery
 from gateway.samples import customers
@@ -247,6 +247,7 @@ def test_parts_are_taken_once_and_those_of_dead_workers_are_queued_again(
     _set_run(services, run_id, "running")
     try:
         spread.hand_off(customers(20, seed=8, notes=True))
+        assert queue_state(services.engine)[0] == 1  # a part waits: the queue's depth says so
         # A worker whose contract is not the coordinator's leaves the part to it.
         plan = services.snapshots.get_bytes(plan_key(run_id))
         services.snapshots.put_bytes(
