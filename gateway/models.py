@@ -123,6 +123,8 @@ class IngestPart(SQLModel, table=True):
     output_key: str | None = Field(default=None, max_length=1000)
     content_hash: str | None = Field(default=None, max_length=64)
     byte_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    # The contract and classification of undeclared text it is redacted with (no value).
+    plan: dict[str, Any] | None = _json_column()
     outcomes: list[dict[str, Any]] | None = _json_column()
     error: str | None = Field(default=None, max_length=200)
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

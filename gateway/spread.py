@@ -7,10 +7,10 @@ where the time goes (named-entity recognition on free text), is what spreads: ea
 part is sealed under the run's key into the store's staging area (``_uploads/<run>/``), recorded
 as an ``ingest_part`` row and queued as a job of its own, in one transaction. Any worker takes
 a queued part (a compare-and-set on its row, so two never take the same one), redacts it with
-the classification the coordinator made of undeclared text on its first sample (``parts.json``:
-names and findings, never a value), stores the redacted part under the run's folder and marks
-it done. The coordinator takes parts too once it has read everything, then waits for the rest;
-the version is recorded by it, once, from the parts in order.
+the classification the coordinator made of undeclared text on its first sample (kept on the
+part's row: names and findings, never a value), stores the redacted part under the run's
+folder and marks it done. The coordinator takes parts too once it has read everything, then
+waits for the rest; the version is recorded by it, once, from the parts in order.
 
 - A worker that dies with a part: recovery (in any live process) queues the part again.
 - A coordinator that dies: recovery queues the whole run again; its next attempt cancels the
@@ -22,13 +22,12 @@ the version is recorded by it, once, from the parts in order.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from sqlalchemy import ColumnElement, update
@@ -55,11 +54,6 @@ WAIT_SECONDS = 0.2
 _taken = 0
 
 
-def plan_key(run_id: str) -> str:
-    """Where the coordinator leaves what every part needs besides its rows."""
-    return f"{STAGING_PREFIX}/{run_id}/parts.json"
-
-
 def input_key(run_id: str, attempt: int, index: int) -> str:
     """Where a validated part waits, sealed, for a worker."""
     return f"{STAGING_PREFIX}/{run_id}/part-{attempt}-{index:05d}"
@@ -71,23 +65,22 @@ class PartFailed(Exception):
 
 @dataclass(frozen=True)
 class PartPlan:
-    """What the workers of a run need besides a part's rows: the contract the coordinator
-    validated with, and its classification of the upload's undeclared text."""
+    """What a worker needs besides a part's rows: the contract the coordinator validated it
+    with, and the coordinator's classification of the upload's undeclared text so far. Kept
+    on the part's row, in the database: the store is not trusted with it (whoever could edit
+    it there could have a column of personal data taken for a clean one)."""
 
-    run_id: str
-    attempt: int
     dataset: str
     fingerprint: str
     classified: dict[str, Finding]
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def from_json(cls, data: bytes) -> PartPlan:
-        raw = json.loads(data)
-        raw["classified"] = {k: Finding(**v) for k, v in raw["classified"].items()}
-        return cls(**raw)
+    def from_dict(cls, raw: dict[str, Any]) -> PartPlan:
+        classified = {k: Finding(**v) for k, v in raw["classified"].items()}
+        return cls(raw["dataset"], raw["fingerprint"], classified)
 
 
 @dataclass
@@ -125,7 +118,6 @@ class Spread:
         services = self.services
         assert services.queue is not None, "a spread run without a job queue"
         assert self.spool is not None
-        known = len(self.classified)
         if self.memo is not None:
             classify_undeclared(
                 frame.drop(ROW_PLACE, strict=False),
@@ -134,15 +126,7 @@ class Spread:
                 self.contract.detection,
                 self.classified,
             )
-        if self.handed == 0 or len(self.classified) != known:
-            plan = PartPlan(
-                self.run_id,
-                self.attempt,
-                self.contract.dataset,
-                self.contract.fingerprint,
-                self.classified,
-            )
-            services.snapshots.put_bytes(plan_key(self.run_id), plan.to_json())
+        plan = PartPlan(self.contract.dataset, self.contract.fingerprint, self.classified)
         index = self.handed
         plain, handle = self.spool.new_file(".arrow")
         handle.close()
@@ -163,6 +147,7 @@ class Spread:
                     index=index,
                     status="queued",
                     rows=frame.height,
+                    plan=plan.to_dict(),
                     updated_at=utcnow(),
                 )
             )
@@ -307,7 +292,8 @@ def work_on_part(
     """Redact a part this process took and store it; a part whose run was cancelled or given
     to another worker meanwhile leaves nothing behind. (``hang_at``: the crash tests'
     checkpoint, between redacting and storing.)"""
-    plan = PartPlan.from_json(services.snapshots.get_bytes(plan_key(part.run_id)))
+    assert part.plan is not None, "a part without its plan"
+    plan = PartPlan.from_dict(part.plan)
     spool = UploadSpool(services.work_dir)
     output: str | None = None
     try:
@@ -361,16 +347,14 @@ def run_part_job(services: Services, run_id: str) -> int:
     """The part job: take the run's queued parts one after another until none is left.
     Returns how many this worker redacted."""
     global _taken
-    try:
-        plan = PartPlan.from_json(services.snapshots.get_bytes(plan_key(run_id)))
-    except FileNotFoundError:
-        return 0  # the run is over
-    contract = services.catalog.get(plan.dataset)
     engine = services.pii_engine
     memo = None if engine is None else DetectionMemo(engine)
     worked = 0
     try:
         while (part := claim_part(services, run_id)) is not None:
+            assert part.plan is not None, "a part without its plan"
+            plan = PartPlan.from_dict(part.plan)
+            contract = services.catalog.get(plan.dataset)
             if contract is None or contract.fingerprint != plan.fingerprint:
                 # Not the contract the upload was validated with: leave it to the coordinator.
                 _finish(services, part, status="queued", instance=None)

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("output_key", sa.String(length=1000), nullable=True),
         sa.Column("content_hash", sa.String(length=64), nullable=True),
         sa.Column("byte_size", sa.BigInteger(), nullable=True),
+        sa.Column("plan", sa.JSON(), nullable=True),
         sa.Column("outcomes", sa.JSON(), nullable=True),
         sa.Column("error", sa.String(length=200), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
