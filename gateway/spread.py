@@ -59,6 +59,12 @@ def input_key(run_id: str, attempt: int, index: int) -> str:
     return f"{STAGING_PREFIX}/{run_id}/part-{attempt}-{index:05d}"
 
 
+def part_key(services: Services, run_id: str, attempt: int, index: int) -> bytes:
+    """The key that seals one part: derived for that part alone, so a part moved to another's
+    place in the store does not open there."""
+    return run_key(services.redaction_key, f"{run_id}/part-{attempt}-{index}")
+
+
 class PartFailed(Exception):
     """A part failed in a worker; the error's type only, never its text (it may quote data)."""
 
@@ -133,7 +139,7 @@ class Spread:
         sealed = plain.with_name(f"{plain.name}.sealed")
         try:
             frame.write_ipc(plain, compression="lz4")
-            seal(plain, sealed, run_key(services.redaction_key, self.run_id))
+            seal(plain, sealed, part_key(services, self.run_id, self.attempt, index))
             plain.unlink()
             services.snapshots.put_file(input_key(self.run_id, self.attempt, index), sealed)
         finally:
@@ -303,7 +309,7 @@ def work_on_part(
         unseal(
             services.snapshots.local_path(source),
             opened,
-            run_key(services.redaction_key, part.run_id),
+            part_key(services, part.run_id, part.attempt, part.index),
         )
         frame = pl.read_ipc(opened)
         redacted, outcomes = redact_part(

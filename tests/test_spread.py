@@ -35,6 +35,7 @@ from gateway.spread import (
     claim_part,
     input_key,
     run_part_job,
+    run_parts,
     work_on_part,
 )
 from gateway.uploads import UploadSpool
@@ -314,6 +315,40 @@ class _Counted:
 
     def close(self) -> None:
         return None
+
+
+def test_a_sealed_part_moved_to_another_place_does_not_open(
+    pair: tuple[TestClient, TestClient],
+) -> None:
+    """Each part is sealed under a key of its own: whoever can write to the store cannot put
+    one part in another's place (rows past the checks of the part they replace)."""
+    _, many = pair
+    services = _services(many)
+    contract = services.catalog.require("customers")
+    run_id = _queued(many, "customers", csv_bytes(customers(ROWS, seed=9, notes=True)))["id"]
+    queue, services.queue = services.queue, _Counted()
+    spread = Spread(services, run_id, 5, contract, spool=UploadSpool(services.work_dir))
+    _set_run(services, run_id, "running")
+    try:
+        spread.hand_off(customers(20, seed=10, notes=True))
+        spread.hand_off(customers(20, seed=11, notes=True))
+        first = services.snapshots.local_path(input_key(run_id, 5, 0)).read_bytes()
+        services.snapshots.put_bytes(input_key(run_id, 5, 1), first)
+        for _ in range(2):
+            part = claim_part(services, run_id)
+            assert part is not None
+            work_on_part(services, part, contract, None)
+        parts = [_part(services, p) for p in run_parts(services, run_id)]
+        assert [(p.status, p.error) for p in parts] == [("done", None), ("failed", "SealBroken")]
+        assert parts[1].output_key is None
+    finally:
+        services.queue = queue
+        _set_run(services, run_id, "accepted")
+        spread.close(recorded=False)
+        discard_staged(services, run_id)
+        assert spread.spool is not None
+        spread.spool.close()
+    assert _left_behind(many, "customers") == []
 
 
 def _part(services: Services, part: IngestPart) -> IngestPart:
