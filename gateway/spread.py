@@ -178,9 +178,10 @@ class Spread:
                 work_on_part(services, part, self.contract, self.memo)
                 continue
             parts = _parts(services, self.run_id, self.attempt)
-            failed = [p for p in parts if p.status == "failed"]
-            if failed:
-                raise PartFailed(f"part {failed[0].index} failed in a worker: {failed[0].error}")
+            failed = [p for p in parts if p.status in ("failed", "cancelled")]
+            if failed:  # (cancelled: by a later attempt of this run; this one is over)
+                part = failed[0]
+                raise PartFailed(f"part {part.index} {part.status} in a worker: {part.error}")
             done = sum(p.status == "done" for p in parts)
             if done != done_before:
                 progress(done)

@@ -31,6 +31,7 @@ from gateway.recovery import Recovery
 from gateway.samples import customers
 from gateway.services import Services
 from gateway.spread import (
+    PartFailed,
     Spread,
     claim_part,
     input_key,
@@ -341,6 +342,12 @@ def test_a_sealed_part_moved_to_another_place_does_not_open(
         parts = [_part(services, p) for p in run_parts(services, run_id)]
         assert [(p.status, p.error) for p in parts] == [("done", None), ("failed", "SealBroken")]
         assert parts[1].output_key is None
+        # The coordinator stops there, and as well at a part a later attempt cancelled.
+        with pytest.raises(PartFailed, match="part 1 failed in a worker: SealBroken"):
+            spread.gather(lambda done: None)
+        _set_part(services, parts[1], "cancelled", None)
+        with pytest.raises(PartFailed, match="part 1 cancelled"):
+            spread.gather(lambda done: None)
     finally:
         services.queue = queue
         _set_run(services, run_id, "accepted")
