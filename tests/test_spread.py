@@ -170,6 +170,9 @@ def test_a_spread_upload_is_stored_as_it_is_whole(pair: tuple[TestClient, TestCl
     _same(whole, spread)
     assert spread["status"] == "accepted"
     assert_frame_equal(_stored(many, "customers", 1), _stored(one, "customers", 1))
+    for download in ("csv", "ndjson"):  # streamed from the parts the workers stored
+        url = f"/api/v1/datasets/customers/versions/1/data?format={download}"
+        assert many.get(url).content == one.get(url).content
     # Nine parts, each taken once by a worker of this gateway, and recorded on the run.
     instance = _services(many).instance.id
     assert [(p["index"], p["status"], p["worker"], p["taken"]) for p in spread["parts"]] == [
