@@ -93,6 +93,8 @@ def test_respond_async_is_answered_202_and_the_run_reaches_its_outcome(
         "parts_done": 1,
     }
     assert set(run["timings"]) >= {"parse", "validate", "redact", "version", "record"}
+    # No free text in it (its notes are empty): one worker did it all, nothing was spread.
+    assert run["parts"] == []
     assert _cleaned_up(_services(client))  # the raw upload is gone once ingested
     # START (recorded with the 202) and COMPLETE (by the worker) name the upload's request.
     with Session(_services(client).engine) as session:
