@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         10.0, gt=0, description="How often a process says it is alive; 6 missed beats = dead."
     )
+    ingest_part_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A part of a spread upload that a live worker has held this long is given "
+        "to another (a hung worker); what the first one stores later is discarded.",
+    )
     debug_hang_at: str | None = Field(
         None,
         description="Testing only: an ingest stops for good at this checkpoint (crash tests).",

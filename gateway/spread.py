@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -35,7 +36,7 @@ from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
 from gateway.jobs import STAGING_PREFIX
-from gateway.models import IngestPart, IngestRun, utcnow
+from gateway.models import IngestPart, IngestRun, as_utc, utcnow
 from gateway.sealed import run_key, seal, unseal
 from gateway.snapshots import StagedSnapshot, spread_folder
 from gateway.stages import checkpoint, redact_part
@@ -188,6 +189,7 @@ class Spread:
                 done_before = done
             if done == len(parts) == self.handed:
                 break
+            self._take_back_overdue(parts)
             time.sleep(WAIT_SECONDS)  # others are on it; a dead one's part comes back queued
         outcomes = [[ColumnOutcome(**o) for o in p.outcomes or []] for p in parts]
         staged = [
@@ -201,6 +203,32 @@ class Spread:
             if p.output_key is not None
         ]
         return outcomes, staged
+
+    def _take_back_overdue(self, parts: list[IngestPart]) -> None:
+        """Queue again a part a live worker has held for too long (it hangs): recovery only
+        notices workers that died."""
+        services = self.services
+        limit = timedelta(seconds=services.settings.ingest_part_timeout_seconds)
+        now = utcnow()
+        for part in parts:
+            if part.status != "running" or now - as_utc(part.updated_at) <= limit:
+                continue
+            with unit_of_work(services.engine) as session:
+                again = session.execute(
+                    update(IngestPart)
+                    .where(*_same(part), col(IngestPart.status) == "running")
+                    .values(status="queued", instance=None, updated_at=now)
+                )
+                if again.rowcount == 1:  # type: ignore[attr-defined]
+                    assert services.queue is not None
+                    services.queue.enqueue_part(session, self.run_id)
+                    log.warning(
+                        "run %s part %d: held by %s for over %s; queued again",
+                        self.run_id,
+                        part.index,
+                        part.instance,
+                        limit,
+                    )
 
     def close(self, *, recorded: bool) -> None:
         """The run is over: cancel the parts still waiting or being worked on (their workers

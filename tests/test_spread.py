@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -361,6 +361,40 @@ def test_a_sealed_part_moved_to_another_place_does_not_open(
     assert _left_behind(many, "customers") == []
 
 
+def test_a_part_held_too_long_by_a_live_worker_is_taken_back(
+    pair: tuple[TestClient, TestClient],
+) -> None:
+    """Recovery frees the parts of workers that died; a worker alive but hung holds its part
+    until DATAGATE_INGEST_PART_TIMEOUT_SECONDS, then the coordinator queues it again."""
+    _, many = pair
+    services = _services(many)
+    contract = services.catalog.require("customers")
+    run_id = _queued(many, "customers", csv_bytes(customers(ROWS, seed=12, notes=True)))["id"]
+    queue, services.queue = services.queue, _Counted()
+    settings = services.settings
+    services.settings = settings.model_copy(update={"ingest_part_timeout_seconds": 60})
+    spread = Spread(services, run_id, 3, contract, spool=UploadSpool(services.work_dir))
+    _set_run(services, run_id, "running")
+    try:
+        spread.hand_off(customers(20, seed=13, notes=True))
+        held = claim_part(services, run_id)
+        assert held is not None
+        _set_part(services, held, "running", "hung-worker", utcnow() - timedelta(minutes=2))
+        _, staged = spread.gather(lambda done: None)
+        assert len(staged) == 1
+        done = _part(services, held)
+        assert (done.status, done.instance, done.taken) == ("done", services.instance.id, 2)
+        assert services.queue.parts == [run_id, run_id]  # queued again, with a part job
+    finally:
+        services.queue, services.settings = queue, settings
+        _set_run(services, run_id, "accepted")
+        spread.close(recorded=False)
+        discard_staged(services, run_id)
+        assert spread.spool is not None
+        spread.spool.close()
+    assert _left_behind(many, "customers") == []
+
+
 def _part(services: Services, part: IngestPart) -> IngestPart:
     with Session(services.engine) as session:
         row = session.get(IngestPart, (part.run_id, part.attempt, part.index))
@@ -368,11 +402,18 @@ def _part(services: Services, part: IngestPart) -> IngestPart:
         return row
 
 
-def _set_part(services: Services, part: IngestPart, status: str, instance: str | None) -> None:
+def _set_part(
+    services: Services,
+    part: IngestPart,
+    status: str,
+    instance: str | None,
+    updated_at: datetime | None = None,
+) -> None:
     with Session(services.engine) as session:
         row = session.get(IngestPart, (part.run_id, part.attempt, part.index))
         assert row is not None
         row.status, row.instance = status, instance
+        row.updated_at = updated_at or utcnow()
         session.add(row)
         session.commit()
 
