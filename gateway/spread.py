@@ -116,9 +116,7 @@ class Spread:
 
     def start(self) -> None:
         """Cancel what an earlier attempt of the run left (its coordinator died)."""
-        cancelled = _cancel(self.services, self.run_id)
-        for part in cancelled:
-            _remove(self.services, part)
+        _cancel(self.services, self.run_id)
 
     def hand_off(self, frame: pl.DataFrame) -> None:
         """Seal a validated part into the staging area, then record and queue it at once."""
@@ -234,8 +232,7 @@ class Spread:
         """The run is over: cancel the parts still waiting or being worked on (their workers
         remove what they finish) and remove their sealed inputs; unless the version was
         ``recorded``, remove the parts already stored too."""
-        for part in _cancel(self.services, self.run_id, keep_done=recorded):
-            _remove(self.services, part)
+        _cancel(self.services, self.run_id, keep_done=recorded)
 
 
 def _parts(services: Services, run_id: str, attempt: int) -> list[IngestPart]:
@@ -410,9 +407,9 @@ def run_part_job(services: Services, run_id: str) -> int:
     return worked
 
 
-def _cancel(services: Services, run_id: str, *, keep_done: bool = False) -> list[IngestPart]:
-    """Cancel a run's parts not done yet (all of them unless ``keep_done``) and remove their
-    sealed inputs; returns the cancelled parts."""
+def _cancel(services: Services, run_id: str, *, keep_done: bool = False) -> None:
+    """Cancel a run's parts not done yet (and the done ones too unless ``keep_done``), and
+    remove what they left in the store: sealed inputs, and the parts stored for them."""
     with unit_of_work(services.engine) as session:
         statuses = ("queued", "running") if keep_done else ("queued", "running", "done")
         parts = list(
@@ -428,13 +425,8 @@ def _cancel(services: Services, run_id: str, *, keep_done: bool = False) -> list
             session.add(part)
     for part in parts:
         services.snapshots.delete(input_key(part.run_id, part.attempt, part.index))
-    return parts
-
-
-def _remove(services: Services, part: IngestPart) -> None:
-    """Remove what a cancelled part stored."""
-    if part.output_key is not None:
-        services.snapshots.delete(part.output_key)
+        if part.output_key is not None:
+            services.snapshots.delete(part.output_key)
 
 
 def requeue_parts(services: Services, dead: set[str]) -> list[str]:
