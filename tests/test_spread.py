@@ -13,6 +13,7 @@ import io
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -247,10 +248,7 @@ def test_parts_are_taken_once_and_those_of_dead_workers_are_queued_again(
     assert run_part_job(services, run_id) == 0  # the run is over: nothing left to take
     # Stage one part again, as a coordinator would, for a run that is still running; the
     # part jobs are only counted, so this test is every worker.
-    queue, services.queue = services.queue, _Counted()
-    spread = Spread(services, run_id, 9, contract, spool=UploadSpool(services.work_dir))
-    _set_run(services, run_id, "running")
-    try:
+    with _coordinating(services, run_id, 9) as (spread, counted):
         spread.hand_off(customers(20, seed=8, notes=True))
         assert queue_state(services.engine)[0] == 1  # a part waits: the queue's depth says so
         # The store holds the part sealed, and nothing else of it: what a worker is told to
@@ -284,22 +282,38 @@ def test_parts_are_taken_once_and_those_of_dead_workers_are_queued_again(
             session.commit()
         report = Recovery(services).run(orphans=False)
         assert report.requeued_parts == [f"{run_id}/0"]
-        assert services.queue.parts == [run_id, run_id]  # with a part job, as at first
+        assert counted.parts == [run_id, run_id]  # with a part job, as at first
         again = claim_part(services, run_id)
         assert again is not None
         work_on_part(services, again, contract, None)
         done = _part(services, part)
         assert (done.status, done.taken, done.output_key is not None) == ("done", 3, True)
         assert services.snapshots.keys(input_key(run_id, 9, 0)) == []  # consumed
+    assert _part(services, done).status == "cancelled"
+    assert _left_behind(many, "customers") == []
+
+
+@contextmanager
+def _coordinating(
+    services: Services, run_id: str, attempt: int
+) -> Iterator[tuple[Spread, _Counted]]:
+    """Coordinate ``run_id`` (an ended run, set running again) as its ``attempt``: the test
+    is every worker, the part jobs queued are only counted. Afterwards the run is over again
+    and what its parts left is removed, as the job removes it."""
+    queue, counted = services.queue, _Counted()
+    services.queue = counted
+    spool = UploadSpool(services.work_dir)
+    contract = services.catalog.require("customers")
+    spread = Spread(services, run_id, attempt, contract, spool=spool)
+    _set_run(services, run_id, "running")
+    try:
+        yield spread, counted
     finally:
         services.queue = queue
         _set_run(services, run_id, "accepted")
         spread.close(recorded=False)
-        discard_staged(services, run_id)  # as the job does once the run is over
-        assert spread.spool is not None
-        spread.spool.close()
-    assert _part(services, done).status == "cancelled"
-    assert _left_behind(many, "customers") == []
+        discard_staged(services, run_id)
+        spool.close()
 
 
 class _Counted:
@@ -330,10 +344,7 @@ def test_a_sealed_part_moved_to_another_place_does_not_open(
     services = _services(many)
     contract = services.catalog.require("customers")
     run_id = _queued(many, "customers", csv_bytes(customers(ROWS, seed=9, notes=True)))["id"]
-    queue, services.queue = services.queue, _Counted()
-    spread = Spread(services, run_id, 5, contract, spool=UploadSpool(services.work_dir))
-    _set_run(services, run_id, "running")
-    try:
+    with _coordinating(services, run_id, 5) as (spread, _):
         spread.hand_off(customers(20, seed=10, notes=True))
         spread.hand_off(customers(20, seed=11, notes=True))
         first = services.snapshots.local_path(input_key(run_id, 5, 0)).read_bytes()
@@ -351,13 +362,6 @@ def test_a_sealed_part_moved_to_another_place_does_not_open(
         _set_part(services, parts[1], "cancelled", None)
         with pytest.raises(PartFailed, match="part 1 cancelled"):
             spread.gather(lambda done: None)
-    finally:
-        services.queue = queue
-        _set_run(services, run_id, "accepted")
-        spread.close(recorded=False)
-        discard_staged(services, run_id)
-        assert spread.spool is not None
-        spread.spool.close()
     assert _left_behind(many, "customers") == []
 
 
@@ -368,30 +372,23 @@ def test_a_part_held_too_long_by_a_live_worker_is_taken_back(
     until DATAGATE_INGEST_PART_TIMEOUT_SECONDS, then the coordinator queues it again."""
     _, many = pair
     services = _services(many)
-    contract = services.catalog.require("customers")
     run_id = _queued(many, "customers", csv_bytes(customers(ROWS, seed=12, notes=True)))["id"]
-    queue, services.queue = services.queue, _Counted()
     settings = services.settings
     services.settings = settings.model_copy(update={"ingest_part_timeout_seconds": 60})
-    spread = Spread(services, run_id, 3, contract, spool=UploadSpool(services.work_dir))
-    _set_run(services, run_id, "running")
     try:
-        spread.hand_off(customers(20, seed=13, notes=True))
-        held = claim_part(services, run_id)
-        assert held is not None
-        _set_part(services, held, "running", "hung-worker", utcnow() - timedelta(minutes=2))
-        _, staged = spread.gather(lambda done: None)
-        assert len(staged) == 1
-        done = _part(services, held)
-        assert (done.status, done.instance, done.taken) == ("done", services.instance.id, 2)
-        assert services.queue.parts == [run_id, run_id]  # queued again, with a part job
+        with _coordinating(services, run_id, 3) as (spread, counted):
+            spread.hand_off(customers(20, seed=13, notes=True))
+            held = claim_part(services, run_id)
+            assert held is not None
+            old = utcnow() - timedelta(minutes=2)
+            _set_part(services, held, "running", "hung-worker", old)
+            _, staged = spread.gather(lambda done: None)
+            assert len(staged) == 1
+            done = _part(services, held)
+            assert (done.status, done.instance, done.taken) == ("done", services.instance.id, 2)
+            assert counted.parts == [run_id, run_id]  # queued again, with a part job
     finally:
-        services.queue, services.settings = queue, settings
-        _set_run(services, run_id, "accepted")
-        spread.close(recorded=False)
-        discard_staged(services, run_id)
-        assert spread.spool is not None
-        spread.spool.close()
+        services.settings = settings
     assert _left_behind(many, "customers") == []
 
 
