@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pandera.backends.polars.builtin_checks  # noqa: F401  (else the first validation loads it: 75 ms)
 import pandera.polars as pa
 import polars as pl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM

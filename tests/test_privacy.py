@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from privacy import ColumnPolicy, PolicyError, RedactionKey, redact_frame
-from privacy.actions import ACTIONS
+from privacy.actions import ACTIONS, mask_values
 from privacy.engine import PiiEngine
 
 KEY = RedactionKey(b"unit-test-secret-" + b"s" * 32)
@@ -71,6 +71,21 @@ def test_whole_column_actions(policy: ColumnPolicy, expected: list[str | None]) 
     out, outcomes = redact_frame(FRAME, [policy], KEY)
     assert out[policy.column].to_list() == expected
     assert outcomes[0].values_redacted == (0 if policy.action == "keep" else 2)
+
+
+@pytest.mark.parametrize("repeats", [1, 50], ids=["mostly-distinct", "repeating"])
+def test_mask_is_the_same_whether_values_repeat_or_not(repeats: int) -> None:
+    # Repeating values are masked once per distinct value and looked up; distinct ones cell by
+    # cell. Both give every cell its own shape, letters and digits of any script hidden.
+    values = ["Zoë Ødegård", "李小龙", "O'Neil-42", "", None, "Ann Lee"] + [
+        f"Name {i} Ünal" for i in range(40)
+    ]
+    series = pl.Series("name", values * repeats)
+    masked = mask_values(series)
+    assert masked.to_list() == [
+        None if v is None else "".join("*" if c.isalnum() else c for c in v)
+        for v in series.to_list()
+    ]
 
 
 def test_drop_removes_the_column_and_other_columns_are_untouched() -> None:
