@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from gateway.context import IngestContext
 from gateway.models import DatasetVersion
 from gateway.profiling import profile_frame
-from gateway.services import Services
 from gateway.snapshots import StagedVersion
 from gateway.validation import ROW_PLACE
 from lineage import (
@@ -64,7 +64,9 @@ def assertions(batch: Batch) -> list[AssertionResult]:
     ]
 
 
-def stored_output(batch: Batch, services: Services, profile: InputMetrics | None) -> StoredOutput:
+def stored_output(
+    batch: Batch, services: IngestContext, profile: InputMetrics | None
+) -> StoredOutput:
     stored = batch.version
     assert stored is not None
     return StoredOutput(

@@ -24,9 +24,8 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event, func, text
 from sqlmodel import Session, select
@@ -35,13 +34,22 @@ from gateway.db import unit_of_work
 from gateway.errors import DatagateError, StageFailed, UnsupportedFormat
 from gateway.formats import declared_format
 from gateway.models import IngestPart, IngestRun, as_utc, utcnow
-from gateway.recovery import job_for_run
-from gateway.sealed import run_key, seal, unseal
+from gateway.pipeline import run_pipeline
+from gateway.runs import fail_run, job_for_run, new_run_id, scrub, shown_filename, start_run
+from gateway.sealed import run_key, unseal
+from gateway.spread import Spread, run_part_job
+from gateway.staging import (
+    IngestOrder,
+    discard_staged,
+    order_key,
+    stage_upload,
+    upload_key,
+)
 from gateway.uploads import ReceivedUpload, UploadSpool
 
 if TYPE_CHECKING:
+    from gateway.context import JobQueue, WorkerContext
     from gateway.contracts import Contract
-    from gateway.services import Services
     from lineage import IngestJob
 
 log = logging.getLogger(__name__)
@@ -49,61 +57,6 @@ log = logging.getLogger(__name__)
 QUEUE = "ingest"
 INGEST_TASK = "datagate.ingest"
 PART_TASK = "datagate.ingest_part"
-STAGING_PREFIX = "_uploads"  # dataset names start with a letter: never a dataset's folder
-MAX_ATTEMPTS = 3
-
-
-def upload_key(run_id: str) -> str:
-    """Where a queued run's upload waits, as sent."""
-    return f"{STAGING_PREFIX}/{run_id}/upload"
-
-
-def order_key(run_id: str) -> str:
-    """Where a queued run's order waits."""
-    return f"{STAGING_PREFIX}/{run_id}/order.json"
-
-
-@dataclass(frozen=True)
-class IngestOrder:
-    """How to read a staged upload: what the client said of it (the file name with its PII
-    already replaced) and the format it asked for."""
-
-    run_id: str
-    size: int
-    filename: str | None
-    content_type: str | None
-    requested_format: str | None
-    uploader: str
-    request_id: str | None
-    attempts: int = 1  # a worker that dies mid-ingest gets its run queued again (recovery)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> IngestOrder:
-        return cls(**json.loads(data))
-
-
-class JobQueue(Protocol):
-    """Where ingest jobs wait for a worker."""
-
-    def enqueue(self, session: Session, run_id: str) -> None:
-        """Enqueue the run's job as part of ``session``'s transaction."""
-        ...
-
-    def requeue(self, session: Session, run_id: str) -> None:
-        """Enqueue the run's job again, its earlier one abandoned (its worker died)."""
-        ...
-
-    def enqueue_part(self, session: Session, run_id: str) -> None:
-        """Enqueue a job that takes the run's queued parts (``gateway.spread``), as part of
-        ``session``'s transaction."""
-        ...
-
-    def close(self) -> None:
-        """Stop taking jobs; wait for the running ones."""
-        ...
 
 
 class ProcrastinateQueue:
@@ -182,12 +135,10 @@ class LocalQueue:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def build_queue(services: Services) -> JobQueue:
+def build_queue(services: WorkerContext) -> JobQueue:
     """procrastinate on PostgreSQL; this process's threads on SQLite."""
     if services.engine.dialect.name == "postgresql":
         return ProcrastinateQueue()
-    from gateway.spread import run_part_job
-
     return LocalQueue(
         services.settings.local_ingest_workers,
         lambda run: run_ingest(services, run),
@@ -212,7 +163,7 @@ def queue_state(engine: Engine) -> tuple[int, float | None]:
     return int(runs) + int(parts), age
 
 
-def resume_local_jobs(services: Services, queue: LocalQueue) -> int:
+def resume_local_jobs(services: WorkerContext, queue: LocalQueue) -> int:
     """Resubmit the runs a previous process queued but never started (SQLite only)."""
     with Session(services.engine) as session:
         queued = session.exec(select(IngestRun.id).where(IngestRun.status == "queued")).all()
@@ -221,29 +172,8 @@ def resume_local_jobs(services: Services, queue: LocalQueue) -> int:
     return len(queued)
 
 
-def stage_upload(services: Services, order: IngestOrder, upload: Path) -> None:
-    """Put the upload, sealed, and its order where any worker can read them."""
-    sealed = upload.with_name(f"{upload.name}.sealed")
-    try:
-        seal(upload, sealed, run_key(services.redaction_key, order.run_id))
-        services.snapshots.put_file(upload_key(order.run_id), sealed)
-    finally:
-        sealed.unlink(missing_ok=True)
-    services.snapshots.put_bytes(order_key(order.run_id), order.to_json())
-
-
-def discard_staged(services: Services, run_id: str) -> None:
-    """Remove a run's staged upload, its order and what its parts left there."""
-    keys = set(services.snapshots.keys(f"{STAGING_PREFIX}/{run_id}/"))
-    for key in sorted(keys | {upload_key(run_id), order_key(run_id)}):
-        try:
-            services.snapshots.delete(key)
-        except Exception as exc:  # recovery sweeps what is left of finished runs
-            log.warning("could not remove %s: %s", key, type(exc).__name__)
-
-
 def start_queued_run(
-    services: Services,
+    services: WorkerContext,
     contract: Contract,
     source: str | None,
     uploader: str,
@@ -257,8 +187,6 @@ def start_queued_run(
         InvalidRequest: ``source`` is malformed.
         UnsupportedFormat: ``?format=`` or the Content-Type names a format Datagate cannot read.
     """
-    from gateway.runs import new_run_id, scrub, shown_filename, start_run
-
     assert services.queue is not None, "services without a job queue"
     queue = services.queue
     # Refused now rather than by the worker; and what waits is a format, not client text.
@@ -293,17 +221,13 @@ def start_queued_run(
         raise
 
 
-def run_ingest(services: Services, run_id: str) -> None:
+def run_ingest(services: WorkerContext, run_id: str) -> None:
     """The job: take the queued run, run the pipeline on its staged upload, clean up.
 
     A run that is no longer queued (already taken, or failed by recovery) is left alone, so a
     job delivered twice ingests once. Refusals and failures are recorded on the run, as for a
     synchronous upload; the job itself succeeds.
     """
-    from gateway.pipeline import run_pipeline
-    from gateway.runs import fail_run
-    from gateway.spread import Spread
-
     with unit_of_work(services.engine) as session:
         run = session.exec(
             select(IngestRun).where(IngestRun.id == run_id).with_for_update()
@@ -363,11 +287,9 @@ def run_ingest(services: Services, run_id: str) -> None:
         discard_staged(services, run_id)
 
 
-def procrastinate_app(services: Services) -> Any:
+def procrastinate_app(services: WorkerContext) -> Any:
     """A procrastinate app whose ``datagate.ingest`` task runs ``run_ingest`` (workers)."""
     import procrastinate
-
-    from gateway.spread import run_part_job
 
     url = services.engine.url.set(drivername="postgresql")
     app = procrastinate.App(

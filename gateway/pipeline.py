@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+from gateway.context import IngestContext
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, StageFailed, redacted_traceback
 from gateway.models import DatasetVersion
 from gateway.runs import fail_run, observe, record_progress, record_stage, shown_filename
-from gateway.services import Services
 from gateway.snapshots import drop_staged
 from gateway.stages import (
     PART_STAGES,
@@ -46,7 +46,7 @@ class IngestOutcome:
 
 
 def run_pipeline(
-    services: Services,
+    services: IngestContext,
     job: IngestJob,
     contract: Contract,
     upload: ReceivedUpload,

@@ -27,18 +27,22 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from gateway.context import Instance
 from gateway.db import unit_of_work
 from gateway.errors import DatasetNotFound, Interrupted
 from gateway.models import DatasetVersion, GatewayInstance, IngestRun, as_utc, utcnow
 from gateway.outbox import store_event
 from gateway.problems import problem_for
 from gateway.processes import pid_alive
+from gateway.runs import job_for_run
 from gateway.snapshots import MANIFEST, sweep_owned_folders
+from gateway.spread import requeue_parts
+from gateway.staging import MAX_ATTEMPTS, STAGING_PREFIX, IngestOrder, discard_staged, order_key
 from gateway.store import list_datasets, lock_dataset
-from lineage import DatasetRef, IngestJob, ingest_fail
+from lineage import ingest_fail
 
 if TYPE_CHECKING:
-    from gateway.services import Services
+    from gateway.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +57,6 @@ UNKNOWN_OWNER_GRACE = timedelta(hours=1)
 
 # Instances living in this very process (tests build several apps in one process).
 _LIVE_HERE: set[str] = set()
-
-
-@dataclass(frozen=True)
-class Instance:
-    """This process, as the other processes see it."""
-
-    id: str
-    host: str
-    pid: int
 
 
 def register_instance(engine: Engine) -> Instance:
@@ -142,7 +137,7 @@ class RecoveryReport:
 class Recovery:
     """Finds dead processes and undoes what they left half-done."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: WorkerContext) -> None:
         self.services = services
         self.stale_after = timedelta(seconds=services.settings.heartbeat_seconds * STALE_BEATS)
 
@@ -172,8 +167,6 @@ class Recovery:
         outcomes = self._interrupt_runs(dead, known, now)
         report.interrupted_runs = [run for run, outcome in outcomes if outcome == "failed"]
         report.requeued_runs = [run for run, outcome in outcomes if outcome == "queued"]
-        from gateway.spread import requeue_parts
-
         report.requeued_parts = requeue_parts(services, dead)  # after the runs' fate
         if orphans:
             report.orphan_snapshots = self._remove_orphan_snapshots()
@@ -242,8 +235,6 @@ class Recovery:
         """A queued run whose worker died goes back to the queue, its upload still staged,
         for another worker (at most ``MAX_ATTEMPTS`` times in all): nothing of it was stored,
         and the version is recorded in one transaction, so it still yields one version."""
-        from gateway.jobs import MAX_ATTEMPTS, IngestOrder, order_key
-
         services = self.services
         if services.queue is None:
             return False
@@ -263,8 +254,6 @@ class Recovery:
     def _remove_finished_uploads(self) -> list[str]:
         """Staged uploads of runs that have their outcome (a worker died before removing
         them). One whose run is not recorded yet is left: it may be committing right now."""
-        from gateway.jobs import STAGING_PREFIX, discard_staged
-
         services = self.services
         keys = services.snapshots.keys(f"{STAGING_PREFIX}/")
         run_ids = sorted({key.split("/")[1] for key in keys if key.count("/") >= 2})
@@ -330,25 +319,6 @@ class Recovery:
         return removed
 
 
-def job_for_run(services: Services, run: IngestRun) -> IngestJob:
-    """The lineage job of a recorded run (a queued one a worker takes, one recovery ends)."""
-    contract = services.catalog.get(run.dataset)
-    namespace = services.settings.namespace
-    if run.source:
-        label = run.source
-        head, sep, name = label.rpartition(":") if "://" in label else label.partition(":")
-        source = DatasetRef(namespace=head, name=name) if sep else DatasetRef(namespace, label)
-    else:
-        source = DatasetRef(namespace=f"{namespace}.uploads", name=f"{run.dataset}/{run.id}")
-    return IngestJob(
-        run_id=run.id,
-        namespace=namespace,
-        dataset=run.dataset,
-        source=source,
-        owner=contract.owner if contract else None,
-    )
-
-
 def _log(report: RecoveryReport) -> None:
     if report.dead_instances:
         log.warning("recovery: gateway process(es) stopped: %s", ", ".join(report.dead_instances))
@@ -367,7 +337,7 @@ def _log(report: RecoveryReport) -> None:
 class Heartbeat:
     """A daemon thread that beats this process's heartbeat and recovers dead replicas."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: WorkerContext) -> None:
         self.services = services
         self.recovery = Recovery(services)
         self._stop = threading.Event()

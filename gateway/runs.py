@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from gateway import metrics
+from gateway.context import IngestContext
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.errors import (
@@ -30,7 +31,6 @@ from gateway.ingest_lineage import assertions, input_metrics, pii_report
 from gateway.models import IngestRun, utcnow
 from gateway.outbox import store_event
 from gateway.problems import problem_for
-from gateway.services import Services
 from gateway.store import lock_running_run
 from lineage import DatasetRef, IngestJob, ingest_fail, ingest_start
 from privacy import DetectionConfig, scrub_text
@@ -78,7 +78,7 @@ def new_run_id() -> str:
 
 
 def start_run(
-    services: Services,
+    services: IngestContext,
     contract: Contract,
     source: str | None,
     uploader: str,
@@ -133,13 +133,13 @@ def start_run(
     return job
 
 
-def scrub(services: Services, contract: Contract | None, text: str) -> str:
+def scrub(services: IngestContext, contract: Contract | None, text: str) -> str:
     """User-chosen text (a source, a file name, an error detail) with its PII replaced."""
     detection = contract.detection if contract is not None else DetectionConfig()
     return scrub_text(text, services.pii_engine, detection)
 
 
-def shown_filename(services: Services, contract: Contract, name: str | None) -> str | None:
+def shown_filename(services: IngestContext, contract: Contract, name: str | None) -> str | None:
     """The client's file name as recorded: PII replaced, or withheld if it cannot be checked."""
     if not name:
         return None
@@ -197,7 +197,7 @@ def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
 
 
 def fail_run(
-    services: Services, job: IngestJob, error: DatagateError, batch: Batch | None = None
+    services: IngestContext, job: IngestJob, error: DatagateError, batch: Batch | None = None
 ) -> None:
     """Record a rejected or failed ingest and its FAIL event; never raises."""
     status = "rejected" if isinstance(error, ContractViolation | UndeclaredPii) else "failed"
@@ -240,13 +240,13 @@ def fail_run(
     services.lineage.notify()
 
 
-def record_stage(services: Services, run_id: str, stage: str) -> None:
+def record_stage(services: IngestContext, run_id: str, stage: str) -> None:
     """The stage a run is in, for whoever follows it."""
     _update_running(services, run_id, stage=stage)
 
 
 def record_progress(
-    services: Services, run_id: str, rows_done: int, parts_done: int, *, read: bool = False
+    services: IngestContext, run_id: str, rows_done: int, parts_done: int, *, read: bool = False
 ) -> None:
     """Rows and parts of a running upload read, checked, redacted and written so far; once
     the whole upload is ``read``, its row count is known too."""
@@ -256,10 +256,29 @@ def record_progress(
     _update_running(services, run_id, **values)
 
 
-def _update_running(services: Services, run_id: str, **values: Any) -> None:
+def _update_running(services: IngestContext, run_id: str, **values: Any) -> None:
     with unit_of_work(services.engine) as session:
         session.execute(
             update(IngestRun)
             .where(col(IngestRun.id) == run_id, col(IngestRun.status) == "running")
             .values(**values)
         )
+
+
+def job_for_run(services: IngestContext, run: IngestRun) -> IngestJob:
+    """The lineage job of a recorded run (a queued one a worker takes, one recovery ends)."""
+    contract = services.catalog.get(run.dataset)
+    namespace = services.settings.namespace
+    if run.source:
+        label = run.source
+        head, sep, name = label.rpartition(":") if "://" in label else label.partition(":")
+        source = DatasetRef(namespace=head, name=name) if sep else DatasetRef(namespace, label)
+    else:
+        source = DatasetRef(namespace=f"{namespace}.uploads", name=f"{run.dataset}/{run.id}")
+    return IngestJob(
+        run_id=run.id,
+        namespace=namespace,
+        dataset=run.dataset,
+        source=source,
+        owner=contract.owner if contract else None,
+    )

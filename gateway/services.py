@@ -11,12 +11,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from gateway.audit_log import AuditTrail
+from gateway.context import Instance, JobQueue
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
-from gateway.jobs import JobQueue, LocalQueue, build_queue, queue_state, resume_local_jobs
+from gateway.jobs import LocalQueue, build_queue, queue_state, resume_local_jobs
 from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
-from gateway.recovery import Heartbeat, Instance, Recovery, deregister_instance, register_instance
+from gateway.recovery import Heartbeat, Recovery, deregister_instance, register_instance
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
 from gateway.store import sync_contracts

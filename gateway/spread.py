@@ -35,18 +35,18 @@ from sqlalchemy import ColumnElement, update
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
-from gateway.jobs import STAGING_PREFIX
 from gateway.models import IngestPart, IngestRun, as_utc, utcnow
 from gateway.sealed import run_key, seal, unseal
 from gateway.snapshots import StagedSnapshot, spread_folder
 from gateway.stages import checkpoint, redact_part
+from gateway.staging import STAGING_PREFIX
 from gateway.uploads import UploadSpool
 from gateway.validation import ROW_PLACE
 from privacy import ColumnOutcome, DetectionMemo, Finding, classify_undeclared
 
 if TYPE_CHECKING:
+    from gateway.context import WorkerContext
     from gateway.contracts import Contract
-    from gateway.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def input_key(run_id: str, attempt: int, index: int) -> str:
     return f"{STAGING_PREFIX}/{run_id}/part-{attempt}-{index:05d}"
 
 
-def part_key(services: Services, run_id: str, attempt: int, index: int) -> bytes:
+def part_key(services: WorkerContext, run_id: str, attempt: int, index: int) -> bytes:
     """The key that seals one part: derived for that part alone, so a part moved to another's
     place in the store does not open there."""
     return run_key(services.redaction_key, f"{run_id}/part-{attempt}-{index}")
@@ -95,7 +95,7 @@ class Spread:
     """The coordinator's side of a spread run: hands validated parts off, then works on them
     with the other workers and gathers the outcome."""
 
-    services: Services
+    services: WorkerContext
     run_id: str
     attempt: int
     contract: Contract
@@ -235,7 +235,7 @@ class Spread:
         _cancel(self.services, self.run_id, keep_done=recorded)
 
 
-def _parts(services: Services, run_id: str, attempt: int) -> list[IngestPart]:
+def _parts(services: WorkerContext, run_id: str, attempt: int) -> list[IngestPart]:
     with Session(services.engine) as session:
         return list(
             session.exec(
@@ -246,7 +246,7 @@ def _parts(services: Services, run_id: str, attempt: int) -> list[IngestPart]:
         )
 
 
-def run_parts(services: Services, run_id: str) -> list[IngestPart]:
+def run_parts(services: WorkerContext, run_id: str) -> list[IngestPart]:
     """The parts of a run's latest attempt, in order (empty when it was not spread)."""
     with Session(services.engine) as session:
         latest = session.exec(
@@ -258,7 +258,9 @@ def run_parts(services: Services, run_id: str) -> list[IngestPart]:
     return [] if latest is None else _parts(services, run_id, latest)
 
 
-def claim_part(services: Services, run_id: str, attempt: int | None = None) -> IngestPart | None:
+def claim_part(
+    services: WorkerContext, run_id: str, attempt: int | None = None
+) -> IngestPart | None:
     """Take the first queued part of the run (of ``attempt`` only, when given) for this
     process: a compare-and-set on its row, so no two workers take the same part."""
     while True:
@@ -298,7 +300,7 @@ def _same(part: IngestPart) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-def _finish(services: Services, part: IngestPart, **values: object) -> bool:
+def _finish(services: WorkerContext, part: IngestPart, **values: object) -> bool:
     """Record a part's end, if it is still this process's to record."""
     with unit_of_work(services.engine) as session:
         result = session.execute(
@@ -314,7 +316,7 @@ def _finish(services: Services, part: IngestPart, **values: object) -> bool:
 
 
 def work_on_part(
-    services: Services,
+    services: WorkerContext,
     part: IngestPart,
     contract: Contract,
     memo: DetectionMemo | None,
@@ -375,7 +377,7 @@ def work_on_part(
         spool.close()
 
 
-def run_part_job(services: Services, run_id: str) -> int:
+def run_part_job(services: WorkerContext, run_id: str) -> int:
     """The part job: take the run's queued parts one after another until none is left.
     Returns how many this worker redacted."""
     global _taken
@@ -407,7 +409,7 @@ def run_part_job(services: Services, run_id: str) -> int:
     return worked
 
 
-def _cancel(services: Services, run_id: str, *, keep_done: bool = False) -> None:
+def _cancel(services: WorkerContext, run_id: str, *, keep_done: bool = False) -> None:
     """Cancel a run's parts not done yet (and the done ones too unless ``keep_done``), and
     remove what they left in the store: sealed inputs, and the parts stored for them."""
     with unit_of_work(services.engine) as session:
@@ -429,7 +431,7 @@ def _cancel(services: Services, run_id: str, *, keep_done: bool = False) -> None
             services.snapshots.delete(part.output_key)
 
 
-def requeue_parts(services: Services, dead: set[str]) -> list[str]:
+def requeue_parts(services: WorkerContext, dead: set[str]) -> list[str]:
     """Queue again the parts the dead processes were working on, for runs still running
     (recovery; the parts of a run that ended are cancelled); returns ``<run>/<index>`` of
     each part queued again."""

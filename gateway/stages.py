@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 from sqlmodel import Session
 
+from gateway.context import IngestContext
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
@@ -37,7 +38,6 @@ from gateway.ingest_lineage import pii_report, stored_output, upload_profile
 from gateway.models import DatasetVersion, utcnow
 from gateway.outbox import store_event
 from gateway.runs import finish_run, record_progress, source_label
-from gateway.services import Services
 from gateway.snapshots import (
     StagedSnapshot,
     StagedVersion,
@@ -129,7 +129,7 @@ class Batch:
         return 0 if self.parts is None else self.parts.validation.stored_rows
 
 
-def checkpoint(services: Services, name: str) -> None:
+def checkpoint(services: IngestContext, name: str) -> None:
     """Crash tests only: with ``DATAGATE_DEBUG_HANG_AT=<name>`` the ingest stops here for good,
     so a test can SIGKILL the process at a known point (before a stage, or ``version:staged``,
     ``record:published``). Refused in production mode."""
@@ -140,7 +140,7 @@ def checkpoint(services: Services, name: str) -> None:
         time.sleep(3600)
 
 
-def open_upload(batch: Batch, services: Services) -> tuple[Batch, Iterator[pl.DataFrame]]:
+def open_upload(batch: Batch, services: IngestContext) -> tuple[Batch, Iterator[pl.DataFrame]]:
     """Unwrap compression, detect the format and start reading the upload in parts, within the
     decoding budget (bytes, rows, columns, nesting depth) counted over the whole upload."""
     settings = services.settings
@@ -179,7 +179,7 @@ def open_upload(batch: Batch, services: Services) -> tuple[Batch, Iterator[pl.Da
 # -- each part ---------------------------------------------------------------------------
 
 
-def parse(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+def parse(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """A part as read: column and field names with PII replaced before anything (reports,
     schemas, events, metrics) sees them; the contract's own columns are kept."""
     parts = batch.require_parts()
@@ -202,7 +202,7 @@ def parse(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame
     return frame.rename(parts.renamed)
 
 
-def validate(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+def validate(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """Cast a part to the contract's dtypes and run the row checks (whole-column checks run
     once, after the last part); once the upload is bound to be refused, nothing more of it
     is redacted or stored, but every part is still checked for the report."""
@@ -246,7 +246,7 @@ def redact_part(
     return redacted, outcomes
 
 
-def redact(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+def redact(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """Redact a part: declared columns, free text, and PII found in undeclared columns (each
     undeclared field classified once, on the first part's sample; texts analysed once)."""
     parts = batch.require_parts()
@@ -260,7 +260,7 @@ def redact(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFram
     return redacted
 
 
-def hand_off(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+def hand_off(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """A run spread over workers: the validated part goes to whichever worker takes it, to be
     redacted and stored there (``gateway.spread``)."""
     spread = batch.require_parts().spread
@@ -269,7 +269,7 @@ def hand_off(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFr
     return frame.clear()
 
 
-def write(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame:
+def write(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """Stage a redacted part in the snapshot store (durable, hashed, not yet visible): it
     becomes one part of the version. Nothing raw is written."""
     parts = batch.require_parts()
@@ -280,7 +280,9 @@ def write(batch: Batch, frame: pl.DataFrame, services: Services) -> pl.DataFrame
 
 
 # A part of an upload already bound to be refused is only validated (``Parts.halted``).
-PART_STAGES: tuple[tuple[str, Callable[[Batch, pl.DataFrame, Services], pl.DataFrame]], ...] = (
+PART_STAGES: tuple[
+    tuple[str, Callable[[Batch, pl.DataFrame, IngestContext], pl.DataFrame]], ...
+] = (
     ("parse", parse),
     ("validate", validate),
     ("redact", redact),
@@ -293,7 +295,7 @@ SPREAD_PART_STAGES = (*PART_STAGES[:2], ("redact", hand_off))
 # -- after the last part -----------------------------------------------------------------
 
 
-def finish_validation(batch: Batch, services: Services) -> Batch:
+def finish_validation(batch: Batch, services: IngestContext) -> Batch:
     """Run the whole-column checks (uniqueness across parts) and merge every part's failures
     into one report; a failing upload stops here."""
     report, dropped = batch.require_parts().validation.finish()
@@ -307,7 +309,7 @@ def finish_validation(batch: Batch, services: Services) -> Batch:
     return replace(batch, report=report, dropped=dropped, refusal=refusal)
 
 
-def finish_redaction(batch: Batch, services: Services) -> Batch:
+def finish_redaction(batch: Batch, services: IngestContext) -> Batch:
     """What redaction did to each column over every part; PII in an undeclared column that
     the contract rejects refuses the upload."""
     parts = batch.require_parts()
@@ -343,7 +345,7 @@ def finish_redaction(batch: Batch, services: Services) -> Batch:
     return replace(batch, pii=tuple(outcomes), refusal=refusal)
 
 
-def version(batch: Batch, services: Services) -> Batch:
+def version(batch: Batch, services: IngestContext) -> Batch:
     """The version's parts, as staged (less the rows whole-column checks dropped, where a
     drop_invalid_rows contract drops any), and the profile of what was read."""
     parts = batch.require_parts()
@@ -362,7 +364,7 @@ def version(batch: Batch, services: Services) -> Batch:
     return batch
 
 
-def record(batch: Batch, services: Services) -> Batch:
+def record(batch: Batch, services: IngestContext) -> Batch:
     """Publish the snapshot and profile the data, then number and record the version with the
     run and its COMPLETE event in one short transaction: the dataset lock (on SQLite the
     database's write lock) is held for the bookkeeping only, never for an upload or a scan."""
@@ -438,7 +440,7 @@ def record(batch: Batch, services: Services) -> Batch:
 
 # After the last part. Each name is also a stage of PART_STAGES but "record": a run shows the
 # stage it is in, and its timings add up each stage's time over every part.
-STAGES: tuple[tuple[str, Callable[[Batch, Services], Batch]], ...] = (
+STAGES: tuple[tuple[str, Callable[[Batch, IngestContext], Batch]], ...] = (
     ("validate", finish_validation),
     ("redact", finish_redaction),
     ("version", version),

@@ -70,3 +70,53 @@ def test_the_ingest_modules_depend_one_way() -> None:
         imported = _runtime_gateway_imports(REPO / (module.replace(".", "/") + ".py"))
         above = set(layers[: index + 1])
         assert not imported & above, (module, imported & above)
+
+
+def _gateway_imports(path: Path, *, anywhere: bool = True) -> set[str]:
+    """The gateway modules ``path`` imports: anywhere (also under TYPE_CHECKING and inside
+    functions), or only those loaded with it (its module-level imports)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree) if anywhere else iter(tree.body):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gateway"):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("gateway"))
+    return found
+
+
+# The modules that do the ingest's work, run jobs and recover from crashes.
+WORKING = ["pipeline", "stages", "runs", "ingest_lineage", "jobs", "spread", "staging", "recovery"]
+
+
+@pytest.mark.parametrize("module", WORKING)
+def test_the_working_modules_name_what_they_need_not_the_services_bag(module: str) -> None:
+    # They take gateway.context's protocols; gateway.services composes them (and imports them),
+    # so naming it, even for a type, would tie them in a circle again.
+    assert "gateway.services" not in _gateway_imports(REPO / "gateway" / f"{module}.py")
+
+
+def test_the_gateway_modules_import_each_other_without_a_cycle() -> None:
+    modules = {
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (REPO / "gateway").rglob("*.py")
+    }
+    graph = {
+        name: {m for m in _gateway_imports(path, anywhere=False) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = [*trail[trail.index(name) :], name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

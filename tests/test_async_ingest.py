@@ -23,13 +23,14 @@ from sqlmodel import Session, select
 
 from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
-from gateway.jobs import INGEST_TASK, STAGING_PREFIX, run_ingest, start_queued_run
+from gateway.jobs import INGEST_TASK, run_ingest, start_queued_run
 from gateway.models import IngestRun, LineageEvent
 from gateway.runs import start_run
 from gateway.samples import customers
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.snapshots import open_store
+from gateway.staging import STAGING_PREFIX
 from gateway.uploads import ReceivedUpload
 from privacy import PiiEngine
 from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, csv_bytes

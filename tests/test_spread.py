@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from sqlmodel import Session, select
 
 from gateway.app import create_app
-from gateway.jobs import STAGING_PREFIX, discard_staged, queue_state, run_ingest
+from gateway.jobs import queue_state, run_ingest
 from gateway.models import DatasetVersion, GatewayInstance, IngestPart, IngestRun, utcnow
 from gateway.recovery import Recovery
 from gateway.samples import customers
@@ -40,6 +40,7 @@ from gateway.spread import (
     run_parts,
     work_on_part,
 )
+from gateway.staging import STAGING_PREFIX, discard_staged
 from gateway.uploads import UploadSpool
 from privacy import PiiEngine
 from tests.conftest import CONTRACTS, admin_client, csv_bytes, settings_for
