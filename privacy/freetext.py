@@ -83,23 +83,25 @@ def scan_column(
 ) -> ScanResult:
     """Find and replace PII spans in every cell of a text column (``values`` holds the
     replaced column only when ``materialize``; ``rewrite`` always gives it as an expression)."""
-    counts = values.drop_nulls().value_counts()
-    name = values.name
-    distinct = counts[name].cast(pl.String)
+    text = values.cast(pl.String)
+    distinct = text.drop_nulls().unique()
     detected = engine.detect(distinct, config)
     old: list[str] = []
     new: list[str] = []
+    findings = []
+    for value, found in zip(distinct, detected, strict=True):
+        if found:
+            old.append(value)
+            new.append(replace_spans(value, found))
+            findings.append(found)
     spans: Counter[str] = Counter()
     cells_changed = 0
-    for text, frequency, found in zip(distinct, counts["count"], detected, strict=True):
-        if not found:
-            continue
-        old.append(text)
-        new.append(replace_spans(text, found))
-        cells_changed += frequency
-        for span in found:
-            spans[span.entity] += frequency
-    text = values.cast(pl.String)
+    if old:  # how often each changed value occurs (most columns have none to count)
+        counts = dict(text.filter(text.is_in(old)).value_counts().iter_rows())
+        for value, found in zip(old, findings, strict=True):
+            cells_changed += counts[value]
+            for span in found:
+                spans[span.entity] += counts[value]
     scanned = text.replace(old, new) if old and materialize else text
     return ScanResult(
         values=scanned,

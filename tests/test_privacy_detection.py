@@ -286,6 +286,27 @@ def test_one_ssn_in_ten_thousand_cells_is_redacted(pii_engine: PiiEngine) -> Non
     assert outcome.method == "full scan"
 
 
+def test_a_scanned_value_that_repeats_counts_every_cell(pii_engine: PiiEngine) -> None:
+    # Each distinct text is analysed once; the counts are still per cell.
+    notes = ["write to ann@example.com", "no contact", None, "call 212.555.0199 or ann@example.com"]
+    frame = pl.DataFrame({"notes": notes * 3 + ["write to ann@example.com"]})
+    from privacy import ColumnPolicy
+
+    out, outcomes = redact_frame(
+        frame, [ColumnPolicy("notes", "scan", "scan")], RedactionKey(b"k" * 40), engine=pii_engine
+    )
+    assert out["notes"].to_list()[:4] == [
+        "write to <EMAIL_ADDRESS>",
+        "no contact",
+        None,
+        "call <PHONE_NUMBER> or <EMAIL_ADDRESS>",
+    ]
+    (outcome,) = outcomes
+    assert outcome.values_redacted == 7
+    assert outcome.spans == {"EMAIL_ADDRESS": 7, "PHONE_NUMBER": 3}
+    assert outcome.sample_size == 3  # distinct texts analysed
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
