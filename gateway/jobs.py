@@ -180,8 +180,10 @@ def start_queued_run(
     request_id: str | None,
     received: ReceivedUpload,
     requested_format: str | None,
+    run_id: str | None = None,
 ) -> IngestJob:
-    """Stage the upload, then record the queued run, its START event and its job at once.
+    """Stage the upload, then record the queued run (``run_id``: the one the upload was
+    sealed for as it arrived), its START event and its job at once.
 
     Raises:
         InvalidRequest: ``source`` is malformed.
@@ -195,7 +197,8 @@ def start_queued_run(
     except UnsupportedFormat as error:
         error.detail = scrub(services, contract, error.detail)  # it quotes the client's words
         raise
-    run_id = new_run_id()
+    assert run_id is not None or not received.sealed, "a sealed upload without its run"
+    run_id = run_id or new_run_id()
     order = IngestOrder(
         run_id=run_id,
         size=received.size,
@@ -205,7 +208,7 @@ def start_queued_run(
         uploader=uploader,
         request_id=request_id,
     )
-    stage_upload(services, order, received.path)
+    stage_upload(services, order, received.path, sealed=received.sealed)
     try:
         return start_run(
             services,

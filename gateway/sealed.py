@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,23 +37,52 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + index.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
 
 
+class SealingWriter:
+    """``seal`` as a stream: bytes written in pieces of any size go out sealed, segment by
+    segment, so a body being received is never on disk in the clear. One full segment is held
+    back until more arrives, so the last one can be marked as last on ``close``."""
+
+    def __init__(self, out: BinaryIO, key: bytes) -> None:
+        self._out = out
+        self._aead = AESGCM(key)
+        self._prefix = os.urandom(_PREFIX)
+        self._pending = bytearray()
+        self._index = 0
+        self._size = 0
+        out.write(MAGIC + self._prefix)
+
+    def write(self, data: bytes) -> int:
+        """Take ``data``; every segment followed by more bytes is sealed and written."""
+        self._pending += data
+        self._size += len(data)
+        while len(self._pending) > SEGMENT:
+            self._emit(bytes(self._pending[:SEGMENT]), last=False)
+            del self._pending[:SEGMENT]
+        return len(data)
+
+    def tell(self) -> int:
+        """Bytes taken so far (the plain size)."""
+        return self._size
+
+    def close(self) -> None:
+        """Seal the last segment, then flush and fsync the file (it stays open)."""
+        self._emit(bytes(self._pending), last=True)
+        self._pending.clear()
+        self._out.flush()
+        os.fsync(self._out.fileno())
+
+    def _emit(self, chunk: bytes, *, last: bool) -> None:
+        self._out.write(self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, None))
+        self._index += 1
+
+
 def seal(source: Path, target: Path, key: bytes) -> None:
     """Write ``source`` sealed under ``key`` to ``target``."""
-    aead = AESGCM(key)
-    prefix = os.urandom(_PREFIX)
     with source.open("rb") as plain, target.open("wb") as out:
-        out.write(MAGIC + prefix)
-        index = 0
-        chunk = plain.read(SEGMENT)
-        while True:
-            following = plain.read(SEGMENT)
-            last = not following
-            out.write(aead.encrypt(_nonce(prefix, index, last), chunk, None))
-            if last:
-                break
-            chunk, index = following, index + 1
-        out.flush()
-        os.fsync(out.fileno())
+        writer = SealingWriter(out, key)
+        while chunk := plain.read(SEGMENT):
+            writer.write(chunk)
+        writer.close()
 
 
 def unseal(source: Path, target: Path, key: bytes) -> None:

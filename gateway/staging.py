@@ -55,14 +55,20 @@ class IngestOrder:
         return cls(**json.loads(data))
 
 
-def stage_upload(services: IngestContext, order: IngestOrder, upload: Path) -> None:
-    """Put the upload, sealed, and its order where any worker can read them."""
-    sealed = upload.with_name(f"{upload.name}.sealed")
-    try:
-        seal(upload, sealed, run_key(services.redaction_key, order.run_id))
-        services.snapshots.put_file(upload_key(order.run_id), sealed)
-    finally:
-        sealed.unlink(missing_ok=True)
+def stage_upload(
+    services: IngestContext, order: IngestOrder, upload: Path, *, sealed: bool = False
+) -> None:
+    """Put the upload, sealed (already, when ``sealed``: under the run's key as it was
+    received), and its order where any worker can read them."""
+    if sealed:
+        services.snapshots.put_file(upload_key(order.run_id), upload)
+    else:
+        target = upload.with_name(f"{upload.name}.sealed")
+        try:
+            seal(upload, target, run_key(services.redaction_key, order.run_id))
+            services.snapshots.put_file(upload_key(order.run_id), target)
+        finally:
+            target.unlink(missing_ok=True)
     services.snapshots.put_bytes(order_key(order.run_id), order.to_json())
 
 

@@ -18,6 +18,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from gateway.errors import EmptyUpload, InvalidRequest, UnreadableUpload, UploadTooLarge
+from gateway.sealed import SealingWriter
 
 MULTIPART_FIELD = "file"
 
@@ -53,6 +54,9 @@ class ReceivedUpload:
     size: int
     filename: str | None
     content_type: str | None
+    # The file is sealed (``gateway.sealed``) under the key it was received with: a body taken
+    # for asynchronous ingest is never on disk in the clear.
+    sealed: bool = False
 
 
 def _too_large(limit: int) -> UploadTooLarge:
@@ -120,8 +124,11 @@ async def receive_upload(
     headers: dict[str, str],
     spool: UploadSpool,
     limit: int,
+    *,
+    seal_key: bytes | None = None,
 ) -> ReceivedUpload:
-    """Stream the request body to disk, unwrapping multipart, and stop at ``limit`` bytes.
+    """Stream the request body to disk, unwrapping multipart, and stop at ``limit`` bytes;
+    with ``seal_key``, sealed as it arrives.
 
     Raises:
         UploadTooLarge: the body is longer than ``limit``.
@@ -133,9 +140,10 @@ async def receive_upload(
         raise _too_large(limit)
     content_type_header = headers.get("content-type")
     media_type = _media_type(content_type_header)
-    path, out = spool.new_file()
+    path, handle = spool.new_file()
+    out = handle if seal_key is None else SealingWriter(handle, seal_key)
     received = 0
-    with out:
+    with handle:
         if media_type == "multipart/form-data":
             _, options = parse_options_header(content_type_header)
             boundary = options.get(b"boundary")
@@ -166,6 +174,14 @@ async def receive_upload(
                 out.write(chunk)
             filename, content_type = None, media_type
         size = out.tell()
+        if isinstance(out, SealingWriter):
+            out.close()
     if size == 0:
         raise EmptyUpload("the upload is empty")
-    return ReceivedUpload(path=path, size=size, filename=filename, content_type=content_type)
+    return ReceivedUpload(
+        path=path,
+        size=size,
+        filename=filename,
+        content_type=content_type,
+        sealed=seal_key is not None,
+    )

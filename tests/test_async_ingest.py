@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from gateway import sealed, staging
 from gateway.app import create_app
 from gateway.client import DatagateClient, DatagateError
 from gateway.jobs import INGEST_TASK, run_ingest, start_queued_run
@@ -145,6 +146,37 @@ def test_a_rejected_asynchronous_upload_has_its_report_on_the_run(
     assert failure["column"] == "country"
     assert run["version"] is None
     assert _cleaned_up(_services(client))
+
+
+def test_a_body_bound_for_a_worker_is_sealed_as_it_arrives(
+    client: TestClient, customers_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither written in the clear on the way in nor read again to be sealed: what is staged is
+    # the file received, sealed under the run's key.
+    services = _services(client)
+    staged: list[bytes] = []
+    put_file = services.snapshots.put_file
+
+    def watched(key: str, path: Path) -> None:
+        staged.append(path.read_bytes())
+        put_file(key, path)
+
+    def sealed_again(*args: object) -> None:
+        raise AssertionError("the upload was sealed after it was received")
+
+    monkeypatch.setattr(services.snapshots, "put_file", watched)
+    monkeypatch.setattr(staging, "seal", sealed_again)
+    queued = client.post(
+        "/api/v1/datasets/customers/uploads", content=csv_bytes(customers_frame), headers=ASYNC
+    )
+    assert queued.status_code == 202, queued.text
+    (data,) = staged
+    assert data.startswith(sealed.MAGIC)
+    assert customers_frame["email"][0].encode() not in data
+    run_id = queued.json()["run_id"]
+    _work(client, run_id)
+    run = client.get(queued.headers["location"], params={"wait": 30}).json()
+    assert (run["status"], run["version"]) == ("accepted", 1)
 
 
 def test_bodies_over_the_synchronous_limit_always_go_asynchronously(

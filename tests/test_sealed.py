@@ -23,6 +23,25 @@ def test_what_is_sealed_opens_as_it_was(tmp_path: Path, size: int) -> None:
     assert (tmp_path / "opened").read_bytes() == plain.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("size", "piece"),
+    [(0, 1), (1, 1), (sealed.SEGMENT, 4096), (sealed.SEGMENT + 1, 65_536), (3 * sealed.SEGMENT, 7)],
+)
+def test_sealing_a_stream_of_any_pieces_opens_as_it_was(
+    tmp_path: Path, size: int, piece: int
+) -> None:
+    # A body sealed as it arrives, in pieces of any size, is a file unseal opens as sent.
+    data = os.urandom(size)
+    with (tmp_path / "sealed").open("wb") as out:
+        writer = sealed.SealingWriter(out, run_key(KEY, "run-1"))
+        for start in range(0, size, max(piece, 1)):
+            writer.write(data[start : start + piece])
+        assert writer.tell() == size
+        writer.close()
+    unseal(tmp_path / "sealed", tmp_path / "opened", run_key(KEY, "run-1"))
+    assert (tmp_path / "opened").read_bytes() == data
+
+
 def _sealed(tmp_path: Path) -> bytes:
     plain = tmp_path / "plain"
     plain.write_bytes(b"alice@example.com," * 200_000)  # three segments

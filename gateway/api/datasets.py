@@ -26,7 +26,7 @@ from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
 from gateway.pipeline import run_pipeline
 from gateway.problems import PROBLEM_MEDIA_TYPE
-from gateway.runs import fail_run, parse_source, start_run
+from gateway.runs import fail_run, new_run_id, parse_source, start_run
 from gateway.schemas import (
     DatasetList,
     DatasetOut,
@@ -36,6 +36,7 @@ from gateway.schemas import (
     VersionList,
     VersionOut,
 )
+from gateway.sealed import run_key
 from gateway.services import Services
 from gateway.snapshots import version_files
 from gateway.store import (
@@ -186,6 +187,14 @@ def _respond_async(request: Request) -> bool:
     )
 
 
+def _bound_for_a_worker(request: Request, services: Services) -> bool:
+    """Whether the upload will be queued whatever its body holds: the client asked, or the
+    length it declares is above ``DATAGATE_SYNC_MAX_BYTES``."""
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isdigit() else 0
+    return _respond_async(request) or declared > services.settings.sync_max_bytes
+
+
 async def _queue(
     request: Request,
     services: Services,
@@ -194,6 +203,7 @@ async def _queue(
     uploader: str,
     received: ReceivedUpload,
     format: str | None,
+    run_id: str | None,
 ) -> JSONResponse:
     job = await run_in_threadpool(
         start_queued_run,
@@ -204,6 +214,7 @@ async def _queue(
         request.state.request_id,
         received,
         format,
+        run_id,
     )
     request.state.run_id = job.run_id
     location = f"/api/v1/runs/{job.run_id}"
@@ -251,10 +262,18 @@ async def upload(
     uploader = principal.name
     spool = UploadSpool(services.work_dir)
     job = None
+    # A body bound for a worker (asked for, or declared larger than the synchronous limit) is
+    # sealed under its run's key as it arrives: never on disk in the clear, never read twice.
+    queued_as = new_run_id() if _bound_for_a_worker(request, services) else None
+    seal_key = None if queued_as is None else run_key(services.redaction_key, queued_as)
     try:
         try:
             received = await receive_upload(
-                request.stream(), dict(request.headers), spool, services.settings.max_upload_bytes
+                request.stream(),
+                dict(request.headers),
+                spool,
+                services.settings.max_upload_bytes,
+                seal_key=seal_key,
             )
         except ClientDisconnect as exc:
             # The body never arrived: there is nothing to record but the audit entry.
@@ -269,8 +288,10 @@ async def upload(
             await run_in_threadpool(fail_run, services, job, error)
             raise
         # The run starts only now that the whole body has arrived from an authorised caller.
-        if _respond_async(request) or received.size > services.settings.sync_max_bytes:
-            return await _queue(request, services, contract, source, uploader, received, format)
+        if received.sealed or received.size > services.settings.sync_max_bytes:
+            return await _queue(
+                request, services, contract, source, uploader, received, format, queued_as
+            )
         job = await _start(request, services, contract, source, uploader)
         outcome = await run_in_threadpool(
             run_pipeline, services, job, contract, received, spool, format, uploader
