@@ -10,7 +10,7 @@ is measured before it starts and streams in batches whose rows and bytes are add
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -167,21 +167,24 @@ def _parsed_by_reader(dtype: pl.DataType | None) -> pl.DataType:
 _SPLIT_BLOCK = 8 << 20
 
 
-def row_ranges(path: Path, rows: int, start: int = 0, *, quoted: bool) -> Iterator[tuple[int, int]]:
-    """Byte ranges ``[a, b)`` from ``start`` to the end of the file, each holding ``rows``
-    lines (the last one fewer). With ``quoted`` a line ends only at a newline outside double
+def part_texts(
+    path: Path, rows: int, start: int = 0, *, quoted: bool, prefix: bytes = b""
+) -> Iterator[bytes]:
+    """The text of each run of ``rows`` lines from ``start`` to the end of the file (the last
+    run fewer), after ``prefix``. With ``quoted`` a line ends only at a newline outside double
     quotes (RFC 4180: a quoted field may hold newlines; ``""`` inside it counts twice, so the
-    parity holds). Vectorised over blocks read one at a time, never the whole file."""
-    part_start, seen, in_quote = start, 0, False
+    parity holds). One pass over the file, a block at a time, never the whole file: each part
+    is copied once, from the blocks it spans."""
+    pieces: list[bytes | memoryview] = []
+    seen, in_quote = 0, False
     with path.open("rb") as fh:
         fh.seek(start)
-        block_start = start
         while block := fh.read(_SPLIT_BLOCK):
             if not in_quote and (not quoted or b'"' not in block):
                 count = block.count(b"\n")  # C speed: most blocks hold no part's end
                 if seen + count < rows:
                     seen += count
-                    block_start += len(block)
+                    pieces.append(block)
                     continue
             view = np.frombuffer(block, dtype=np.uint8)
             newlines = np.flatnonzero(view == 0x0A)
@@ -195,47 +198,18 @@ def row_ranges(path: Path, rows: int, start: int = 0, *, quoted: bool) -> Iterat
                 elif in_quote:
                     newlines = newlines[:0]
             first = rows - seen - 1
+            taken = 0
+            rest = memoryview(block)
             for cut in newlines[first::rows] if first < len(newlines) else ():
-                end = block_start + int(cut) + 1
-                yield part_start, end
-                part_start = end
+                end = int(cut) + 1
+                pieces.append(rest[taken:end])
+                yield b"".join([prefix, *pieces])
+                pieces, taken = [], end
+            if taken < len(block):
+                pieces.append(rest[taken:])
             seen = (seen + len(newlines)) % rows
-            block_start += len(block)
-        if part_start < block_start:
-            yield part_start, block_start
-
-
-def _header_end(path: Path) -> int:
-    for _, end in row_ranges(path, 1, quoted=True):
-        return end
-    return 0
-
-
-def _read_range(path: Path, start: int, end: int) -> bytes:
-    with path.open("rb") as fh:
-        fh.seek(start)
-        return fh.read(end - start)
-
-
-def _read_ranges(
-    path: Path, ranges: Iterable[tuple[int, int]], prefix: bytes = b""
-) -> Iterator[bytes]:
-    """The text of each byte range of ``path``, after ``prefix``: read into one buffer kept
-    from part to part, then copied once (a fresh buffer per part, then the prefix joined to
-    it, cost a quarter of the parse time in page faults and copies)."""
-    buffer = bytearray()
-    with path.open("rb") as fh:
-        for start, end in ranges:
-            size = len(prefix) + end - start
-            if len(buffer) < size:
-                buffer = bytearray(size)
-                buffer[: len(prefix)] = prefix
-            with memoryview(buffer) as view:
-                fh.seek(start)
-                if fh.readinto(view[len(prefix) : size]) != end - start:
-                    raise UnreadableUpload("the upload changed while it was read")
-                text = bytes(view[:size])
-            yield text
+        if any(len(piece) for piece in pieces):
+            yield b"".join([prefix, *pieces])
 
 
 def _csv_chunks(
@@ -248,11 +222,9 @@ def _csv_chunks(
     header = pl.read_csv(path, n_rows=0, infer_schema=False, raise_if_empty=False).columns
     limits.check(columns=len(header))
     overrides = {c: _parsed_by_reader(dtypes.get(c)) for c in header}
-    header_end = _header_end(path)
-    header_bytes = _read_range(path, 0, header_end)
+    header_bytes = next(part_texts(path, 1, quoted=True), b"")
     # Each part is the header and its own lines, read when it is wanted: memory holds one.
-    ranges = row_ranges(path, rows, header_end, quoted=True)
-    for text in _read_ranges(path, ranges, header_bytes):
+    for text in part_texts(path, rows, len(header_bytes), quoted=True, prefix=header_bytes):
         try:
             # Fast path: the reader parses straight into the contract's dtypes.
             yield pl.read_csv(text, schema_overrides=overrides, encoding="utf8")
@@ -305,7 +277,7 @@ def _json_chunks(
     schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
     check_schema(schema, limits)
     # A line of JSON holds no raw newline: parts end at newlines.
-    for text in _read_ranges(path, row_ranges(path, rows, quoted=False)):
+    for text in part_texts(path, rows, quoted=False):
         part = pl.read_ndjson(text, schema=schema)
         if part.height:
             yield part
