@@ -55,9 +55,11 @@ class SealingWriter:
         """Take ``data``; every segment followed by more bytes is sealed and written."""
         self._pending += data
         self._size += len(data)
-        while len(self._pending) > SEGMENT:
-            self._emit(bytes(self._pending[:SEGMENT]), last=False)
-            del self._pending[:SEGMENT]
+        done = 0
+        while len(self._pending) - done > SEGMENT:  # one large write: every segment in it
+            self._emit(bytes(self._pending[done : done + SEGMENT]), last=False)
+            done += SEGMENT
+        del self._pending[:done]
         return len(data)
 
     def tell(self) -> int:

@@ -25,7 +25,14 @@ def test_what_is_sealed_opens_as_it_was(tmp_path: Path, size: int) -> None:
 
 @pytest.mark.parametrize(
     ("size", "piece"),
-    [(0, 1), (1, 1), (sealed.SEGMENT, 4096), (sealed.SEGMENT + 1, 65_536), (3 * sealed.SEGMENT, 7)],
+    [
+        (0, 1),
+        (1, 1),
+        (sealed.SEGMENT, 4096),
+        (sealed.SEGMENT + 1, 65_536),
+        (3 * sealed.SEGMENT, 7),
+        (5 * sealed.SEGMENT + 3, 5 * sealed.SEGMENT + 3),  # all at once
+    ],
 )
 def test_sealing_a_stream_of_any_pieces_opens_as_it_was(
     tmp_path: Path, size: int, piece: int
