@@ -80,8 +80,9 @@ def _classify_batch(
     columns: Sequence[pl.Series], engine: PiiEngine, config: DetectionConfig, size: int
 ) -> list[Finding]:
     samples = [sample_values(values, size) for values in columns]
-    counts = [sample.value_counts() for sample in samples]
-    distinct = [c[s.name].cast(pl.String) for c, s in zip(counts, samples, strict=True)]
+    # Named here: a column may be called anything, "count" included (value_counts' default).
+    counts = [sample.alias("value").value_counts(name="frequency") for sample in samples]
+    distinct = [c["value"].cast(pl.String) for c in counts]
     batch = pl.concat([d.rename("text") for d in distinct]) if distinct else None
     detected = engine.detect(batch, config) if batch is not None and batch.len() else []
     findings: list[Finding] = []
@@ -89,7 +90,7 @@ def _classify_batch(
     for values, sample, count, texts in zip(columns, samples, counts, distinct, strict=True):
         spans = detected[offset : offset + texts.len()]
         offset += texts.len()
-        findings.append(_decide(values.name, sample, texts, count["count"].to_list(), spans))
+        findings.append(_decide(values.name, sample, texts, count["frequency"].to_list(), spans))
     return findings
 
 

@@ -97,7 +97,8 @@ def scan_column(
     spans: Counter[str] = Counter()
     cells_changed = 0
     if old:  # how often each changed value occurs (most columns have none to count)
-        counts = dict(text.filter(text.is_in(old)).value_counts().iter_rows())
+        changed = text.filter(text.is_in(old)).alias("value")  # its own name may be "count"
+        counts = dict(changed.value_counts(name="cells").iter_rows())
         for value, found in zip(old, findings, strict=True):
             cells_changed += counts[value]
             for span in found:

@@ -286,6 +286,26 @@ def test_one_ssn_in_ten_thousand_cells_is_redacted(pii_engine: PiiEngine) -> Non
     assert outcome.method == "full scan"
 
 
+@pytest.mark.parametrize("name", ["count", "value", "frequency", "cells"])
+def test_a_column_may_have_any_name_even_one_the_counting_uses(
+    pii_engine: PiiEngine, name: str
+) -> None:
+    # Distinct values and their frequencies are counted in tables of their own: a column named
+    # like their columns ("count" is polars' default) is scanned like any other.
+    texts = ["mail ann@example.com today", "nothing here", None, "mail ann@example.com today"]
+    frame = pl.DataFrame({name: texts * 3, "other": texts * 3})
+    from privacy import ColumnPolicy
+
+    declared, _ = redact_frame(
+        frame, [ColumnPolicy(name, "scan", "scan")], RedactionKey(b"k" * 40), engine=pii_engine
+    )
+    undeclared, outcomes = redact_frame(frame, [], RedactionKey(b"k" * 40), engine=pii_engine)
+    assert declared[name][0] == "mail <EMAIL_ADDRESS> today"
+    for out in (declared, undeclared):  # undeclared, mostly e-mail: replaced whole
+        assert "ann@example.com" not in str(out.to_dicts())
+    assert {o.column for o in outcomes} == {name, "other"}
+
+
 def test_a_scanned_value_that_repeats_counts_every_cell(pii_engine: PiiEngine) -> None:
     # Each distinct text is analysed once; the counts are still per cell.
     notes = ["write to ann@example.com", "no contact", None, "call 212.555.0199 or ann@example.com"]
