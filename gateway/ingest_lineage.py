@@ -8,8 +8,6 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
 from gateway.context import IngestContext
 from gateway.models import DatasetVersion
 from gateway.profiling import profile_frame
@@ -87,9 +85,10 @@ def input_metrics(batch: Batch) -> InputMetrics | None:
 
 
 def upload_profile(batch: Batch, snapshot: StagedVersion | None = None) -> InputMetrics | None:
-    """Row count, bytes received, and each column's null and distinct counts. Distinct counts
-    come from the rows themselves when the upload was one part, else (estimated) from the
-    stored snapshot; without either, only nulls are known and columns are left out."""
+    """Row count, bytes received, and each column's null and distinct counts of the rows
+    read. Distinct counts are exact when the upload was one part, else estimated from the
+    sketch of every part (``DistinctSketch``); before a version is staged only rows and bytes
+    are given."""
     parts = batch.parts
     if parts is None or parts.count == 0:
         return None
@@ -98,23 +97,13 @@ def upload_profile(batch: Batch, snapshot: StagedVersion | None = None) -> Input
     metrics = InputMetrics(row_count=parts.rows_read, size_bytes=batch.upload.size)
     if snapshot is None:
         return metrics
-    stored = pl.scan_parquet([part.path for part in snapshot.parts])
-    countable = [
-        name
-        for name, dtype in stored.collect_schema().items()
-        if name in parts.nulls and not isinstance(dtype, pl.List | pl.Struct)
-    ]
-    if not countable:
-        return metrics
-    row = (
-        stored.select(pl.col(c).approx_n_unique().alias(c) for c in countable)
-        .collect(engine="streaming")
-        .row(0, named=True)
-    )
+    counted = parts.distinct.estimates()
     return replace(
         metrics,
         columns=[
-            ColumnMetrics(column=c, nulls=parts.nulls[c], distinct=int(row[c])) for c in countable
+            ColumnMetrics(column=c, nulls=parts.nulls[c], distinct=d)
+            for c, d in counted.items()
+            if c in parts.nulls
         ],
     )
 

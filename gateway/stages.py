@@ -37,6 +37,7 @@ from gateway.formats import detect_format, read_chunks
 from gateway.ingest_lineage import pii_report, stored_output, upload_profile
 from gateway.models import DatasetVersion, utcnow
 from gateway.outbox import store_event
+from gateway.profiling import DistinctSketch
 from gateway.runs import finish_run, record_progress, source_label
 from gateway.snapshots import (
     StagedSnapshot,
@@ -88,6 +89,8 @@ class Parts:
     halted: bool = False
     # Set when the run is spread over workers: they redact and store the parts.
     spread: Spread | None = None
+    # Distinct values of the validated rows, counted part by part (``upload_profile``).
+    distinct: DistinctSketch = field(default_factory=DistinctSketch)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,10 @@ def validate(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.D
     parts.nulls.update(
         {name: int(count) for name, count in stored.null_count().row(0, named=True).items()}
     )
+    if parts.count > 1:  # an upload of one part is counted exactly (``upload_profile``)
+        if parts.only is not None:  # the first part, kept until now
+            parts.distinct.add(parts.only.drop(ROW_PLACE, strict=False))
+        parts.distinct.add(stored)
     if places is not None:
         stored = stored.with_columns(places.alias(ROW_PLACE))
     parts.only = stored if parts.count == 1 else None

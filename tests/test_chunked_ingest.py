@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+from sqlmodel import Session, select
 
 from gateway import formats
 from gateway.app import create_app
 from gateway.decoding import DecodeLimits
 from gateway.jobs import run_ingest
+from gateway.models import LineageEvent
 from gateway.samples import customers
 from gateway.validation import ROW_PLACE
 from privacy import DetectionConfig, DetectionMemo, PiiEngine
@@ -82,6 +84,16 @@ def _stored(client: TestClient, dataset: str, number: int) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(response.content))
 
 
+def _input_metrics(client: TestClient, run_id: str) -> Any:
+    with Session(client.app.state.services.engine) as session:  # type: ignore[attr-defined]
+        event = session.exec(
+            select(LineageEvent).where(
+                LineageEvent.run_id == run_id, LineageEvent.event_type == "COMPLETE"
+            )
+        ).one()
+    return event.payload["inputs"][0]["inputFacets"]["dataQualityMetrics"]
+
+
 def _same_outcome(whole: TestClient, parts: TestClient, dataset: str, body: bytes, fmt: str) -> Any:
     expected, got = _post(whole, dataset, body, fmt), _post(parts, dataset, body, fmt)
     assert got.status_code == expected.status_code, got.text
@@ -109,6 +121,18 @@ def _same_outcome(whole: TestClient, parts: TestClient, dataset: str, body: byte
             column.get("spans"),
         ), column["column"]
     assert_frame_equal(_stored(parts, dataset, 1), _stored(whole, dataset, 1))
+    # Counted exactly from the one part, estimated from the parts' sketch: the same counts.
+    metrics_whole, metrics_parts = (
+        _input_metrics(c, r.json()["run_id"]) for c, r in ((whole, expected), (parts, got))
+    )
+    assert metrics_parts["rowCount"] == metrics_whole["rowCount"]
+    assert metrics_parts["columnMetrics"].keys() == metrics_whole["columnMetrics"].keys()
+    for column, wanted in metrics_whole["columnMetrics"].items():
+        mine = metrics_parts["columnMetrics"][column]
+        assert mine["nullCount"] == wanted["nullCount"], column
+        assert abs(mine["distinctCount"] - wanted["distinctCount"]) <= max(
+            1, 0.02 * wanted["distinctCount"]
+        ), column
     for download in ("csv", "ndjson"):  # streamed from the parts, the same bytes
         url = f"/api/v1/datasets/{dataset}/versions/1/data?format={download}"
         assert parts.get(url).content == whole.get(url).content
