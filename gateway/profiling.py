@@ -44,7 +44,7 @@ _RANK_BITS = 64 - _SKETCH_BITS
 
 
 class DistinctSketch:
-    """Each column's distinct count, estimated part by part as the parts are written: a
+    """Each column's distinct count, estimated part by part as the parts are validated: a
     HyperLogLog over polars' 64-bit value hashes (a null counts as one value). Registers merge
     by maximum, so the sketch of the parts is exactly the sketch of the whole upload, and the
     stored parts need not be read again to profile them."""
@@ -52,12 +52,12 @@ class DistinctSketch:
     def __init__(self) -> None:
         self.registers: dict[str, np.ndarray[Any, np.dtype[np.uint8]]] = {}
 
-    def add(self, frame: pl.DataFrame, *, skip: frozenset[str] = frozenset()) -> None:
-        """Count the values of ``frame``'s columns (not nested ones, nor those in ``skip``)."""
+    def add(self, frame: pl.DataFrame) -> None:
+        """Count the values of ``frame``'s columns (not nested ones: as ``profile_frame``)."""
         names = [
             name
             for name, dtype in frame.schema.items()
-            if name not in skip and not isinstance(dtype, pl.List | pl.Struct)
+            if not isinstance(dtype, pl.List | pl.Struct)
         ]
         if not names:
             return
