@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from gateway.context import IngestContext
 from gateway.models import DatasetVersion
 from gateway.profiling import profile_frame
-from gateway.snapshots import StagedVersion
 from gateway.validation import ROW_PLACE
 from lineage import (
     AssertionResult,
@@ -84,18 +83,18 @@ def input_metrics(batch: Batch) -> InputMetrics | None:
     return batch.profile if batch.profile is not None else upload_profile(batch)
 
 
-def upload_profile(batch: Batch, snapshot: StagedVersion | None = None) -> InputMetrics | None:
+def upload_profile(batch: Batch, *, staged: bool = False) -> InputMetrics | None:
     """Row count, bytes received, and each column's null and distinct counts of the rows
     read. Distinct counts are exact when the upload was one part, else estimated from the
-    sketch of every part (``DistinctSketch``); before a version is staged only rows and bytes
-    are given."""
+    sketch of every part (``DistinctSketch``); until the version is ``staged`` only rows and
+    bytes are given."""
     parts = batch.parts
     if parts is None or parts.count == 0:
         return None
     if parts.only is not None:
         return profile_frame(parts.only.drop(ROW_PLACE, strict=False), batch.upload.size)
     metrics = InputMetrics(row_count=parts.rows_read, size_bytes=batch.upload.size)
-    if snapshot is None:
+    if not staged:
         return metrics
     counted = parts.distinct.estimates()
     return replace(

@@ -366,7 +366,7 @@ def version(batch: Batch, services: IngestContext) -> Batch:
             parts.staged.append(staged[index])  # discarded with the rest if the run fails
             drop_staged(services.snapshots, part)
     snapshot = StagedVersion(tuple(staged))
-    batch = replace(batch, snapshot=snapshot, profile=upload_profile(batch, snapshot))
+    batch = replace(batch, snapshot=snapshot, profile=upload_profile(batch, staged=True))
     checkpoint(services, "version:staged")
     return batch
 
