@@ -31,10 +31,24 @@ from gateway.errors import ContractLoadError, ContractUnavailable, DatasetNotFou
 from privacy import ACTIONS, ColumnPolicy, DetectionConfig, PolicyError
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
-ON_INVALID = frozenset({"reject"})
+ON_INVALID = frozenset({"reject", "quarantine"})
+DEFAULT_MAX_INVALID_FRACTION = 0.05
 UNDECLARED_PII = frozenset({"redact", "reject", "warn"})
 DEFAULT_REDACT_ACTION = "replace"
 _KNOWN_ACTIONS = frozenset(ACTIONS)
+
+
+@dataclass(frozen=True)
+class QuarantinePolicy:
+    """``on_invalid: "quarantine"``: rows failing a check are held for review instead of
+    refusing the upload, while they are at most ``max_invalid_fraction`` of it and at least
+    ``min_valid_rows`` rows pass. ``keys`` match corrections to held rows (``primary_key`` in
+    the metadata, else the ``unique=True`` columns); ``expire_days`` overrides the setting."""
+
+    max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION
+    min_valid_rows: int = 1
+    expire_days: int | None = None
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class Contract:
     definition: dict[str, Any]
     fingerprint: str
     detection: DetectionConfig
+    quarantine: QuarantinePolicy | None = None
 
     @property
     def policies(self) -> tuple[ColumnPolicy, ...]:
@@ -280,6 +295,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
             f"on_invalid {on_invalid!r} is not supported "
             f"(supported: {', '.join(sorted(ON_INVALID))})"
         )
+    quarantine = _quarantine_policy(meta, schema) if on_invalid == "quarantine" else None
     undeclared = meta.get("undeclared_pii", "redact")
     if undeclared not in UNDECLARED_PII:
         raise ValueError(
@@ -322,11 +338,14 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
     canonical = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode())
     digest.update(code_digest(model).encode())
+    checked = _without_coercion(schema)
+    if quarantine is not None:
+        checked.drop_invalid_rows = True  # failing rows leave the version, to be held
     return Contract(
         dataset=dataset,
         model_name=model.__name__,
         schema=schema,
-        checked_schema=_without_coercion(schema),
+        checked_schema=checked,
         reporting_schema=_keeping_rows(_without_coercion(schema)),
         version=str(meta.get("version", "0.0.0")),
         owner=meta.get("owner"),
@@ -338,6 +357,40 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         definition=definition,
         fingerprint=digest.hexdigest(),
         detection=DetectionConfig.from_metadata(meta),
+        quarantine=quarantine,
+    )
+
+
+def _quarantine_policy(meta: Mapping[str, Any], schema: pa.DataFrameSchema) -> QuarantinePolicy:
+    fraction = meta.get("max_invalid_fraction", DEFAULT_MAX_INVALID_FRACTION)
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, int | float)
+        or not 0 <= fraction <= 1
+    ):
+        raise ValueError("max_invalid_fraction must be a number from 0 to 1")
+    minimum = meta.get("min_valid_rows", 1)
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0:
+        raise ValueError("min_valid_rows must be a whole number of rows, 0 or more")
+    days = meta.get("quarantine_days")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        raise ValueError("quarantine_days must be a whole number of days, 1 or more")
+    declared = meta.get("primary_key")
+    if isinstance(declared, str):
+        declared = [declared]
+    if declared is not None:
+        if not isinstance(declared, list | tuple) or not all(isinstance(k, str) for k in declared):
+            raise ValueError("primary_key must name a column or a list of columns")
+        unknown = [k for k in declared if k not in schema.columns]
+        if unknown or not declared:
+            raise ValueError(f"primary_key names no column of the contract: {unknown[:3]}")
+        keys = tuple(declared)
+    else:
+        keys = tuple(
+            name for name, column in schema.columns.items() if column.unique and not column.regex
+        )
+    return QuarantinePolicy(
+        max_invalid_fraction=float(fraction), min_valid_rows=minimum, expire_days=days, keys=keys
     )
 
 

@@ -31,7 +31,7 @@ OTHER = "(other)"
 # ``_LOCAL`` collects them.
 UPLOADS = Counter(
     "datagate_uploads",
-    "Uploads by dataset and outcome (accepted, matched, rejected, failed).",
+    "Uploads by dataset and outcome (accepted, quarantined, matched, rejected, failed).",
     ["dataset", "outcome"],
     registry=None,
 )
@@ -70,7 +70,15 @@ HTTP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=None,
 )
+QUARANTINE_ROWS = Counter(
+    "datagate_quarantine_rows",
+    "Rows held back for review by dataset and what became of them (held, replayed, "
+    "discarded, expired).",
+    ["dataset", "outcome"],
+    registry=None,
+)
 _ALL: tuple[Counter | Histogram, ...] = (
+    QUARANTINE_ROWS,
     UPLOADS,
     ROWS,
     BYTES,
@@ -130,13 +138,39 @@ class QueueCollector(Collector):
         )
 
 
+class QuarantineCollector(Collector):
+    """Open quarantine batches and the rows they hold, per dataset, read from the database."""
+
+    def __init__(self, state: Callable[[], dict[str, tuple[int, int]]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        batches = GaugeMetricFamily(
+            "datagate_quarantine_open_batches",
+            "Quarantine batches waiting for review, by dataset.",
+            labels=["dataset"],
+        )
+        rows = GaugeMetricFamily(
+            "datagate_quarantine_held_rows",
+            "Rows held in open quarantine batches, by dataset.",
+            labels=["dataset"],
+        )
+        for dataset, (count, held) in sorted(self.state().items()):
+            batches.add_metric([dataset], count)
+            rows.add_metric([dataset], held)
+        yield batches
+        yield rows
+
+
 def multiprocess_dir() -> str | None:
     """The folder shared by the worker processes, when metrics are multi-process."""
     return os.environ.get(MULTIPROC_ENV) or None
 
 
 def build_registry(
-    delivery: LineageDelivery, queue: Callable[[], tuple[int, float | None]]
+    delivery: LineageDelivery,
+    queue: Callable[[], tuple[int, float | None]],
+    quarantine: Callable[[], dict[str, tuple[int, int]]] | None = None,
 ) -> CollectorRegistry:
     """The registry ``/metrics`` exposes: all workers' metrics plus the outbox backlog and the
     ingest queue."""
@@ -148,4 +182,6 @@ def build_registry(
         registry.register(_Local())
     registry.register(LineageCollector(delivery))
     registry.register(QueueCollector(queue))
+    if quarantine is not None:
+        registry.register(QuarantineCollector(quarantine))
     return registry

@@ -47,7 +47,7 @@ AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", *AUDITED_METHODS})
 API_PREFIX = "/api/v1"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,100}$")
-UPLOAD_PATH = re.compile(rf"^{API_PREFIX}/datasets/[^/]+/uploads$")
+UPLOAD_PATH = re.compile(rf"^{API_PREFIX}/(datasets/[^/]+/uploads|quarantine/[^/]+/corrections)$")
 LINEAGE_PATH = f"{API_PREFIX}/lineage"
 # A multipart envelope around an upload: boundaries and part headers.
 MULTIPART_SLACK = 64 * 1024
@@ -201,7 +201,7 @@ class RequestContext:
         template = _route_template(scope)
         HTTP_SECONDS.labels(method_label, template or "unmatched", status).observe(seconds)
         state: dict[str, Any] = scope["state"]
-        dataset = _path_params(scope).get("dataset")
+        dataset = _path_params(scope).get("dataset") or state.get("dataset")
         if not (isinstance(dataset, str) and DATASET_NAME.match(dataset)):
             dataset = None
         fields = {
@@ -245,4 +245,6 @@ class RequestContext:
         if not path.startswith(API_PREFIX + "/"):
             return False
         method = scope["method"]
-        return method in AUDITED_METHODS or (method == "GET" and path.endswith("/data"))
+        # Reads of data: a version's, and held rows (PII as placeholders, the rest shown).
+        reads_data = path.endswith("/data") or path.startswith(API_PREFIX + "/quarantine/")
+        return method in AUDITED_METHODS or (method == "GET" and reads_data)

@@ -95,6 +95,10 @@ class IngestRun(SQLModel, table=True):
     contract_fingerprint: str | None = Field(default=None, max_length=64)
     version: int | None = None
     created_version: bool = False
+    # "ingest" (an upload), or "replay" / "correction" of a quarantine batch.
+    kind: str = Field(default="ingest", max_length=20)
+    # The quarantine batch the run held rows in (an ingest) or released rows from.
+    quarantine_id: str | None = Field(default=None, index=True, max_length=36)
     stage_timings: dict[str, Any] | None = _json_column()
     validation_report: dict[str, Any] | None = _json_column()
     pii_report: dict[str, Any] | None = _json_column()
@@ -256,3 +260,42 @@ class AuditEntry(SQLModel, table=True):
     count: int = 1
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+class QuarantineBatch(SQLModel, table=True):
+    """Rows of one upload a quarantining contract held back, sealed in the snapshot store
+    under a key derived from the PII key and this row's ``key_seed`` (never stored with the
+    data). Closing the batch (replayed, discarded, expired) destroys the seed and the data;
+    the row stays as a tombstone: counts, the checks that failed, who closed it and when."""
+
+    __tablename__ = "quarantine_batch"
+
+    id: str = Field(primary_key=True, max_length=36)
+    dataset: str = Field(index=True, max_length=200)
+    run_id: str = Field(foreign_key="ingest_run.id", max_length=36)
+    status: str = Field(index=True, max_length=20)  # open, replayed, discarded, expired
+    format: str = Field(max_length=20)  # the upload's, for reading the held values again
+    rows_total: int = Field(sa_column=Column(BigInteger, nullable=False))
+    rows_held: int = Field(sa_column=Column(BigInteger, nullable=False))
+    rows_released: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    rows_discarded: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # Failing rows per (column, check): as held first, and as held now. Never a value.
+    failures: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    held_failures: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    # How the ingest classified undeclared columns (evidence only), so released rows are
+    # redacted as the version's other rows were.
+    classified: dict[str, Any] | None = _json_column()
+    # The version holding the upload's valid rows (and those released so far), if any.
+    base_version: int | None = None
+    storage_key: str | None = Field(default=None, max_length=1000)
+    key_seed: str | None = Field(default=None, max_length=64)
+    revision: int = 0
+    contract_version: str = Field(max_length=100)
+    contract_fingerprint: str = Field(max_length=64)
+    uploader: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    closed_by: str | None = Field(default=None, max_length=200)
+    close_reason: str | None = Field(default=None, max_length=1000)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.context import IngestContext
 from gateway.contracts import Contract
@@ -43,6 +43,8 @@ class IngestOutcome:
     run_id: str
     version: DatasetVersion
     created: bool
+    # The rows a quarantining contract held back: batch id, rows, failing rows by check.
+    quarantine: dict[str, Any] | None = None
 
 
 def run_pipeline(
@@ -139,5 +141,9 @@ def run_pipeline(
         if spread is not None:
             spread.close(recorded=batch.created)
     assert batch.version is not None
-    observe(job.dataset, "accepted" if batch.created else "matched", batch)
-    return IngestOutcome(run_id=job.run_id, version=batch.version, created=batch.created)
+    held = batch.held_summary()
+    outcome = "quarantined" if held is not None else "accepted" if batch.created else "matched"
+    observe(job.dataset, outcome, batch)
+    return IngestOutcome(
+        run_id=job.run_id, version=batch.version, created=batch.created, quarantine=held
+    )

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -337,9 +338,15 @@ def _log(report: RecoveryReport) -> None:
 class Heartbeat:
     """A daemon thread that beats this process's heartbeat and recovers dead replicas."""
 
-    def __init__(self, services: WorkerContext) -> None:
+    def __init__(
+        self,
+        services: WorkerContext,
+        periodic: Sequence[tuple[float, Callable[[], object]]] = (),
+    ) -> None:
         self.services = services
         self.recovery = Recovery(services)
+        # Further duties, each every so many seconds (expiring quarantine batches).
+        self.periodic = [(every, duty, [0.0]) for every, duty in periodic]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="datagate-heartbeat", daemon=True)
         self._thread.start()
@@ -352,6 +359,15 @@ class Heartbeat:
                 self.recovery.run(orphans=False)
             except Exception as exc:  # keep beating through a database outage
                 log.warning("heartbeat failed: %s", type(exc).__name__)
+            now = time.monotonic()
+            for every, duty, last in self.periodic:
+                if now - last[0] < every:
+                    continue
+                last[0] = now
+                try:
+                    duty()
+                except Exception as exc:
+                    log.warning("periodic duty failed: %s", type(exc).__name__)
 
     def close(self) -> None:
         """Stop the thread."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -161,6 +162,9 @@ def finish_run(
     run.validation_report = batch.report.as_dict() if batch.report is not None else None
     run.pii_report = pii_report(batch.pii) if batch.pii else None
     run.error = error
+    held = batch.holds
+    if held is not None:
+        run.quarantine_id = held.id
     if batch.version is not None:
         run.version = batch.version.number
         run.created_version = batch.created
@@ -196,6 +200,10 @@ def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
             metrics.PII_REDACTED.labels(column.entity or "UNKNOWN").inc(column.values_redacted)
 
 
+class _Ended(Exception):
+    """The run already has an outcome."""
+
+
 def fail_run(
     services: IngestContext, job: IngestJob, error: DatagateError, batch: Batch | None = None
 ) -> None:
@@ -216,26 +224,44 @@ def fail_run(
         "status": problem.status,
         "detail": error.detail,
     }
+    held: str | None = None
+    if batch is not None and batch.holds is not None:  # no row passed: all held for review
+        try:
+            held = batch.stash_held(services)
+        except Exception as exc:
+            log.error("could not store the rows run %s holds: %s", job.run_id, type(exc).__name__)
+            error.extensions.pop("quarantine", None)
+            assert batch.report is not None
+            batch = replace(batch, report=replace(batch.report, holds=False))
     event: RunEvent = ingest_fail(
         job,
         utcnow(),
         f"{problem.title}: {error.detail}",
         assertions(batch) if batch else (),
         input_metrics(batch) if batch else None,
+        held=batch.held_output() if batch is not None else None,
     )
     try:
         with unit_of_work(services.engine) as session:
             run = lock_running_run(session, job.run_id)
             if run is None:
-                return  # already has an outcome (recovery interrupted it), and its FAIL event
+                raise _Ended  # already has an outcome (recovery interrupted it), and its event
             if batch is not None:
                 finish_run(run, batch, status, summary)
+                if held is not None:
+                    session.add(batch.held_batch(services, held, None))
             else:
                 run.status, run.error, run.finished_at = status, summary, utcnow()
             session.add(run)
             store_event(session, event)
     except Exception as exc:
-        log.error("could not record the outcome of run %s: %s", job.run_id, redacted_traceback(exc))
+        if held is not None:
+            services.snapshots.delete(held)
+            error.extensions.pop("quarantine", None)
+        if not isinstance(exc, _Ended):
+            log.error(
+                "could not record the outcome of run %s: %s", job.run_id, redacted_traceback(exc)
+            )
         return
     services.lineage.notify()
 
@@ -281,4 +307,5 @@ def job_for_run(services: IngestContext, run: IngestRun) -> IngestJob:
         dataset=run.dataset,
         source=source,
         owner=contract.owner if contract else None,
+        kind=run.kind,
     )

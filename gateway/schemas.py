@@ -105,6 +105,7 @@ class RunLinks(_Out):
     """Where to go from a run."""
 
     version: str | None
+    quarantine: str | None = Field(None, description="The quarantine batch of the run's rows.")
 
 
 class RunContract(_Out):
@@ -145,7 +146,16 @@ class RunOut(_Out):
 
     id: str
     dataset: str
-    status: str = Field(description="queued, running, accepted, rejected or failed.")
+    status: str = Field(
+        description="queued, running, accepted, quarantined (version created, rows held), "
+        "rejected, failed or interrupted."
+    )
+    kind: str = Field(
+        "ingest", description="ingest (an upload), or replay / correction of a quarantine batch."
+    )
+    quarantine_id: str | None = Field(
+        None, description="The quarantine batch this run held rows in, or released rows from."
+    )
     stage: str | None = Field(
         description="Asynchronous runs: the stage running now, or the last one reached."
     )
@@ -316,6 +326,25 @@ class UploadOut(_Out):
     run_id: str
     created: bool = Field(description="True: a new version (201); false: identical data (200).")
     version: VersionOut
+    quarantine: HeldRows | None = Field(
+        None, description="Rows a quarantining contract held back for review, if any."
+    )
+
+
+class FailingRows(_Out):
+    """How many held rows fail one check of one column. Never a value."""
+
+    column: str | None
+    check: str
+    rows: int
+
+
+class HeldRows(_Out):
+    """Rows an upload held back for review: the quarantine batch and why."""
+
+    id: str = Field(description="The quarantine batch: GET /api/v1/quarantine/{id}.")
+    rows: int
+    failures: list[FailingRows]
 
 
 class TrainingModel(_Out):
@@ -347,7 +376,7 @@ class Readiness(_Out):
 
     status: str = Field(description='"ready" or "not ready" (answered with 503).')
     checks: dict[str, ReadinessCheck] = Field(
-        description="database, storage, contracts, pii, lineage and queue."
+        description="database, storage, contracts, pii, lineage, queue and quarantine."
     )
 
 
@@ -507,3 +536,94 @@ class SubjectSearchResult(_Out):
     versions_searched: int
     matches: list[SubjectVersionMatch]
     models: list[ImpactModel]
+
+
+class QuarantineLinks(_Out):
+    """Where to go from a quarantine batch."""
+
+    run: str = Field(description="The ingest run that held the rows.")
+    version: str | None = Field(description="The version holding the upload's valid rows.")
+
+
+class QuarantineOut(_Out):
+    """A quarantine batch: rows of one upload held back for review, and what became of them.
+    Counts and check names only, never a value. A closed batch (replayed, discarded, expired)
+    is a tombstone: its held rows and their key are destroyed."""
+
+    id: str
+    dataset: str
+    status: str = Field(description="open, replayed, discarded or expired.")
+    run_id: str
+    rows_total: int = Field(description="Rows the upload held back.")
+    rows_held: int = Field(description="Rows held now.")
+    rows_released: int = Field(description="Rows published by replays and corrections.")
+    rows_discarded: int = Field(description="Rows destroyed by a discard or expiry.")
+    failures: list[FailingRows] = Field(description="Failing rows per check, as first held.")
+    held_failures: list[FailingRows] = Field(description="Failing rows per check, held now.")
+    base_version: int | None = Field(
+        description="The version holding the upload's valid rows and those released so far."
+    )
+    contract_version: str
+    uploader: str
+    revision: int = Field(description="Changes with every replay, correction or discard.")
+    created_at: UtcTime
+    expires_at: UtcTime
+    closed_at: UtcTime | None
+    closed_by: str | None
+    close_reason: str | None
+    links: QuarantineLinks
+
+
+class QuarantineList(_Out):
+    """Quarantine batches, newest first."""
+
+    batches: list[QuarantineOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class HeldFailure(_Out):
+    """One failure of a held row: the column (None for a whole-row check) and the check."""
+
+    column: str | None
+    check: str
+
+
+class HeldRow(_Out):
+    """A held row: its number in the upload (from 1), its values (PII as placeholders such as
+    <EMAIL_ADDRESS>, other values with any PII found in them replaced) and its failures."""
+
+    row: int
+    values: dict[str, Any]
+    failures: list[HeldFailure]
+
+
+class QuarantineDetail(_Out):
+    """A batch and a page of the rows it holds."""
+
+    batch: QuarantineOut
+    rows: list[HeldRow]
+    limit: int
+    offset: int
+
+
+class DiscardIn(BaseModel):
+    """Why a batch is discarded (kept on its tombstone, with any PII in it replaced)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReleaseOut(_Out):
+    """What a replay or a correction did: the run, the rows published and still held, the
+    new version (None when no row passed), and the batch after it."""
+
+    run_id: str
+    released: int
+    still_held: int
+    created: bool
+    version: VersionOut | None
+    report: dict[str, Any] = Field(description="The validation report of the rows checked.")
+    batch: QuarantineOut

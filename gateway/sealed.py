@@ -10,6 +10,7 @@ without the opening failing. The key is derived from the PII key for one purpose
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,21 +94,32 @@ def unseal(source: Path, target: Path, key: bytes) -> None:
     Raises:
         SealBroken: the file is not one ``seal`` wrote under ``key``, or was changed.
     """
-    aead = AESGCM(key)
     with source.open("rb") as sealed, target.open("wb") as out:
-        head = sealed.read(len(MAGIC) + _PREFIX)
-        if len(head) != len(MAGIC) + _PREFIX or not head.startswith(MAGIC):
-            raise SealBroken("not a sealed file")
-        prefix = head[len(MAGIC) :]
-        index = 0
-        chunk = sealed.read(SEGMENT + _TAG)
-        while True:
-            following = sealed.read(SEGMENT + _TAG)
-            last = not following
-            try:
-                out.write(aead.decrypt(_nonce(prefix, index, last), chunk, None))
-            except InvalidTag:
-                raise SealBroken(f"segment {index} does not open") from None
-            if last:
-                return
-            chunk, index = following, index + 1
+        for plain in opened(sealed, key):
+            out.write(plain)
+
+
+def opened(sealed: BinaryIO, key: bytes) -> Iterator[bytes]:
+    """The plain bytes of a sealed stream, segment by segment, each checked before it is
+    given (the last one also proves nothing was cut off).
+
+    Raises (while iterating):
+        SealBroken: the stream is not one ``seal`` wrote under ``key``, or was changed.
+    """
+    aead = AESGCM(key)
+    head = sealed.read(len(MAGIC) + _PREFIX)
+    if len(head) != len(MAGIC) + _PREFIX or not head.startswith(MAGIC):
+        raise SealBroken("not a sealed file")
+    prefix = head[len(MAGIC) :]
+    index = 0
+    chunk = sealed.read(SEGMENT + _TAG)
+    while True:
+        following = sealed.read(SEGMENT + _TAG)
+        last = not following
+        try:
+            yield aead.decrypt(_nonce(prefix, index, last), chunk, None)
+        except InvalidTag:
+            raise SealBroken(f"segment {index} does not open") from None
+        if last:
+            return
+        chunk, index = following, index + 1

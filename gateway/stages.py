@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from sqlmodel import Session
@@ -35,10 +35,11 @@ from gateway.errors import (
 )
 from gateway.formats import detect_format, read_chunks
 from gateway.ingest_lineage import pii_report, stored_output, upload_profile
-from gateway.models import DatasetVersion, utcnow
+from gateway.models import DatasetVersion, QuarantineBatch, utcnow
 from gateway.outbox import store_event
 from gateway.profiling import DistinctSketch
-from gateway.runs import finish_run, record_progress, source_label
+from gateway.quarantine import Holding, held_key, new_batch
+from gateway.runs import finish_run, new_run_id, record_progress, source_label
 from gateway.snapshots import (
     StagedSnapshot,
     StagedVersion,
@@ -48,8 +49,14 @@ from gateway.snapshots import (
 )
 from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
-from gateway.validation import ROW_PLACE, ChunkedValidation, ValidationReport
-from lineage import IngestJob, InputMetrics, ingest_complete
+from gateway.validation import (
+    HELD_FAILURES,
+    ROW_PLACE,
+    ChunkedValidation,
+    ValidationReport,
+    held_failures,
+)
+from lineage import HeldOutput, IngestJob, InputMetrics, ingest_complete
 from privacy import (
     ColumnOutcome,
     DetectionMemo,
@@ -91,6 +98,8 @@ class Parts:
     spread: Spread | None = None
     # Distinct values of the validated rows, counted part by part (``upload_profile``).
     distinct: DistinctSketch = field(default_factory=DistinctSketch)
+    # A quarantining contract: where the failing rows are sealed as they are found.
+    holding: Holding | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,67 @@ class Batch:
     created: bool = False
     # Shared by every Batch of one run: the orchestrator adds each stage's duration.
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def holds(self) -> Holding | None:
+        """The rows held for review, once validation has decided to hold them."""
+        parts = self.parts
+        if parts is None or parts.holding is None or self.report is None:
+            return None
+        return parts.holding if self.report.holds else None
+
+    def held_summary(self, batch_id: str | None = None) -> dict[str, Any] | None:
+        """The held rows as an answer shows them: the batch, its rows, failing rows by check."""
+        holding = self.holds
+        if holding is None or self.report is None:
+            return None
+        failures = [
+            {"column": f["column"], "check": f["check"], "rows": f["failing_rows"]}
+            for f in self.report.failures
+        ]
+        return {"id": batch_id or holding.id, "rows": holding.rows, "failures": failures}
+
+    def held_output(self) -> HeldOutput | None:
+        """The held rows as the run's lineage output."""
+        held = self.held_summary()
+        if held is None:
+            return None
+        return HeldOutput(batch_id=held["id"], rows=held["rows"], failures=held["failures"])
+
+    def held_batch(
+        self, services: IngestContext, storage_key: str, base_version: int | None
+    ) -> QuarantineBatch:
+        """The database row of the rows this upload holds, stored under ``storage_key``."""
+        holding, held = self.holds, self.held_summary()
+        assert holding is not None
+        assert held is not None
+        assert self.format is not None
+        policy = self.contract.quarantine
+        assert policy is not None
+        return new_batch(
+            holding=holding,
+            storage_key=storage_key,
+            dataset=self.contract.dataset,
+            run_id=self.job.run_id,
+            fmt=self.format,
+            failures=held["failures"],
+            classified=self.require_parts().classified,
+            base_version=base_version,
+            contract_version=self.contract.version,
+            contract_fingerprint=self.contract.fingerprint,
+            uploader=self.uploader,
+            expire_days=policy.expire_days or services.settings.quarantine_days,
+        )
+
+    def stash_held(self, services: IngestContext) -> str | None:
+        """Store the sealed held rows (before the transaction that records their batch);
+        returns the key, None when nothing is held."""
+        holding = self.holds
+        if holding is None:
+            return None
+        key = held_key(self.contract.dataset, holding.id, 0)
+        services.snapshots.put_file(key, holding.close())
+        return key
 
     def require_parts(self) -> Parts:
         """The parts' state; a stage that needs it runs after the upload was opened."""
@@ -165,14 +235,18 @@ def open_upload(batch: Batch, services: IngestContext) -> tuple[Batch, Iterator[
     def scrub_values(values: list[str]) -> list[str]:
         return scan_texts(values, engine, contract.detection)
 
+    holding = None
+    if contract.quarantine is not None:
+        holding = Holding(services.redaction_key, batch.spool, new_run_id())
     validation = ChunkedValidation(
         contract,
         scrub_values,
         from_text=fmt == "csv",
         from_json=fmt in ("ndjson", "json"),
         spill=partial(batch.spool.new_file, ".keys"),
+        hold=None if holding is None else holding.add,
     )
-    parts = Parts(validation=validation, memo=memo)
+    parts = Parts(validation=validation, memo=memo, holding=holding)
     parts.places = validation.needs_row_numbers
     compression = "+".join(layers) or None
     batch = replace(batch, payload=payload, format=fmt, compression=compression, parts=parts)
@@ -188,8 +262,9 @@ def parse(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.Data
     parts = batch.require_parts()
     parts.count += 1
     parts.rows_read += frame.height
-    if ROW_PLACE in frame.columns:
-        raise UnreadableUpload(f"the column name {ROW_PLACE} is reserved; rename that column")
+    for reserved in (ROW_PLACE, HELD_FAILURES):
+        if reserved in frame.columns:
+            raise UnreadableUpload(f"the column name {reserved} is reserved; rename that column")
     if parts.renamed is None:
         scrubbed, renamed = scrub_column_names(
             frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes
@@ -305,7 +380,18 @@ SPREAD_PART_STAGES = (*PART_STAGES[:2], ("redact", hand_off))
 def finish_validation(batch: Batch, services: IngestContext) -> Batch:
     """Run the whole-column checks (uniqueness across parts) and merge every part's failures
     into one report; a failing upload stops here."""
-    report, dropped = batch.require_parts().validation.finish()
+    parts = batch.require_parts()
+    report, dropped = parts.validation.finish()
+    batch = replace(batch, report=report, dropped=dropped)
+    holding = parts.holding
+    if holding is not None:
+        late = parts.validation.late
+        if report.holds and late is not None and not late.is_empty():
+            hold_late(batch, services, holding, late)
+        if report.holds:
+            holding.close()
+        else:
+            holding.discard()
     refusal = None
     if not report.valid:
         refusal = ContractViolation(
@@ -313,7 +399,45 @@ def finish_validation(batch: Batch, services: IngestContext) -> Batch:
             f"{len(report.failures)} failing check(s)",
             report=report.as_dict(),
         )
-    return replace(batch, report=report, dropped=dropped, refusal=refusal)
+        held = batch.held_summary()
+        if held is not None:  # no row passed: the whole upload is held for review
+            refusal.extensions["quarantine"] = held
+    return replace(batch, refusal=refusal)
+
+
+def hold_late(batch: Batch, services: IngestContext, holding: Holding, late: pl.DataFrame) -> None:
+    """Hold the rows whole-column checks failed: the upload is read again for those not held
+    yet (their parts are long gone), and those held already get the further failures."""
+    failing = held_failures(late)
+    known = failing.get_column(ROW_PLACE).is_in(holding.held_places().implode())
+    holding.add(failing.filter(known))
+    fresh = failing.filter(~known)
+    if fresh.is_empty():
+        return
+    parts = batch.require_parts()
+    settings = services.settings
+    limits = DecodeLimits(
+        bytes=settings.max_decoded_bytes,
+        rows=settings.max_rows,
+        columns=settings.max_columns,
+        depth=settings.max_nesting_depth,
+    )
+    assert batch.payload is not None
+    assert batch.format is not None
+    offset = 0
+    places = fresh.get_column(ROW_PLACE)
+    for frame in read_chunks(
+        batch.payload, batch.format, batch.contract.dtypes, limits, settings.ingest_chunk_rows
+    ):
+        if parts.renamed is not None:
+            frame = frame.rename(parts.renamed)
+        here = fresh.filter(places.is_between(offset, offset + frame.height - 1))
+        if not here.is_empty():
+            rows = frame.gather(here.get_column(ROW_PLACE) - offset)
+            holding.add(
+                rows.with_columns(here.get_column(ROW_PLACE), here.get_column(HELD_FAILURES))
+            )
+        offset += frame.height
 
 
 def finish_redaction(batch: Batch, services: IngestContext) -> Batch:
@@ -391,7 +515,9 @@ def record(batch: Batch, services: IngestContext) -> Batch:
         publish_version(services.snapshots, snapshot, key)
         published = key
         checkpoint(services, "record:published")
+    held: str | None = None
     try:
+        held = batch.stash_held(services)
         with unit_of_work(services.engine) as session:
             dataset = lock_dataset(session, batch.contract.dataset)
             run = lock_running_run(session, batch.job.run_id)
@@ -429,15 +555,24 @@ def record(batch: Batch, services: IngestContext) -> Batch:
                 session.add(stored)
                 created = True
             batch = replace(batch, version=stored, created=created)
-            event = ingest_complete(batch.job, utcnow(), stored_output(batch, services, profile))
+            event = ingest_complete(
+                batch.job,
+                utcnow(),
+                stored_output(batch, services, profile),
+                held=batch.held_output(),
+            )
             # The run row is written in this transaction, so its "record" time excludes the commit.
             batch.timings["record"] = time.perf_counter() - started
-            finish_run(run, batch, "accepted")
+            finish_run(run, batch, "accepted" if held is None else "quarantined")
+            if held is not None:
+                session.add(batch.held_batch(services, held, stored.number))
             session.add(run)
             store_event(session, event)
     except BaseException:
         if published is not None:
             delete_version(services.snapshots, published)  # this run's own: nobody refers to it
+        if held is not None:
+            services.snapshots.delete(held)
         raise
     if published is not None and not created:
         delete_version(services.snapshots, published)  # an identical upload got there first

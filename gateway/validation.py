@@ -57,6 +57,11 @@ class ValidationReport:
     rows_dropped: int = 0
     """Rows a ``drop_invalid_rows`` contract removed (their failures are listed)."""
     notes: list[str] = field(default_factory=list)
+    rows_quarantined: int | None = None
+    """A quarantining contract's failing rows (None for any other contract)."""
+    holds: bool = False
+    """Whether the failing rows are held for review (within the contract's limits, or no
+    row valid at all)."""
 
     @property
     def valid(self) -> bool:
@@ -73,6 +78,11 @@ class ValidationReport:
             "checks_run": len(self.assertions),
             "checks_failed": sum(1 for a in self.assertions if not a["success"]),
             "rows_dropped": self.rows_dropped,
+            **(
+                {"rows_quarantined": self.rows_quarantined}
+                if self.rows_quarantined is not None
+                else {}
+            ),
             "failures": self.failures,
             **({"notes": self.notes} if self.notes else {}),
         }
@@ -84,6 +94,11 @@ class ValidationReport:
             "checks_run": len(self.assertions),
             "checks_failed": sum(1 for a in self.assertions if not a["success"]),
             "rows_dropped": self.rows_dropped,
+            **(
+                {"rows_quarantined": self.rows_quarantined}
+                if self.rows_quarantined is not None
+                else {}
+            ),
         }
 
 
@@ -808,6 +823,35 @@ class KeyColumn:
         return pl.read_ipc(io.BytesIO(plain)).to_series()
 
 
+HELD_FAILURES = "__datagate_failures"
+HELD_FAILURE_TYPE = pl.List(pl.Struct({"column": pl.String, "check": pl.String}))
+
+
+def held_failures(failures: pl.DataFrame, offset: int = 0) -> pl.DataFrame:
+    """Failures (index, column, check) as one row per failing row: its place in the upload
+    (``ROW_PLACE``, from 0, plus ``offset``) and every failure of it (``HELD_FAILURES``)."""
+    return (
+        failures.filter(pl.col("index").is_not_null())
+        .group_by("index", maintain_order=True)
+        .agg(pl.struct("column", "check").alias(HELD_FAILURES))
+        .select(
+            (pl.col("index") + offset).cast(pl.Int64).alias(ROW_PLACE),
+            pl.col(HELD_FAILURES).cast(HELD_FAILURE_TYPE),
+        )
+    )
+
+
+def held_rows(frame: pl.DataFrame, failures: pl.DataFrame, offset: int) -> pl.DataFrame:
+    """The failing rows of ``frame`` (a part starting at ``offset``) as read, with their place
+    and their failures: what a quarantine batch holds."""
+    failing = held_failures(failures)
+    rows = frame.gather(failing.get_column(ROW_PLACE))
+    return rows.with_columns(
+        (failing.get_column(ROW_PLACE) + offset).alias(ROW_PLACE),
+        failing.get_column(HELD_FAILURES),
+    )
+
+
 @dataclass
 class ChunkedValidation:
     """Validate an upload part by part, exactly as ``validate_frame`` validates it whole.
@@ -836,6 +880,10 @@ class ChunkedValidation:
     dropped_early: list[pl.Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rejected: bool = False
+    # A quarantining contract: each part's failing rows as read, with the failures of each
+    # (``held_rows``), go here; ``finish`` leaves the whole-column failures in ``late``.
+    hold: Callable[[pl.DataFrame], None] | None = None
+    late: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if self.split is None:
@@ -856,8 +904,15 @@ class ChunkedValidation:
         split = self.split
         assert split is not None
         offset = self.rows
+        quarantine = self.contract.quarantine is not None
         coerced, output, failures = _check(
-            frame, self.contract, split.checked, split.reporting, self.from_text, self.from_json
+            frame,
+            self.contract,
+            split.checked,
+            split.reporting,
+            self.from_text,
+            self.from_json,
+            drop_cells=quarantine,
         )
         if "by_column" in failures.columns:
             if PANDERA_CRASHED not in self.notes:
@@ -878,6 +933,10 @@ class ChunkedValidation:
         for name in split.unique_columns:
             if name in coerced.columns:
                 self.keys.setdefault(name, KeyColumn(self.spill)).add(coerced[name])
+        if quarantine and output is not None and failures.get_column("index").null_count():
+            self.rejected = True  # a failure of no row in particular: nothing to hold
+        if quarantine and output is not None and not failures.is_empty() and self.hold:
+            self.hold(held_rows(frame, failures, offset))
         stored = coerced if output is None else output
         self.stored_rows += stored.height
         places = None
@@ -921,6 +980,8 @@ class ChunkedValidation:
                 self.failed.update(failures.select("column", "check").unique().iter_rows())
                 self.digests.append(digest_failures(failures))
                 dropped = failures.get_column("index").drop_nulls().unique().sort()
+                if self.contract.quarantine is not None:
+                    self.late = failures.select("index", "column", "check")
                 if self.contract.checked_schema.drop_invalid_rows:
                     early = pl.concat([dropped.clear(), *self.dropped_early])
                     self.stored_rows -= dropped.filter(~dropped.is_in(early.implode())).len()
@@ -931,6 +992,26 @@ class ChunkedValidation:
         rejected = self.rejected
         if self.stored_rows == 0 < self.rows:
             rejected = True  # drop_invalid_rows dropped every row: nothing valid to store
+        held, holds, notes = 0, False, list(self.notes)
+        policy = self.contract.quarantine
+        if policy is not None and not self.rejected:
+            held = self.rows - self.stored_rows
+            holds = held > 0
+            if held and self.stored_rows:
+                share = held / self.rows
+                if share > policy.max_invalid_fraction:
+                    rejected, holds = True, False
+                    notes.append(
+                        f"{held} of {self.rows} rows fail ({share:.2%}), more than "
+                        f"max_invalid_fraction {policy.max_invalid_fraction:.2%} allows: the "
+                        "whole upload is refused and nothing is held"
+                    )
+                elif self.stored_rows < policy.min_valid_rows:
+                    rejected, holds = True, False
+                    notes.append(
+                        f"only {self.stored_rows} rows pass, fewer than min_valid_rows "
+                        f"{policy.min_valid_rows}: the whole upload is refused and nothing is held"
+                    )
         report = ValidationReport(
             contract={
                 "name": self.contract.dataset,
@@ -941,8 +1022,10 @@ class ChunkedValidation:
             failures=summarise_digest(merge_digests(self.digests), self.contract, self.scrub),
             assertions=_assertions(self.contract, self.failed),
             rejected=rejected,
-            rows_dropped=0 if rejected else self.rows - self.stored_rows,
-            notes=list(self.notes),
+            rows_dropped=0 if rejected or policy is not None else self.rows - self.stored_rows,
+            notes=notes,
+            rows_quarantined=held if policy is not None else None,
+            holds=holds,
         )
         return report, dropped
 
@@ -954,9 +1037,12 @@ def _check(
     reporting: pa.DataFrameSchema,
     from_text: bool,
     from_json: bool,
+    drop_cells: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame]:
     """Parse, coerce and check one frame: the coerced frame, Pandera's output (None when it
-    rejects) and every failure, cell failures first (``whole_row`` says which are rows)."""
+    rejects) and every failure, cell failures first (``whole_row`` says which are rows).
+    A value that does not convert rejects the frame, unless ``drop_cells`` (a quarantining
+    contract): then its row leaves the output like a row Pandera dropped."""
     if from_text or from_json:
         frame, parse_failures = parse_text(frame, contract, json_values=from_json and not from_text)
     else:
@@ -969,6 +1055,7 @@ def _check(
     crashed = "by_column" in checked_failures.columns
     if crashed:
         checked_failures = checked_failures.drop("by_column")
+    pandera_dropped = checked_failures.get_column("index").drop_nulls().unique()
     if not cell_failures.is_empty() and not checked_failures.is_empty():
         # A cell that did not convert is null now; its not-null failure would only repeat that.
         repeated = cell_failures.select("column", "index").with_columns(
@@ -979,7 +1066,13 @@ def _check(
         )
     failures = pl.concat([cell_failures, checked_failures])
     if not cell_failures.is_empty():
-        output = None  # a value that does not convert rejects the upload
+        if drop_cells and output is not None:
+            everything = pl.int_range(0, frame.height, eager=True, dtype=pl.Int64)
+            places = everything.filter(~everything.is_in(pandera_dropped.implode()))
+            bad = cell_failures.get_column("index").implode()
+            output = output.filter(~places.is_in(bad))
+        else:
+            output = None  # a value that does not convert rejects the upload
     if crashed:
         failures = failures.with_columns(pl.lit(True).alias("by_column"))
     return coerced, output, failures

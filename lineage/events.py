@@ -71,11 +71,13 @@ class IngestJob:
     owner: str | None = None
     # The HTTP request that carried the upload (X-Request-ID), to join events with logs.
     request_id: str | None = None
+    # "ingest", or "replay" / "correction" of a quarantine batch.
+    kind: str = "ingest"
 
     @property
     def job_name(self) -> str:
-        """The OpenLineage job name of this dataset's ingests."""
-        return f"ingest.{self.dataset}"
+        """The OpenLineage job name of this dataset's ingests (replays, corrections)."""
+        return f"{self.kind}.{self.dataset}"
 
 
 @dataclass(frozen=True)
@@ -126,13 +128,72 @@ class StoredOutput:
     pii: Sequence[dict[str, Any]] = field(default_factory=tuple)
 
 
+QUARANTINE_FACET = "datagate_quarantine"
+QUARANTINE_FACET_SCHEMA = f"{PRODUCER}/spec/facets/QuarantineDatasetFacet.json"
+
+
+@dataclass(frozen=True)
+class HeldOutput:
+    """Rows an ingest held back for review (a quarantine batch): counts, never a value."""
+
+    batch_id: str
+    rows: int
+    # Failing rows per check: {"column", "check", "rows"}.
+    failures: Sequence[dict[str, Any]] = ()
+
+
+def quarantine_dataset(dataset: str) -> str:
+    """The OpenLineage dataset name of a dataset's held rows."""
+    return f"{dataset}.quarantine"
+
+
+def _held_facets(held: HeldOutput) -> dict[str, Any]:
+    return {
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=held.batch_id, producer=PRODUCER
+        ),
+        "dataQualityAssertions": data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
+            assertions=[
+                data_quality_assertions_dataset.Assertion(
+                    assertion=str(f["check"]), success=False, column=f.get("column")
+                )
+                for f in held.failures
+            ],
+            producer=PRODUCER,
+        ),
+        QUARANTINE_FACET: {
+            "_producer": PRODUCER,
+            "_schemaURL": QUARANTINE_FACET_SCHEMA,
+            "batchId": held.batch_id,
+            "rows": held.rows,
+            "failures": [dict(f) for f in held.failures],
+        },
+    }
+
+
+def _held_output(job: IngestJob, held: HeldOutput) -> OutputDataset:
+    return OutputDataset(
+        namespace=job.namespace,
+        name=quarantine_dataset(job.dataset),
+        facets=_held_facets(held),
+        outputFacets={
+            "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=held.rows, producer=PRODUCER
+            )
+        },
+    )
+
+
 def _job(job: IngestJob) -> Job:
     return Job(
         namespace=job.namespace,
         name=job.job_name,
         facets={
             "jobType": job_type_job.JobTypeJobFacet(
-                processingType="BATCH", integration="DATAGATE", jobType="INGEST", producer=PRODUCER
+                processingType="BATCH",
+                integration="DATAGATE",
+                jobType=job.kind.upper(),
+                producer=PRODUCER,
             )
         },
     )
@@ -239,8 +300,16 @@ def ingest_start(job: IngestJob, at: datetime) -> RunEvent:
     return _event(RunState.START, job, at, [_input(job, ())], [])
 
 
-def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEvent:
-    """The COMPLETE event: the stored version with schema, version, source and statistics."""
+def ingest_complete(
+    job: IngestJob,
+    at: datetime,
+    output: StoredOutput,
+    held: HeldOutput | None = None,
+    inputs: Sequence[InputDataset] = (),
+) -> RunEvent:
+    """The COMPLETE event: the stored version with schema, version, source and statistics;
+    the rows ``held`` for review as a second output; ``inputs`` instead of the upload (a
+    replay reads a quarantine batch and the version it adds to)."""
     facets: dict[str, Any] = {
         "schema": schema_dataset.SchemaDatasetFacet(
             fields=[
@@ -278,8 +347,35 @@ def ingest_complete(job: IngestJob, at: datetime, output: StoredOutput) -> RunEv
             )
         },
     )
-    inputs = [_input(job, output.assertions, output.metrics)]
-    return _event(RunState.COMPLETE, job, at, inputs, [stored])
+    read = list(inputs) or [_input(job, output.assertions, output.metrics)]
+    outputs = [stored] if held is None else [stored, _held_output(job, held)]
+    return _event(RunState.COMPLETE, job, at, read, outputs)
+
+
+def held_input(namespace: str, dataset: str, batch_id: str) -> InputDataset:
+    """A quarantine batch read by the run that replays or corrects it."""
+    return InputDataset(
+        namespace=namespace,
+        name=quarantine_dataset(dataset),
+        facets={
+            "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+                datasetVersion=batch_id, producer=PRODUCER
+            )
+        },
+    )
+
+
+def version_input(namespace: str, dataset: str, version: int) -> InputDataset:
+    """A stored dataset version read by a run."""
+    return InputDataset(
+        namespace=namespace,
+        name=dataset,
+        facets={
+            "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+                datasetVersion=str(version), producer=PRODUCER
+            )
+        },
+    )
 
 
 def ingest_fail(
@@ -288,13 +384,16 @@ def ingest_fail(
     message: str,
     assertions: Sequence[AssertionResult] = (),
     metrics: InputMetrics | None = None,
+    held: HeldOutput | None = None,
 ) -> RunEvent:
-    """The FAIL event, with ``errorMessage``; ``message`` must already be free of raw values."""
+    """The FAIL event, with ``errorMessage``; ``message`` must already be free of raw values.
+    Rows ``held`` for review (no row passed) are its one output."""
     error = error_message_run.ErrorMessageRunFacet(
         message=message, programmingLanguage="python", producer=PRODUCER
     )
     inputs = [_input(job, assertions, metrics)]
-    return _event(RunState.FAIL, job, at, inputs, [], {"errorMessage": error})
+    outputs = [] if held is None else [_held_output(job, held)]
+    return _event(RunState.FAIL, job, at, inputs, outputs, {"errorMessage": error})
 
 
 def event_to_dict(event: RunEvent) -> dict[str, Any]:

@@ -94,8 +94,17 @@ def test_readiness_reports_every_check_with_status_and_detail(client: TestClient
     ready = client.get("/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
-    assert set(checks) == {"database", "storage", "contracts", "pii", "lineage", "queue"}
+    assert set(checks) == {
+        "database",
+        "storage",
+        "contracts",
+        "pii",
+        "lineage",
+        "queue",
+        "quarantine",
+    }
     assert checks["queue"]["queued"] == 0
+    assert (checks["quarantine"]["open_batches"], checks["quarantine"]["held_rows"]) == (0, 0)
     for name, check in checks.items():
         assert check["status"] in ("ok", "degraded"), name
         assert check["detail"], name

@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter, Depends
 
-from gateway.api import audit, contracts, datasets, health, keys, lineage, privacy, runs, training
+from gateway.api import (
+    audit,
+    contracts,
+    datasets,
+    health,
+    keys,
+    lineage,
+    privacy,
+    quarantine,
+    runs,
+    training,
+)
 from gateway.api.dependencies import get_principal
 
 # Every /api/v1 route needs a valid key; each route then checks role and datasets.
@@ -10,6 +21,7 @@ api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_principal)])
 api_router.include_router(datasets.router)
 api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
+api_router.include_router(quarantine.router)
 api_router.include_router(privacy.router)
 api_router.include_router(lineage.router)
 api_router.include_router(training.router)

@@ -308,6 +308,7 @@ async def upload(
             "run_id": outcome.run_id,
             "created": outcome.created,
             "version": version_view(dataset, outcome.version),
+            **({"quarantine": outcome.quarantine} if outcome.quarantine else {}),
         },
         status_code=201 if outcome.created else 200,
         headers={"Location": location},

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from gateway.api.dependencies import ServicesDep
 from gateway.db import pending_migrations
 from gateway.jobs import queue_state
+from gateway.review import open_counts
 from gateway.schemas import Liveness, Readiness
 
 router = APIRouter(tags=["health"])
@@ -94,6 +95,22 @@ def _check_queue(services: Any) -> dict[str, Any]:
     }
 
 
+def _check_quarantine(services: Any) -> dict[str, Any]:
+    # Rows waiting for review: reported, never a reason to stop taking uploads.
+    try:
+        counts = open_counts(services.engine)
+    except Exception as exc:
+        return {"status": "fail", "detail": f"quarantine unreadable ({type(exc).__name__})"}
+    batches = sum(count for count, _ in counts.values())
+    rows = sum(held for _, held in counts.values())
+    return {
+        "status": "ok",
+        "detail": f"{batches} quarantine batch(es) holding {rows} row(s) wait for review",
+        "open_batches": batches,
+        "held_rows": rows,
+    }
+
+
 def _check_pii(services: Any) -> dict[str, Any]:
     # Pattern-only still redacts structured PII but finds no names: ready, and said loudly (the
     # reason, which may name a path, is in the start-up log).
@@ -121,6 +138,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         "pii": _check_pii(services),
         "lineage": _check_lineage(services),
         "queue": _check_queue(services),
+        "quarantine": _check_quarantine(services),
     }
     ready = all(check["status"] in ("ok", "degraded") for check in checks.values())
     answer = Readiness.model_validate(

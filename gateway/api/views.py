@@ -122,5 +122,15 @@ def run_view(run: IngestRun, parts: Sequence[IngestPart] = ()) -> dict[str, Any]
         "error": run.error,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "links": {"version": version_url(run.dataset, run.version) if run.version else None},
+        "kind": run.kind,
+        "quarantine_id": run.quarantine_id,
+        "links": {
+            "version": version_url(run.dataset, run.version) if run.version else None,
+            "quarantine": quarantine_url(run.quarantine_id) if run.quarantine_id else None,
+        },
     }
+
+
+def quarantine_url(batch_id: str) -> str:
+    """The API path of a quarantine batch."""
+    return f"/api/v1/quarantine/{batch_id}"

@@ -1,0 +1,338 @@
+"""Quarantine and review (``on_invalid: "quarantine"``): good rows become the version, bad rows
+are held sealed for review, replayed after a contract fix, corrected by key, discarded or
+expired; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from gateway.app import create_app
+from gateway.models import LineageEvent, QuarantineBatch, utcnow
+from gateway.quarantine import QUARANTINE_PREFIX
+from gateway.review import expire_due
+from privacy import PiiEngine
+from tests.conftest import CONTRACTS, admin_client, settings_for
+
+PATIENTS = """
+import pandera.polars as pa
+
+
+class Patients(pa.DataFrameModel):
+    patient_id: int = pa.Field(unique=True, ge=1)
+    email: str = pa.Field(
+        str_matches=r"^[^@\\s]+@[^@\\s]+$",
+        metadata={{"pii": "EMAIL_ADDRESS", "redact": "hash"}},
+    )
+    country: str = pa.Field(isin={countries})
+    score: float = pa.Field(ge=0, le=100)
+
+    class Config:
+        name = "patients"
+        strict = True
+        coerce = True
+        metadata = {{
+            "version": "{version}",
+            "on_invalid": "quarantine",
+            "max_invalid_fraction": {fraction},
+            "min_valid_rows": 1,
+        }}
+"""
+EMAIL_OF_BAD_ROW = "zelda.quarantined@example.org"
+
+
+def write_contract(
+    folder: Path, countries: list[str], version: str = "1.0.0", fraction: float = 0.3
+) -> None:
+    (folder / "patients.py").write_text(
+        PATIENTS.format(countries=countries, version=version, fraction=fraction)
+    )
+
+
+def patients(rows: int = 20) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "patient_id": list(range(1, rows + 1)),
+            "email": [f"patient{i}@example.com" for i in range(1, rows + 1)],
+            "country": ["US" if i % 2 else "DE" for i in range(rows)],
+            "score": [float(i) for i in range(rows)],
+        }
+    )
+
+
+def with_bad_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """Row 3 from France (not allowed by 1.0.0), row 7 with a score out of range."""
+    return frame.with_columns(
+        pl.when(pl.col("patient_id") == 3)
+        .then(pl.lit("FR"))
+        .otherwise(pl.col("country"))
+        .alias("country"),
+        pl.when(pl.col("patient_id") == 7)
+        .then(pl.lit(250.0))
+        .otherwise(pl.col("score"))
+        .alias("score"),
+        pl.when(pl.col("patient_id") == 3)
+        .then(pl.lit(EMAIL_OF_BAD_ROW))
+        .otherwise(pl.col("email"))
+        .alias("email"),
+    )
+
+
+def csv(frame: pl.DataFrame) -> bytes:
+    return frame.write_csv().encode()
+
+
+class Gateway:
+    """A gateway on one home and database, restartable (a new contract is a restart)."""
+
+    def __init__(self, home: Path, database_url: str, pii_engine: PiiEngine) -> None:
+        self.home = home
+        self.contracts = home / "contracts"
+        self.contracts.mkdir(parents=True, exist_ok=True)
+        for path in CONTRACTS.glob("*.py"):
+            shutil.copy(path, self.contracts / path.name)
+        self.database_url = database_url
+        self.pii_engine = pii_engine
+        self.client: TestClient | None = None
+
+    def start(self, **extra: Any) -> TestClient:
+        self.stop()
+        settings = settings_for(self.home, self.contracts, database_url=self.database_url, **extra)
+        self.client = admin_client(create_app(settings, pii_engine=self.pii_engine))
+        self.client.__enter__()
+        return self.client
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.__exit__(None, None, None)
+            self.client = None
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path / "home", database_url, pii_engine)
+    write_contract(gw.contracts, ["US", "DE"])
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def upload(client: TestClient, body: bytes, fmt: str = "csv") -> Any:
+    return client.post(f"/api/v1/datasets/patients/uploads?format={fmt}", content=body)
+
+
+def stored(client: TestClient, number: int) -> pl.DataFrame:
+    data = client.get(f"/api/v1/datasets/patients/versions/{number}/data?format=parquet")
+    assert data.status_code == 200, data.text
+    return pl.read_parquet(io.BytesIO(data.content))
+
+
+def test_partial_accept_keeps_good_rows_and_holds_bad_ones(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    answer = upload(client, csv(with_bad_rows(patients())))
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["version"]["row_count"] == 18
+    held = body["quarantine"]
+    assert held["rows"] == 2
+    by_check = {(f["column"], f["check"]): f["rows"] for f in held["failures"]}
+    assert by_check == {
+        ("country", "isin(['US', 'DE'])"): 1,
+        ("score", "less_than_or_equal_to(100)"): 1,
+    }
+    run = client.get(f"/api/v1/runs/{body['run_id']}").json()
+    assert run["status"] == "quarantined"
+    assert run["quarantine_id"] == held["id"]
+    assert sorted(stored(client, 1)["patient_id"].to_list()) == [
+        i for i in range(1, 21) if i not in (3, 7)
+    ]
+    batch = client.get(f"/api/v1/quarantine/{held['id']}").json()
+    assert batch["batch"]["status"] == "open"
+    rows = {r["row"]: r for r in batch["rows"]}
+    assert set(rows) == {3, 7}  # row numbers in the upload (header excluded), from 1
+    assert rows[3]["values"]["email"] == "<EMAIL_ADDRESS>"
+    assert rows[3]["values"]["country"] == "FR"
+    assert rows[3]["failures"] == [{"column": "country", "check": "isin(['US', 'DE'])"}]
+    listed = client.get("/api/v1/quarantine?dataset=patients&status=open").json()
+    assert [b["id"] for b in listed["batches"]] == [held["id"]]
+
+
+def test_above_the_threshold_the_whole_upload_is_refused(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    frame = patients().with_columns(
+        pl.when(pl.col("patient_id") <= 8)
+        .then(pl.lit("FR"))
+        .otherwise(pl.col("country"))
+        .alias("country")
+    )
+    answer = upload(client, csv(frame))
+    assert answer.status_code == 422, answer.text
+    report = answer.json()["report"]
+    assert report["rows_quarantined"] == 8
+    assert "max_invalid_fraction" in " ".join(report["notes"])
+    assert "quarantine" not in answer.json()
+    assert client.get("/api/v1/quarantine").json()["total"] == 0
+
+
+def test_no_valid_row_holds_everything_and_answers_422_with_the_batch(gateway: Gateway) -> None:
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE"], fraction=1.0)
+    client = gateway.start()
+    frame = patients(5).with_columns(pl.lit("FR").alias("country"))
+    answer = upload(client, csv(frame))
+    assert answer.status_code == 422, answer.text
+    held = answer.json()["quarantine"]
+    assert held["rows"] == 5
+    run = client.get(f"/api/v1/runs/{answer.json()['run_id']}").json()
+    assert run["status"] == "rejected"
+    assert run["quarantine_id"] == held["id"]
+    # The contract is fixed: the replay makes the first version, the complete upload.
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE", "FR"], version="1.1.0", fraction=1.0)
+    client = gateway.start()
+    replay = client.post(f"/api/v1/quarantine/{held['id']}/replay")
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["released"] == 5
+    assert replay.json()["version"]["version"] == 1
+    assert replay.json()["batch"]["status"] == "replayed"
+    assert stored(client, 1).height == 5
+
+
+def test_replay_after_the_contract_widens_isin(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    answer = upload(client, csv(with_bad_rows(patients())))
+    batch_id = answer.json()["quarantine"]["id"]
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE", "FR"], version="1.1.0")
+    client = gateway.start()
+    replay = client.post(f"/api/v1/quarantine/{batch_id}/replay")
+    assert replay.status_code == 200, replay.text
+    body = replay.json()
+    assert (body["released"], body["still_held"], body["created"]) == (1, 1, True)
+    assert body["version"]["version"] == 2
+    assert body["version"]["row_count"] == 19
+    assert body["batch"]["status"] == "open"
+    assert body["batch"]["base_version"] == 2
+    v2 = stored(client, 2)
+    assert sorted(v2["patient_id"].to_list()) == [i for i in range(1, 21) if i != 7]
+    assert EMAIL_OF_BAD_ROW not in v2["email"].to_list()  # hashed like every other row
+    assert v2.filter(pl.col("patient_id") == 3)["email"].item() != EMAIL_OF_BAD_ROW
+    detail = client.get(f"/api/v1/quarantine/{batch_id}").json()
+    assert [r["row"] for r in detail["rows"]] == [7]
+    run = client.get(f"/api/v1/runs/{body['run_id']}").json()
+    assert (run["kind"], run["status"], run["version"]) == ("replay", "quarantined", 2)
+    # The replay is its own lineage run: it reads the batch and version 1, writes version 2.
+    with Session(gateway_engine(gateway)) as session:
+        events = session.exec(
+            select(LineageEvent).where(LineageEvent.run_id == body["run_id"])
+        ).all()
+    complete = next(e.payload for e in events if e.event_type == "COMPLETE")
+    assert complete["job"]["name"] == "replay.patients"
+    inputs = {(i["name"], i["facets"]["version"]["datasetVersion"]) for i in complete["inputs"]}
+    assert inputs == {("patients.quarantine", batch_id), ("patients", "1")}
+    assert complete["outputs"][0]["facets"]["version"]["datasetVersion"] == "2"
+
+
+def gateway_engine(gateway: Gateway) -> Any:
+    assert gateway.client is not None
+    return gateway.client.app.state.services.engine  # type: ignore[attr-defined]
+
+
+def test_corrections_by_key_replace_the_held_rows(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    answer = upload(client, csv(with_bad_rows(patients())))
+    batch_id = answer.json()["quarantine"]["id"]
+    fixed = pl.DataFrame(
+        {"patient_id": [7], "email": ["patient7@example.com"], "country": ["US"], "score": [70.0]}
+    )
+    corrected = client.post(
+        f"/api/v1/quarantine/{batch_id}/corrections?format=csv", content=csv(fixed)
+    )
+    assert corrected.status_code == 200, corrected.text
+    body = corrected.json()
+    assert (body["released"], body["still_held"]) == (1, 1)
+    v2 = stored(client, body["version"]["version"])
+    assert v2.filter(pl.col("patient_id") == 7)["score"].item() == 70.0
+    # A correction for a row the batch does not hold is refused, naming no value.
+    stray = fixed.with_columns(pl.lit(99).alias("patient_id"))
+    refused = client.post(
+        f"/api/v1/quarantine/{batch_id}/corrections?format=csv", content=csv(stray)
+    )
+    assert refused.status_code == 400
+    assert "match no row" in refused.json()["detail"]
+
+
+def test_discard_destroys_the_rows_and_keeps_a_tombstone(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    reason = f"test data sent by mistake, ask {EMAIL_OF_BAD_ROW}"
+    discarded = client.post(f"/api/v1/quarantine/{batch_id}/discard", json={"reason": reason})
+    assert discarded.status_code == 200, discarded.text
+    tomb = discarded.json()
+    assert (tomb["status"], tomb["rows_held"], tomb["rows_discarded"]) == ("discarded", 0, 2)
+    assert EMAIL_OF_BAD_ROW not in tomb["close_reason"]
+    assert tomb["failures"]  # the reasons stay
+    with Session(gateway_engine(gateway)) as session:
+        row = session.get(QuarantineBatch, batch_id)
+        assert row is not None
+        assert (row.key_seed, row.storage_key) == (None, None)
+    assert not list((gateway.home / "snapshots" / QUARANTINE_PREFIX).rglob("*.sealed"))
+    assert client.post(f"/api/v1/quarantine/{batch_id}/replay").status_code == 409
+    assert client.get(f"/api/v1/quarantine/{batch_id}").json()["rows"] == []
+
+
+def test_expiry_destroys_key_and_data(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    assert expire_due(services) == []  # not due yet
+    with Session(services.engine) as session:
+        row = session.get(QuarantineBatch, batch_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    assert expire_due(services, services.audit.record) == [batch_id]
+    tomb = client.get(f"/api/v1/quarantine/{batch_id}").json()["batch"]
+    assert (tomb["status"], tomb["closed_by"], tomb["rows_discarded"]) == (
+        "expired",
+        "system:expiry",
+        2,
+    )
+    log = client.get("/api/v1/audit/log?actor=system:expiry").json()
+    assert any(batch_id in (e.get("target") or "") for e in log["entries"])
+    assert not list((gateway.home / "snapshots" / QUARANTINE_PREFIX).rglob("*.sealed"))
+
+
+def test_held_rows_are_sealed_at_rest(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    upload(client, csv(with_bad_rows(patients())))
+    files = list((gateway.home / "snapshots" / QUARANTINE_PREFIX).rglob("*.sealed"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    assert EMAIL_OF_BAD_ROW.encode() not in data
+    assert b"FR" not in data or b"country" not in data  # nothing readable, names included
+    with Session(gateway_engine(gateway)) as session:
+        dump = json.dumps(
+            [r.model_dump(mode="json") for r in session.exec(select(QuarantineBatch))]
+        )
+    assert EMAIL_OF_BAD_ROW not in dump
