@@ -166,6 +166,18 @@ class Contract:
                 "undeclared_pii": self.undeclared_pii,
                 "pii_entities": sorted(self.detection.entities),
                 "pii_phone_regions": list(self.detection.phone_regions),
+                **(
+                    {
+                        "quarantine": {
+                            "max_invalid_fraction": self.quarantine.max_invalid_fraction,
+                            "min_valid_rows": self.quarantine.min_valid_rows,
+                            "quarantine_days": self.quarantine.expire_days,
+                            "keys": list(self.quarantine.keys),
+                        }
+                    }
+                    if self.quarantine is not None
+                    else {}
+                ),
             },
             "strict": self.definition["strict"],
             "columns": [c.describe() for c in self.columns],

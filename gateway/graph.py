@@ -9,7 +9,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from gateway.errors import NotFound
-from gateway.models import Dataset, DatasetVersion, IngestRun, LineageEdge
+from gateway.models import Dataset, DatasetVersion, IngestRun, LineageEdge, QuarantineBatch
 from gateway.outbox import node_id
 from lineage import MODEL_NAMESPACE
 
@@ -98,12 +98,14 @@ def _upload_of(session: Session, dataset: str, version: int) -> dict[str, Any] |
     if row is None:
         return None
     stored, run = row
+    story = _quarantine_story(session, stored, run)
     return {
         "uploader": stored.uploader,
         "uploaded_at": stored.created_at.isoformat(),
         "source": stored.source,
         "run_id": stored.run_id,
         "filename": run.filename,
+        **({"quarantine": story} if story is not None else {}),
         "content_hash": stored.content_hash,
         "row_count": stored.row_count,
         "contract": {
@@ -113,6 +115,56 @@ def _upload_of(session: Session, dataset: str, version: int) -> dict[str, Any] |
         },
         "validation": stored.validation_summary,
         "pii": stored.pii_summary,
+    }
+
+
+def _quarantine_story(
+    session: Session, stored: DatasetVersion, run: IngestRun
+) -> dict[str, Any] | None:
+    """For a version whose upload held rows back: which rows were held and why, and each
+    replay or correction that released rows into it (which rows, the checks they had failed,
+    who released them and when), oldest first. Row numbers and check names, never a value."""
+    if run.quarantine_id is None:
+        return None
+    batch = session.get(QuarantineBatch, run.quarantine_id)
+    if batch is None:
+        return None
+    releases: list[dict[str, Any]] = []
+    version, current = stored, run
+    while current.kind != "ingest":
+        report = current.validation_report or {}
+        releases.append(
+            {
+                "version": version.number,
+                "run_id": current.id,
+                "kind": current.kind,
+                "released_by": current.uploader,
+                "released_at": current.finished_at.isoformat() if current.finished_at else None,
+                "rows": report.get("released_rows", []),
+                "had_failed": report.get("released_failures", []),
+            }
+        )
+        base = (version.validation_summary or {}).get("released_from_version")
+        if base is None:
+            break
+        earlier = session.exec(
+            select(DatasetVersion, IngestRun).where(
+                DatasetVersion.dataset_id == version.dataset_id,
+                DatasetVersion.number == base,
+                IngestRun.id == DatasetVersion.run_id,
+            )
+        ).first()
+        if earlier is None:
+            break
+        version, current = earlier
+    return {
+        "batch": batch.id,
+        "status": batch.status,
+        "upload_run_id": batch.run_id,
+        "rows_held_at_upload": batch.rows_total,
+        "held_because": batch.failures,
+        "rows_held_now": batch.rows_held,
+        "releases": list(reversed(releases)),
     }
 
 
@@ -242,6 +294,26 @@ def provenance_markdown(report: dict[str, Any]) -> str:
                     for c in redacted
                 ]
                 lines.append("")
+        for item in run["inputs"]:
+            story = (item.get("upload") or {}).get("quarantine")
+            if not story:
+                continue
+            why = ", ".join(
+                f"{f['column'] or '(row)'} {f['check']}: {f['rows']}" for f in story["held_because"]
+            )
+            lines.append(
+                f"Quarantine of {item['dataset']} v{item['version']}: batch {story['batch']} "
+                f"held {story['rows_held_at_upload']} row(s) ({why}); {story['rows_held_now']} "
+                f"still held ({story['status']})."
+            )
+            for release in story["releases"]:
+                rows = release["rows"]
+                shown = ", ".join(str(r) for r in rows[:20]) + (" …" if len(rows) > 20 else "")
+                lines.append(
+                    f"- v{release['version']}: {release['kind']} by {release['released_by']} "
+                    f"at {release['released_at']} released {len(rows)} row(s): {shown}"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 

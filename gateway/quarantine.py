@@ -150,8 +150,10 @@ def failure_counts(held: pl.DataFrame) -> list[dict[str, Any]]:
     if held.is_empty() or HELD_FAILURES not in held.columns:
         return []
     counted = (
-        held.select(ROW_PLACE, pl.col(HELD_FAILURES).explode())
+        held.select(ROW_PLACE, HELD_FAILURES)
+        .explode(HELD_FAILURES)
         .unnest(HELD_FAILURES)
+        .filter(pl.col("check").is_not_null())
         .unique()
         .group_by("column", "check")
         .agg(pl.len().alias("rows"))

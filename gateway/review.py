@@ -230,6 +230,9 @@ def shown_rows(
             cleaned = scan_texts([t for _, _, t in to_scrub], services.pii_engine, detection)
             for (holder, column, _), text in zip(to_scrub, cleaned, strict=True):
                 holder[column] = text
+    for row in shown:  # each failure with the value at fault, as shown
+        for failure in row["failures"]:
+            failure["value"] = row["values"].get(failure["column"])
     return shown
 
 
@@ -491,9 +494,16 @@ def _release(
                 )
             )
             redacted = redacted.filter(~clash)
+            at = at.filter(~clash)
         released = redacted.height
         if released:
             staged = services.snapshots.stage(redacted.lazy())
+    # Which rows of the upload this run releases, and why they had been held: provenance.
+    freed = places.gather(at) if released else pl.Series(ROW_PLACE, [], dtype=pl.Int64)
+    evidence = {
+        "released_rows": (freed + 1).sort().to_list(),
+        "released_failures": failure_counts(held.filter(pl.col(ROW_PLACE).is_in(freed.implode()))),
+    }
     remaining = (
         pl.concat([f for f in still if f.width], how="diagonal_relaxed")
         if any(f.height for f in still)
@@ -513,6 +523,7 @@ def _release(
             released,
             remaining,
             spool,
+            evidence,
         )
     finally:
         if staged is not None:
@@ -553,6 +564,7 @@ def _record(
     released: int,
     remaining: pl.DataFrame | None,
     spool: UploadSpool,
+    evidence: dict[str, Any],
 ) -> Release:
     store = services.snapshots
     own: list[str] = []  # objects this run stored, removed unless its transaction commits
@@ -649,7 +661,7 @@ def _record(
             run.status = (
                 "rejected" if stored is None else "quarantined" if still_held else "accepted"
             )
-            run.validation_report = report.as_dict()
+            run.validation_report = {**report.as_dict(), **evidence}
             run.pii_report = pii_report(tuple(merge_outcomes([outcomes]))) if outcomes else None
             run.format = None
             run.finished_at = now

@@ -188,7 +188,10 @@ def observe(dataset: str, outcome: str, batch: Batch | None) -> None:
                 column if column in contract.dtypes else metrics.OTHER,
                 check if check in known_checks else metrics.OTHER,
             ).inc()
-    if outcome not in ("accepted", "matched"):
+    held = batch.holds
+    if held is not None and outcome in ("quarantined", "rejected"):
+        metrics.QUARANTINE_ROWS.labels(dataset, "held").inc(held.rows)
+    if outcome not in ("accepted", "matched", "quarantined"):
         return
     metrics.ROWS.labels(dataset).inc(batch.stored_rows)
     metrics.BYTES.labels(dataset).inc(batch.upload.size)

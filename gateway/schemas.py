@@ -213,13 +213,27 @@ class ColumnOut(_Out):
     description: str | None
 
 
+class QuarantinePolicyOut(_Out):
+    """How a quarantining contract holds failing rows."""
+
+    max_invalid_fraction: float = Field(
+        description="Above this share of failing rows the whole upload is refused."
+    )
+    min_valid_rows: int = Field(description="Fewer passing rows refuse the whole upload.")
+    quarantine_days: int | None = Field(
+        description="Days held rows are kept (None: DATAGATE_QUARANTINE_DAYS)."
+    )
+    keys: list[str] = Field(description="Columns that match corrections to held rows.")
+
+
 class ContractPolicies(_Out):
     """What Datagate does beyond Pandera's checks."""
 
-    on_invalid: str
+    on_invalid: str = Field(description="reject, or quarantine (failing rows held for review).")
     undeclared_pii: str
     pii_entities: list[str]
     pii_phone_regions: list[str]
+    quarantine: QuarantinePolicyOut | None = None
 
 
 class ContractOut(_Out):
@@ -432,6 +446,33 @@ class UploadRecord(_Out):
     contract: ContractRef
     validation: dict[str, Any] | None
     pii: dict[str, Any] | None
+    quarantine: QuarantineStory | None = Field(
+        default=None, description="Rows the upload held back, and who released which."
+    )
+
+
+class QuarantineRelease(_Out):
+    """A replay or correction that released held rows into a version."""
+
+    version: int
+    run_id: str
+    kind: str = Field(description="replay or correction")
+    released_by: str
+    released_at: UtcTime | None
+    rows: list[int] = Field(description="The released rows' numbers in the upload (from 1).")
+    had_failed: list[FailingRows] = Field(description="The checks those rows had failed.")
+
+
+class QuarantineStory(_Out):
+    """The quarantine behind a version: which rows were held and why, and each release."""
+
+    batch: str
+    status: str
+    upload_run_id: str
+    rows_held_at_upload: int
+    held_because: list[FailingRows]
+    rows_held_now: int
+    releases: list[QuarantineRelease] = Field(description="Oldest first.")
 
 
 class ProvenanceInput(_Out):
@@ -584,10 +625,12 @@ class QuarantineList(_Out):
 
 
 class HeldFailure(_Out):
-    """One failure of a held row: the column (None for a whole-row check) and the check."""
+    """One failure of a held row: the column (None, or several, for a whole-row check), the
+    check, and the value at fault as shown (a placeholder for PII)."""
 
     column: str | None
     check: str
+    value: Any = None
 
 
 class HeldRow(_Out):

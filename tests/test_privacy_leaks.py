@@ -533,3 +533,106 @@ def test_a_whole_row_example_hides_the_rows_own_name_where_ner_misses_it(
         (failure,) = refused.json()["report"]["failures"]
         shown = json.loads(failure["examples"][0]["value"])
         assert shown == {"id": -1, "name": "<PERSON>", "comment": "Called <PERSON> on Tuesday."}
+
+
+def test_quarantined_pii_appears_nowhere(
+    tmp_path: Path,
+    database_url: str,
+    pii_engine: PiiEngine,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Rows a quarantining contract holds keep their original values, so every surface of a
+    quarantine is searched for them: the upload's answer, the batch list and its rows, the
+    runs, a replay, corrections, a discard's reason, expiry, logs, database rows, files
+    (the held rows are sealed) and lineage events."""
+    caplog.set_level(logging.DEBUG)
+    json_lines = _json_log_capture(request)
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    quarantining = textwrap.dedent(CONTRACT).replace(
+        '"undeclared_pii": "redact"}',
+        '"undeclared_pii": "redact", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}',
+    )
+    (contracts / "support_tickets.py").write_text(quarantining)
+    settings = settings_for(
+        tmp_path / "home",
+        contracts,
+        database_url=database_url,
+        log_level="debug",
+        ingest_chunk_rows=100,
+    )
+    table = mixed_table(300, seed=7)
+    frame = table.frame
+    # Failing rows: negative amounts, a bad country, a broken email, an IP with a remark, and a
+    # ticket id repeated in another part (held by the whole-column check, after the parts).
+    invalid = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0)
+        .then(-1.0)
+        .otherwise(pl.col("amount"))
+        .alias("amount"),
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(pl.lit("XX"))
+        .otherwise(pl.col("country"))
+        .alias("country"),
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(pl.lit("not-an-email"))
+        .otherwise(pl.col("email"))
+        .alias("email"),
+        pl.when(pl.int_range(pl.len()) % 5 == 0)
+        .then(pl.col("ip") + " via proxy")
+        .otherwise(pl.col("ip"))
+        .alias("ip"),
+        pl.when(pl.int_range(pl.len()) == 250)
+        .then(pl.col("ticket_id").get(11))
+        .otherwise(pl.col("ticket_id"))
+        .alias("ticket_id"),
+    )
+    bodies: list[str] = []
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        answer = client.post(
+            "/api/v1/datasets/support_tickets/uploads",
+            content=_csv(invalid),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert answer.status_code == 201, answer.text
+        held = answer.json()["quarantine"]
+        batch = f"/api/v1/quarantine/{held['id']}"
+        checks = {f["check"] for f in held["failures"]}
+        assert "field_uniqueness" in checks, checks
+        detail = client.get(batch, params={"limit": 1000})
+        assert detail.status_code == 200
+        assert len(detail.json()["rows"]) == held["rows"]
+        assert {r["row"] for r in detail.json()["rows"]} >= {12, 251}  # both duplicates
+        fixed = (
+            invalid.filter(pl.col("amount") < 0).head(3).with_columns(pl.lit(1.0).alias("amount"))
+        )
+        corrected = client.post(f"{batch}/corrections?format=csv", content=_csv(fixed))
+        assert corrected.status_code == 200, corrected.text
+        replayed = client.post(f"{batch}/replay")
+        assert replayed.status_code == 200, replayed.text
+        reason = f"duplicates from the CRM export; {table.frame['email'][0]} asked us to drop them"
+        discarded = client.post(f"{batch}/discard", json={"reason": reason})
+        assert discarded.status_code == 200, discarded.text
+        bodies += [answer.text, detail.text, corrected.text, replayed.text, discarded.text]
+        for path in [
+            "/api/v1/quarantine",
+            batch,
+            f"/api/v1/runs/{answer.json()['run_id']}",
+            f"/api/v1/runs/{corrected.json()['run_id']}",
+            f"/api/v1/runs/{replayed.json()['run_id']}",
+            "/api/v1/audit/log",
+            "/readyz",
+            "/metrics",
+        ]:
+            response = client.get(path)
+            assert response.status_code == 200, path
+            bodies.append(response.text)
+        rows = _database_rows(client)
+    structured = table.truth.filter(
+        ~((pl.col("column") == "notes") & (pl.col("entity") == "PERSON"))
+    )
+    planted = set(structured["value"].to_list())
+    places = _places(bodies, caplog, json_lines, rows, tmp_path / "home")
+    leaks = {where: sorted(v for v in planted if v in text)[:5] for where, text in places.items()}
+    assert leaks == {where: [] for where in places}

@@ -165,7 +165,9 @@ def test_partial_accept_keeps_good_rows_and_holds_bad_ones(gateway: Gateway) -> 
     assert set(rows) == {3, 7}  # row numbers in the upload (header excluded), from 1
     assert rows[3]["values"]["email"] == "<EMAIL_ADDRESS>"
     assert rows[3]["values"]["country"] == "FR"
-    assert rows[3]["failures"] == [{"column": "country", "check": "isin(['US', 'DE'])"}]
+    assert rows[3]["failures"] == [
+        {"column": "country", "check": "isin(['US', 'DE'])", "value": "FR"}
+    ]
     listed = client.get("/api/v1/quarantine?dataset=patients&status=open").json()
     assert [b["id"] for b in listed["batches"]] == [held["id"]]
 
@@ -246,6 +248,40 @@ def test_replay_after_the_contract_widens_isin(gateway: Gateway) -> None:
     inputs = {(i["name"], i["facets"]["version"]["datasetVersion"]) for i in complete["inputs"]}
     assert inputs == {("patients.quarantine", batch_id), ("patients", "1")}
     assert complete["outputs"][0]["facets"]["version"]["datasetVersion"] == "2"
+    # A model trained on version 2: its provenance says which rows were held, why, and who
+    # released them.
+    trained = client.post(
+        "/api/v1/training-runs",
+        json={
+            "model": {"name": "risk", "version": "1"},
+            "inputs": [{"dataset": "patients", "version": 2}],
+        },
+    )
+    assert trained.status_code in (200, 201), trained.text
+    provenance = client.get("/api/v1/audit/models/risk/provenance?version=1").json()
+    upload_info = provenance["training_runs"][0]["inputs"][0]["upload"]
+    story = upload_info["quarantine"]
+    assert story["batch"] == batch_id
+    assert story["rows_held_at_upload"] == 2
+    assert {f["check"] for f in story["held_because"]} == {
+        "isin(['US', 'DE'])",
+        "less_than_or_equal_to(100)",
+    }
+    assert story["rows_held_now"] == 1
+    (released,) = story["releases"]
+    assert (released["rows"], released["released_by"], released["kind"]) == (
+        [3],
+        "admin-key",
+        "replay",
+    )
+    assert released["had_failed"] == [
+        {"column": "country", "check": "isin(['US', 'DE'])", "rows": 1}
+    ]
+    markdown = client.get("/api/v1/audit/models/risk/provenance?version=1&format=md")
+    assert "replay by admin-key" in markdown.text, markdown.text
+    assert body["batch"]["held_failures"] == [
+        {"column": "score", "check": "less_than_or_equal_to(100)", "rows": 1}
+    ]
 
 
 def gateway_engine(gateway: Gateway) -> Any:
