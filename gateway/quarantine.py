@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import timedelta
@@ -31,7 +32,8 @@ from gateway.uploads import UploadSpool
 from gateway.validation import HELD_FAILURES, ROW_PLACE
 from privacy import Finding, RedactionKey
 
-QUARANTINE_PREFIX = "quarantine"
+# Not a dataset name (those start with a letter), so no dataset's objects are under it.
+QUARANTINE_PREFIX = ".quarantine"
 STATUSES = ("open", "replayed", "discarded", "expired")
 _LENGTH = 8
 
@@ -41,9 +43,13 @@ def batch_key(key: RedactionKey, batch_id: str, seed: str) -> bytes:
     return key.derive_raw(f"quarantine:{batch_id}:{seed}")[:32]
 
 
-def held_key(dataset: str, batch_id: str, revision: int) -> str:
-    """Where a batch's held rows are stored, one object per revision of what it holds."""
-    return f"{QUARANTINE_PREFIX}/{dataset}/{batch_id}/held-{revision:05d}.sealed"
+def held_key(dataset: str, batch_id: str, revision: int, run_id: str) -> str:
+    """Where a batch's held rows are stored: one object per revision of what it holds, named
+    by the run that wrote it (recovery leaves a running run's object alone)."""
+    return f"{QUARANTINE_PREFIX}/{dataset}/{batch_id}/held-{revision:05d}-{run_id}.sealed"
+
+
+HELD_KEY_RUN = re.compile(r"/held-\d+-([0-9a-f-]{36})\.sealed$")
 
 
 class Holding:

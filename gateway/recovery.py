@@ -31,10 +31,18 @@ from sqlmodel import Session, col, select
 from gateway.context import Instance
 from gateway.db import unit_of_work
 from gateway.errors import DatasetNotFound, Interrupted
-from gateway.models import DatasetVersion, GatewayInstance, IngestRun, as_utc, utcnow
+from gateway.models import (
+    DatasetVersion,
+    GatewayInstance,
+    IngestRun,
+    QuarantineBatch,
+    as_utc,
+    utcnow,
+)
 from gateway.outbox import store_event
 from gateway.problems import problem_for
 from gateway.processes import pid_alive
+from gateway.quarantine import HELD_KEY_RUN, QUARANTINE_PREFIX
 from gateway.runs import job_for_run
 from gateway.snapshots import MANIFEST, sweep_owned_folders
 from gateway.spread import requeue_parts
@@ -317,6 +325,37 @@ class Recovery:
                     if owners.get(key) not in busy:
                         services.snapshots.delete(key)
                         removed.append(key)
+        return removed + self._remove_orphan_held_rows()
+
+    def _remove_orphan_held_rows(self) -> list[str]:
+        """Sealed held rows no quarantine batch refers to (a run that died between storing
+        them and recording its batch; unreadable anyway, their seed was never stored)."""
+        services = self.services
+        keys = services.snapshots.keys(f"{QUARANTINE_PREFIX}/")
+        if not keys:
+            return []
+        removed: list[str] = []
+        with Session(services.engine) as session:
+            referenced = set(
+                session.exec(
+                    select(QuarantineBatch.storage_key).where(
+                        col(QuarantineBatch.storage_key).is_not(None)
+                    )
+                ).all()
+            )
+            owners = {k: m.group(1) for k in keys if (m := HELD_KEY_RUN.search(k))}
+            busy = set(
+                session.exec(
+                    select(IngestRun.id).where(
+                        col(IngestRun.id).in_(set(owners.values())),
+                        col(IngestRun.status).in_(("queued", "running")),
+                    )
+                ).all()
+            )
+        for key in keys:
+            if key not in referenced and owners.get(key) not in busy:
+                services.snapshots.delete(key)
+                removed.append(key)
         return removed
 
 

@@ -574,7 +574,7 @@ def _record(
     if remaining is not None and remaining.height:
         holding = Holding(services.redaction_key, spool, batch.id)
         holding.add(remaining)
-        held_object = held_key(batch.dataset, batch.id, next_revision)
+        held_object = held_key(batch.dataset, batch.id, next_revision, job.run_id)
         store.put_file(held_object, holding.close())
         own.append(held_object)
         seed = holding.seed
@@ -607,6 +607,7 @@ def _record(
         if snapshot is not None and version_key is not None:
             publish_version(store, snapshot, version_key)
             own.extend(_published_by_us(snapshot, version_key))
+            checkpoint(services, "replay:published")
         with unit_of_work(services.engine) as session:
             dataset = lock_dataset(session, batch.dataset)
             row = session.exec(

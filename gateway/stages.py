@@ -187,7 +187,7 @@ class Batch:
         holding = self.holds
         if holding is None:
             return None
-        key = held_key(self.contract.dataset, holding.id, 0)
+        key = held_key(self.contract.dataset, holding.id, 0, self.job.run_id)
         services.snapshots.put_file(key, holding.close())
         return key
 

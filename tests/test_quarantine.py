@@ -372,3 +372,228 @@ def test_held_rows_are_sealed_at_rest(gateway: Gateway) -> None:
             [r.model_dump(mode="json") for r in session.exec(select(QuarantineBatch))]
         )
     assert EMAIL_OF_BAD_ROW not in dump
+
+
+def _key(client: TestClient, role: str, datasets: list[str] | None = None) -> dict[str, str]:
+    body: dict[str, Any] = {"role": role, "name": f"{role}-{'-'.join(datasets or ['all'])}"}
+    if datasets is not None:
+        body["datasets"] = datasets
+    created = client.post("/api/v1/keys", json=body)
+    assert created.status_code == 201, created.text
+    return {"Authorization": f"Bearer {created.json()['key']}"}
+
+
+def test_roles_scopes_and_the_audit_trail(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    before = _quarantine_metrics(client)
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    batch = f"/api/v1/quarantine/{batch_id}"
+    producer = _key(client, "producer", ["patients"])
+    other = _key(client, "producer", ["customers"])
+    auditor = _key(client, "auditor")
+    consumer = _key(client, "consumer", ["patients"])
+    # Auditors read; they do not act.
+    assert client.get(batch, headers=auditor).status_code == 200
+    assert client.get("/api/v1/quarantine", headers=auditor).json()["total"] == 1
+    assert client.post(f"{batch}/replay", headers=auditor).status_code == 403
+    assert client.post(f"{batch}/discard", headers=auditor, json={"reason": "x"}).status_code == 403
+    # Consumers read data, not held rows.
+    assert client.get("/api/v1/quarantine", headers=consumer).status_code == 403
+    assert client.get(batch, headers=consumer).status_code == 403
+    # A producer of another dataset does not see the batch at all.
+    assert client.get("/api/v1/quarantine", headers=other).json()["total"] == 0
+    assert client.get(batch, headers=other).status_code == 404
+    assert client.post(f"{batch}/replay", headers=other).status_code == 404
+    assert client.get("/api/v1/quarantine?dataset=patients", headers=other).status_code == 403
+    # The dataset's producer acts.
+    replay = client.post(f"{batch}/replay", headers=producer)
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["released"] == 0  # the contract did not change: both still fail
+    discarded = client.post(f"{batch}/discard", headers=producer, json={"reason": "bad export"})
+    assert discarded.status_code == 200
+    assert discarded.json()["closed_by"] == "producer-patients"
+    entries = client.get("/api/v1/audit/log?dataset=patients&limit=100").json()["entries"]
+    actions = {(e["actor"], e["action"], e["outcome"]) for e in entries}
+    assert ("producer-patients", "POST /api/v1/quarantine/{batch_id}/replay", 200) in actions
+    assert ("producer-patients", "POST /api/v1/quarantine/{batch_id}/discard", 200) in actions
+    assert ("auditor-all", "GET /api/v1/quarantine/{batch_id}", 200) in actions
+    assert ("auditor-all", "POST /api/v1/quarantine/{batch_id}/replay", 403) in actions
+    after = _quarantine_metrics(client)
+    assert after["held"] - before.get("held", 0) == 2
+    assert after["discarded"] - before.get("discarded", 0) == 2
+
+
+def _quarantine_metrics(client: TestClient) -> dict[str, float]:
+    """Rows quarantined per outcome for patients (counters are per process: compare)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            name, labels = sample.name, sample.labels
+            if name == "datagate_quarantine_rows_total" and labels["dataset"] == "patients":
+                found[labels["outcome"]] = sample.value
+    return found
+
+
+def test_the_ingest_event_has_the_batch_as_a_second_output(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    answer = upload(client, csv(with_bad_rows(patients())))
+    run_id, batch_id = answer.json()["run_id"], answer.json()["quarantine"]["id"]
+    with Session(gateway_engine(gateway)) as session:
+        events = session.exec(select(LineageEvent).where(LineageEvent.run_id == run_id)).all()
+    complete = next(e.payload for e in events if e.event_type == "COMPLETE")
+    outputs = {o["name"]: o for o in complete["outputs"]}
+    assert set(outputs) == {"patients", "patients.quarantine"}
+    held = outputs["patients.quarantine"]
+    assert held["facets"]["version"]["datasetVersion"] == batch_id
+    assert held["outputFacets"]["outputStatistics"]["rowCount"] == 2
+    assertions = held["facets"]["dataQualityAssertions"]["assertions"]
+    assert {(a["column"], a["success"]) for a in assertions} == {
+        ("country", False),
+        ("score", False),
+    }
+    assert held["facets"]["datagate_quarantine"]["rows"] == 2
+    graph = client.get("/api/v1/lineage?nodeId=dataset:datagate:patients.quarantine&depth=2")
+    assert graph.status_code == 200
+    ids = {node["id"] for node in graph.json()["graph"]}
+    assert "job:datagate:ingest.patients" in ids
+
+
+def test_concurrent_replays_of_one_batch_make_one_version(gateway: Gateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from gateway.errors import Conflict
+    from gateway.review import release
+    from gateway.uploads import UploadSpool
+
+    client = gateway.client
+    assert client is not None
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE", "FR"], version="1.1.0")
+    client = gateway.start()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    start = Barrier(2)
+
+    def replay(n: int) -> Any:
+        spool = UploadSpool(services.work_dir / f"t{n}")
+        start.wait()
+        try:
+            return release(services, batch_id, f"reviewer-{n}", spool)
+        except Conflict as conflict:
+            return conflict
+        finally:
+            spool.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(replay, range(2)))
+    created = [o for o in outcomes if not isinstance(o, Conflict) and o.created]
+    assert len(created) == 1, outcomes
+    others = [o for o in outcomes if o not in created]
+    assert isinstance(others[0], Conflict) or others[0].released == 0
+    versions = client.get("/api/v1/datasets/patients/versions").json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2] or [v["version"] for v in versions] == [2, 1]
+    final = client.get(f"/api/v1/quarantine/{batch_id}").json()["batch"]
+    assert (final["rows_released"], final["rows_held"], final["base_version"]) == (1, 1, 2)
+    assert len(stored(client, 2)) == 19
+
+
+def test_a_queued_upload_holds_rows_too(gateway: Gateway) -> None:
+    from gateway.jobs import run_ingest
+
+    client = gateway.client
+    assert client is not None
+    queued = client.post(
+        "/api/v1/datasets/patients/uploads?format=csv",
+        content=csv(with_bad_rows(patients())),
+        headers={"Prefer": "respond-async"},
+    )
+    assert queued.status_code == 202, queued.text
+    services = client.app.state.services  # type: ignore[attr-defined]
+    if services.engine.dialect.name == "postgresql":
+        run_ingest(services, queued.json()["run_id"])  # what a worker would do
+    run = client.get(queued.headers["location"], params={"wait": 60}).json()
+    assert run["status"] == "quarantined", run
+    assert run["links"]["quarantine"] == f"/api/v1/quarantine/{run['quarantine_id']}"
+    batch = client.get(run["links"]["quarantine"]).json()
+    assert batch["batch"]["rows_held"] == 2
+    assert [r["row"] for r in batch["rows"]] == [3, 7]
+
+
+def _sealed_and_parts(home: Path) -> set[str]:
+    folder = home / "snapshots"
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.relative_to(folder).as_posix().startswith((".staging/", ".audit/"))
+    }
+
+
+@pytest.mark.slow
+def test_sigkill_mid_replay_leaves_no_partial_version(tmp_path: Path, database_url: str) -> None:
+    """A real `datagate serve` killed while replaying (rows staged; version published but not
+    recorded): after a restart no new version exists, the batch is as it was, nothing the
+    dead replay wrote is left, and the replay then succeeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.conftest import ADMIN_HEADERS
+    from tests.serve import ServeProcess
+
+    home = tmp_path / "home"
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    write_contract(contracts, ["US", "DE"])
+    env = {"DATAGATE_CONTRACTS_DIR": str(contracts), "DATAGATE_SPACY_MODEL": ""}
+    server = ServeProcess(home, database_url, tmp_path / "server-0.log", env=env).wait_ready()
+    answer = httpx.post(
+        f"{server.base}/api/v1/datasets/patients/uploads?format=csv",
+        content=csv(with_bad_rows(patients())),
+        headers=ADMIN_HEADERS,
+        timeout=60,
+    )
+    assert answer.status_code == 201, answer.text
+    batch = f"/api/v1/quarantine/{answer.json()['quarantine']['id']}"
+    server.stop()
+    before = _sealed_and_parts(home)
+    write_contract(contracts, ["US", "DE", "FR"], version="1.1.0")
+
+    def replay(base: str) -> httpx.Response:
+        return httpx.post(f"{base}{batch}/replay", headers=ADMIN_HEADERS, timeout=60)
+
+    for number, point in enumerate(("replay:staged", "replay:published"), start=1):
+        server = ServeProcess(
+            home,
+            database_url,
+            tmp_path / f"server-{number}.log",
+            env={**env, "DATAGATE_DEBUG_HANG_AT": point},
+        ).wait_ready()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(replay, server.base)
+            server.wait_for_log(f"checkpoint {point};")
+            if point == "replay:published":
+                assert _sealed_and_parts(home) - before, "nothing published before the kill"
+            server.kill()
+            with pytest.raises(httpx.TransportError):
+                pending.result()
+
+    final = ServeProcess(home, database_url, tmp_path / "server-final.log", env=env).wait_ready()
+    try:
+        path = f"{final.base}{batch}"
+        state = httpx.get(path, headers=ADMIN_HEADERS, timeout=30).json()["batch"]
+        assert (state["status"], state["revision"], state["rows_held"]) == ("open", 0, 2)
+        versions = httpx.get(
+            f"{final.base}/api/v1/datasets/patients/versions", headers=ADMIN_HEADERS, timeout=30
+        ).json()["versions"]
+        assert [v["version"] for v in versions] == [1]
+        assert _sealed_and_parts(home) == before  # the dead replays' objects are gone
+        done = httpx.post(f"{path}/replay", headers=ADMIN_HEADERS, timeout=60)
+        assert done.status_code == 200, done.text
+        assert (done.json()["released"], done.json()["version"]["version"]) == (1, 2)
+    finally:
+        final.stop()

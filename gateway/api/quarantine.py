@@ -93,12 +93,12 @@ def _visible(
     request: Request,
 ) -> QuarantineBatch:
     """The batch, if the caller's role and datasets reach it (else 404: ids are not probed)."""
-    require(principal, roles)
     with Session(services.engine) as session:
         batch = get_batch(session, batch_id)
+    request.state.dataset = batch.dataset  # for the audit entry, refusals included
+    require(principal, roles)
     if not principal.may_use_dataset(batch.dataset):
         raise NotFound(f"no quarantine batch {batch_id!r}")
-    request.state.dataset = batch.dataset  # for the audit entry
     return batch
 
 
