@@ -94,6 +94,24 @@ def test_fingerprint_is_stable_and_changes_with_the_schema(tmp_path: Path) -> No
             ),
             "on_invalid 'explode'",
         ),
+        (
+            GOOD.format(cls="Orders", action="hash", version="1").replace(
+                '"owner"', '"on_invalid": "quarantine", "max_invalid_fraction": 1.5, "o"'
+            ),
+            "max_invalid_fraction must be a number from 0 to 1",
+        ),
+        (
+            GOOD.format(cls="Orders", action="hash", version="1").replace(
+                '"owner"', '"on_invalid": "quarantine", "quarantine_days": 0, "o"'
+            ),
+            "quarantine_days must be a whole number of days",
+        ),
+        (
+            GOOD.format(cls="Orders", action="hash", version="1").replace(
+                '"owner"', '"on_invalid": "quarantine", "primary_key": "nope", "o"'
+            ),
+            "primary_key names no column",
+        ),
     ],
     ids=[
         "syntax",
@@ -102,6 +120,9 @@ def test_fingerprint_is_stable_and_changes_with_the_schema(tmp_path: Path) -> No
         "keep-without-justification",
         "bad-entity",
         "bad-on-invalid",
+        "bad-invalid-fraction",
+        "bad-quarantine-days",
+        "bad-primary-key",
     ],
 )
 def test_broken_contract_file_is_reported_with_file_and_reason(

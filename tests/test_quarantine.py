@@ -597,3 +597,129 @@ def test_sigkill_mid_replay_leaves_no_partial_version(tmp_path: Path, database_u
         assert (done.json()["released"], done.json()["version"]["version"]) == (1, 2)
     finally:
         final.stop()
+
+
+def test_a_failure_of_no_row_in_particular_refuses_the_upload(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    missing = upload(client, csv(with_bad_rows(patients()).drop("score")))
+    assert missing.status_code == 422
+    assert "quarantine" not in missing.json()
+    extra = upload(client, csv(with_bad_rows(patients()).with_columns(pl.lit(1).alias("x"))))
+    assert extra.status_code == 422
+    assert client.get("/api/v1/quarantine").json()["total"] == 0
+
+
+def test_corrections_refuse_repeated_keys_and_keep_held_what_still_fails(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    route = f"/api/v1/quarantine/{batch_id}/corrections?format=csv"
+    twice = pl.DataFrame(
+        {
+            "patient_id": [7, 7],
+            "email": ["a@example.com", "b@example.com"],
+            "country": ["US", "US"],
+            "score": [1.0, 2.0],
+        }
+    )
+    refused = client.post(route, content=csv(twice))
+    assert refused.status_code == 400
+    assert "share a key" in refused.json()["detail"]
+    # Still wrong: the corrected row replaces the held one, with its own failure.
+    still = twice.head(1).with_columns(pl.lit(-5.0).alias("score"))
+    answer = client.post(route, content=csv(still))
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["released"], answer.json()["still_held"]) == (0, 2)
+    assert answer.json()["version"] is None
+    rows = client.get(f"/api/v1/quarantine/{batch_id}").json()["rows"]
+    seven = next(r for r in rows if r["row"] == 7)
+    assert seven["failures"] == [
+        {"column": "score", "check": "greater_than_or_equal_to(0)", "value": "-5.0"}
+    ]
+    # A correction to a key the version already holds stays held, as a duplicate.
+    clash = twice.head(1).with_columns(pl.lit(3).alias("patient_id"), pl.lit("US").alias("country"))
+    assert client.post(route, content=csv(clash)).json()["released"] == 1  # row 3, fixed
+    again = client.post(route, content=csv(twice.head(1).with_columns(pl.lit(50.0).alias("score"))))
+    assert again.json()["released"] == 1
+    assert client.get(f"/api/v1/quarantine/{batch_id}").json()["batch"]["status"] == "replayed"
+
+
+def test_a_correction_replaces_every_held_row_with_its_key(gateway: Gateway) -> None:
+    client = gateway.client
+    assert client is not None
+    frame = with_bad_rows(patients()).with_columns(
+        pl.when(pl.col("patient_id") == 3)
+        .then(5)
+        .otherwise(pl.col("patient_id"))
+        .alias("patient_id")
+    )
+    # Row 3 (id 5, FR) and row 5 (id 5) repeat an id: both are held, with row 3's country too.
+    answer = upload(client, csv(frame))
+    assert answer.status_code == 201, answer.text
+    batch_id = answer.json()["quarantine"]["id"]
+    assert answer.json()["quarantine"]["rows"] == 3
+    fixed = pl.DataFrame(
+        {"patient_id": [5], "email": ["five@example.com"], "country": ["US"], "score": [5.0]}
+    )
+    route = f"/api/v1/quarantine/{batch_id}/corrections?format=csv"
+    corrected = client.post(route, content=csv(fixed)).json()
+    assert (corrected["released"], corrected["still_held"]) == (1, 1)
+    v2 = stored(client, corrected["version"]["version"])
+    assert v2.filter(pl.col("patient_id") == 5).height == 1
+    assert corrected["batch"]["held_failures"] == [
+        {"column": "score", "check": "less_than_or_equal_to(100)", "rows": 1}
+    ]
+
+
+def test_a_released_row_whose_key_is_stored_is_a_duplicate(tmp_path: Path) -> None:
+    from gateway.contracts import load_contracts
+    from gateway.review import _not_unique_against
+    from gateway.snapshots import StagedSnapshot
+
+    write_contract(tmp_path, ["US"])
+    contract = load_contracts(tmp_path).require("patients")
+    base = tmp_path / "base.parquet"
+    pl.DataFrame({"patient_id": [2, 3], "email": ["h2", "h3"]}).write_parquet(base)
+    released = pl.DataFrame({"patient_id": [1, 2], "email": ["h9", "h3"]})
+    clash = _not_unique_against(released, contract, [StagedSnapshot(base, "x", 1, "k")])
+    assert clash.to_list() == [False, True]  # id 2 is stored (email is not unique=True)
+
+
+def test_quarantine_days_in_the_contract_and_the_manifest_reuses_stored_parts(
+    gateway: Gateway,
+) -> None:
+    gateway.stop()
+    (gateway.contracts / "patients.py").write_text(
+        (gateway.contracts / "patients.py")
+        .read_text()
+        .replace('"min_valid_rows": 1,', '"min_valid_rows": 1, "quarantine_days": 3,')
+    )
+    client = gateway.start()
+    answer = upload(client, csv(with_bad_rows(patients())))
+    batch = client.get(f"/api/v1/quarantine/{answer.json()['quarantine']['id']}").json()["batch"]
+    from datetime import datetime
+
+    held_for = datetime.fromisoformat(batch["expires_at"]) - datetime.fromisoformat(
+        batch["created_at"]
+    )
+    assert held_for == timedelta(days=3)
+    described = client.get("/api/v1/contracts/patients").json()["policies"]
+    assert described["quarantine"] == {
+        "max_invalid_fraction": 0.3,
+        "min_valid_rows": 1,
+        "quarantine_days": 3,
+        "keys": ["patient_id"],
+    }
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE", "FR"], version="1.1.0")
+    client = gateway.start()
+    client.post(f"/api/v1/quarantine/{batch['id']}/replay")
+    from gateway.snapshots import part_keys
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with Session(services.engine) as session:
+        from gateway.models import DatasetVersion
+
+        keys = {v.number: v.storage_key for v in session.exec(select(DatasetVersion))}
+    assert part_keys(services.snapshots, keys[2])[0] == keys[1]  # referred to, not copied
