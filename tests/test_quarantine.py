@@ -723,3 +723,24 @@ def test_quarantine_days_in_the_contract_and_the_manifest_reuses_stored_parts(
 
         keys = {v.number: v.storage_key for v in session.exec(select(DatasetVersion))}
     assert part_keys(services.snapshots, keys[2])[0] == keys[1]  # referred to, not copied
+
+
+def test_the_readme_contract_quarantines(tmp_path: Path) -> None:
+    import re
+
+    from gateway.contracts import load_contracts
+
+    readme = (CONTRACTS.parent / "README.md").read_text()
+    section = readme[readme.index("## Quarantine and review") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    (tmp_path / "patients.py").write_text(code.group(1))
+    contract = load_contracts(tmp_path).require("patients")
+    assert contract.on_invalid == "quarantine"
+    assert contract.quarantine is not None
+    assert (
+        contract.quarantine.max_invalid_fraction,
+        contract.quarantine.min_valid_rows,
+        contract.quarantine.expire_days,
+        contract.quarantine.keys,
+    ) == (0.05, 1, 30, ("patient_id",))
