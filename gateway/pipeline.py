@@ -138,6 +138,8 @@ def run_pipeline(
         if not batch.created and batch.parts is not None:
             for part in batch.parts.staged:  # published ones were moved away: a no-op
                 drop_staged(services.snapshots, part)
+        if batch.parts is not None and batch.parts.holding is not None:
+            batch.parts.holding.discard()  # stored ones were moved away: closes the file only
         if spread is not None:
             spread.close(recorded=batch.created)
     assert batch.version is not None

@@ -89,7 +89,7 @@ class Holding:
         return self.path
 
     def discard(self) -> None:
-        """Nothing is to be held: close and remove the file."""
+        """Nothing is (or is any longer) to be held here: close and remove the file."""
         if not self.closed:
             self._handle.close()
             self.closed = True

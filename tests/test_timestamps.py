@@ -8,13 +8,16 @@ from typing import Any
 
 import polars as pl
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from gateway.models import QuarantineBatch, utcnow
 from gateway.schemas import TrainingRunOut, UploadOut
 from tests.conftest import csv_bytes
 
 # An ISO 8601 date-time: a time of day after the date.
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+BATCH = "01938f7c-2b1e-7c4e-9d2a-5b6c7d8e9f01"
 SKIPPED = {"/metrics", "/api/v1/datasets/{dataset}/versions/{version}/data"}  # not JSON
 
 
@@ -53,7 +56,36 @@ def test_every_route_gives_times_with_their_utc_offset(
         "/api/v1/keys", json={"role": "auditor", "name": "audit", "expires_at": "2099-01-01"}
     )
     assert key.status_code == 201, key.text
+    # A closed quarantine batch (the default contracts reject instead), for its routes' times.
+    services = client.app.state.services  # type: ignore[attr-defined]
+    now = utcnow()
+    with Session(services.engine) as session:
+        session.add(
+            QuarantineBatch(
+                id=BATCH,
+                dataset="customers",
+                run_id=created.json()["run_id"],
+                status="discarded",
+                format="csv",
+                rows_total=1,
+                rows_held=0,
+                rows_discarded=1,
+                failures=[{"column": "country", "check": "isin", "rows": 1}],
+                held_failures=[],
+                contract_version="1",
+                contract_fingerprint="0" * 64,
+                uploader="admin-key",
+                created_at=now,
+                expires_at=now,
+                updated_at=now,
+                closed_at=now,
+                closed_by="admin-key",
+                close_reason="test",
+            )
+        )
+        session.commit()
     values = {
+        "batch_id": BATCH,
         "dataset": "customers",
         "name": "customers",
         "version": "1",
@@ -74,5 +106,5 @@ def test_every_route_gives_times_with_their_utc_offset(
         assert response.status_code == 200, (url, response.text)
         naive += _naive_times(response.json(), url)
         walked += 1
-    assert walked >= 14
+    assert walked >= 16
     assert naive == []
