@@ -534,7 +534,9 @@ def _sealed_and_parts(home: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_replay_leaves_no_partial_version(tmp_path: Path, database_url: str) -> None:
+def test_sigkill_mid_replay_leaves_no_partial_version(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
     """A real `datagate serve` killed while replaying (rows staged; version published but not
     recorded): after a restart no new version exists, the batch is as it was, nothing the
     dead replay wrote is left, and the replay then succeeds."""
@@ -545,21 +547,15 @@ def test_sigkill_mid_replay_leaves_no_partial_version(tmp_path: Path, database_u
     from tests.conftest import ADMIN_HEADERS
     from tests.serve import ServeProcess
 
-    home = tmp_path / "home"
-    contracts = tmp_path / "contracts"
-    contracts.mkdir()
+    gateway = Gateway(tmp_path / "home", database_url, pii_engine)
+    home, contracts = gateway.home, gateway.contracts
     write_contract(contracts, ["US", "DE"])
-    env = {"DATAGATE_CONTRACTS_DIR": str(contracts), "DATAGATE_SPACY_MODEL": ""}
-    server = ServeProcess(home, database_url, tmp_path / "server-0.log", env=env).wait_ready()
-    answer = httpx.post(
-        f"{server.base}/api/v1/datasets/patients/uploads?format=csv",
-        content=csv(with_bad_rows(patients())),
-        headers=ADMIN_HEADERS,
-        timeout=60,
-    )
+    client = gateway.start()
+    answer = upload(client, csv(with_bad_rows(patients())))
     assert answer.status_code == 201, answer.text
     batch = f"/api/v1/quarantine/{answer.json()['quarantine']['id']}"
-    server.stop()
+    gateway.stop()
+    env = {"DATAGATE_CONTRACTS_DIR": str(contracts), "DATAGATE_SPACY_MODEL": ""}
     before = _sealed_and_parts(home)
     write_contract(contracts, ["US", "DE", "FR"], version="1.1.0")
 
@@ -744,3 +740,26 @@ def test_the_readme_contract_quarantines(tmp_path: Path) -> None:
         contract.quarantine.expire_days,
         contract.quarantine.keys,
     ) == (0.05, 1, 30, ("patient_id",))
+
+
+def test_every_gateway_process_expires_due_batches(gateway: Gateway) -> None:
+    import time
+
+    client = gateway.client
+    assert client is not None
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    with Session(gateway_engine(gateway)) as session:
+        row = session.get(QuarantineBatch, batch_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    # A restart with a quick heartbeat: its periodic sweep expires the batch, unasked.
+    client = gateway.start(heartbeat_seconds=0.2, quarantine_sweep_seconds=0.2)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/v1/quarantine/{batch_id}").json()["batch"]["status"]
+        if state == "expired":
+            break
+        time.sleep(0.1)
+    assert state == "expired"
