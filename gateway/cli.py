@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from gateway import cli_client
 from gateway.settings import Settings
@@ -453,6 +455,70 @@ def keys_revoke(key_id: str) -> None:
 
 audit_app = typer.Typer(help="Audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+
+
+class _ShowByDefault(TyperGroup):
+    """``datagate contracts [NAME]`` shows contracts (the ``show`` command); ``datagate
+    contracts diff ...`` runs a subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's Context
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+contracts_app = typer.Typer(
+    cls=_ShowByDefault,
+    help="Contracts: those a gateway loaded (show), and offline checks of contract files (diff).",
+)
+app.add_typer(contracts_app, name="contracts")
+
+
+@contracts_app.command("diff")
+def contracts_diff(
+    old: Annotated[Path, typer.Argument(help="The contract file (or folder) before the change.")],
+    new: Annotated[Path, typer.Argument(help="The contract file (or folder) after it.")],
+    dataset: Annotated[
+        str | None, typer.Option(help="The contract to compare, when the files hold several.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of Markdown.")] = False,
+) -> None:
+    """Classify every change between two versions of a contract (backward and forward
+    compatibility under the new one's mode), as Markdown for a pull request. Offline: no
+    server, no database. Exit 1 on an incompatible change without a major version bump."""
+    from gateway.contracts import load_contract_path
+    from gateway.evolution import judge, markdown
+
+    catalogs = []
+    for path in (old, new):
+        try:
+            catalog = load_contract_path(path)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc), 2) from None
+        for error in catalog.errors:
+            raise _fail(f"{error.file} does not load: {error.reason}", 2)
+        catalogs.append(catalog.contracts)
+    common = sorted(set(catalogs[0]) & set(catalogs[1]))
+    if dataset is not None:
+        if dataset not in common:
+            raise _fail(f"both sides must define contract {dataset!r}", 2)
+        common = [dataset]
+    if not common:
+        raise _fail("the two sides define no contract for the same dataset", 2)
+    verdicts = {
+        name: judge(catalogs[0][name].definition, catalogs[1][name].definition) for name in common
+    }
+    if as_json:
+        typer.echo(json.dumps({name: v.as_dict() for name, v in verdicts.items()}, indent=2))
+    else:
+        typer.echo("\n".join(markdown(v, name) for name, v in verdicts.items()))
+    if any(v.refused for v in verdicts.values()):
+        raise typer.Exit(1)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
 
 
 @audit_app.command("verify")

@@ -444,7 +444,14 @@ def register(app: typer.Typer) -> None:
             ],
         )
 
-    @app.command()
+    contracts_group = next(
+        (group.typer_instance for group in app.registered_groups if group.name == "contracts"),
+        None,
+    )
+    if contracts_group is None:  # pragma: no cover - the group is defined in gateway.cli
+        raise RuntimeError("the contracts command group is missing")
+
+    @contracts_group.command("show")
     def contracts(
         name: Annotated[
             str | None, typer.Argument(help="One contract's name.", show_default=False)

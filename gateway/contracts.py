@@ -14,12 +14,14 @@ import importlib.util
 import inspect
 import json
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,7 @@ class Contract:
     fingerprint: str
     detection: DetectionConfig
     quarantine: QuarantinePolicy | None = None
+    source: str = ""  # the contract file's code as loaded
 
     @property
     def policies(self) -> tuple[ColumnPolicy, ...]:
@@ -577,6 +580,7 @@ def load_contracts(folder: Path) -> ContractCatalog:
             for model in models:
                 try:
                     contract = build_contract(model, str(path))
+                    contract = replace(contract, source=path.read_text(errors="replace"))
                 except KeyboardInterrupt:
                     raise
                 except BaseException as exc:
@@ -667,3 +671,26 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, SyntaxError):
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def load_contract_path(path: Path) -> ContractCatalog:
+    """The contracts of a folder, or of one file (loaded with its folder's ``_`` helpers, in a
+    folder of its own, so two versions of one file load side by side).
+
+    Raises:
+        FileNotFoundError: no such file or folder.
+    """
+    if path.is_dir():
+        return load_contracts(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no contract file or folder at {path}")
+    with tempfile.TemporaryDirectory(prefix="datagate-contract-") as folder:
+        copy = Path(folder)
+        for helper in path.parent.glob("_*.py"):
+            shutil.copy(helper, copy / helper.name)
+        shutil.copy(path, copy / path.name)
+        catalog = load_contracts(copy)
+        _forget_checks_of(copy)
+    for error in catalog.errors:  # name the user's file, not the copy
+        error.file = str(path)
+    return catalog

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -66,7 +75,14 @@ class ContractVersion(SQLModel, table=True):
     owner: str | None = Field(default=None, max_length=200)
     source_file: str = Field(max_length=1000)
     definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    # The contract file's code, as loaded (the code is the contract).
+    source: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     first_seen_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # The last start-up that loaded this version: it was active from first_seen_at until a
+    # later version's first_seen_at.
+    last_active_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
 
 
 class IngestRun(SQLModel, table=True):

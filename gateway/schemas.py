@@ -40,6 +40,9 @@ class VersionLinks(_Out):
     self_: str = Field(alias="self")
     data: str
     run: str
+    contract: str | None = Field(
+        None, description="The exact contract version it passed: its schema and code."
+    )
 
 
 class VersionOut(_Out):
@@ -670,3 +673,62 @@ class ReleaseOut(_Out):
     version: VersionOut | None
     report: dict[str, Any] = Field(description="The validation report of the rows checked.")
     batch: QuarantineOut
+
+
+class ContractVersionOut(_Out):
+    """One version of a contract as it was loaded at some start-up."""
+
+    name: str
+    version: str
+    fingerprint: str
+    owner: str | None
+    source_file: str
+    first_seen_at: UtcTime
+    last_active_at: UtcTime | None
+    active: bool = Field(description="The version loaded now.")
+    links: dict[str, str]
+
+
+class ContractVersionList(_Out):
+    """Every version of a contract ever loaded, oldest first."""
+
+    name: str
+    versions: list[ContractVersionOut]
+
+
+class ContractVersionDetail(ContractVersionOut):
+    """A contract version with its canonical schema and its code."""
+
+    definition: dict[str, Any] = Field(description="The canonical schema the fingerprint covers.")
+    source: str | None = Field(description="The contract file's code, as loaded.")
+
+
+class ContractChange(_Out):
+    """One change between two contract versions."""
+
+    kind: str = Field(
+        description="column_added, column_removed, column_renamed, dtype_widened, "
+        "dtype_narrowed, dtype_changed, nullability_tightened, nullability_loosened, "
+        "required_added, required_removed, unique_added, unique_removed, check_added, "
+        "check_removed, check_tightened, check_loosened, check_changed, pii_weakened, "
+        "pii_strengthened, pii_changed, strict_tightened, strict_loosened, unique_changed, "
+        "metadata_changed"
+    )
+    column: str | None
+    detail: str
+    backward: bool | None = Field(description="Data valid before stays valid (None: unknown).")
+    forward: bool | None = Field(description="Readers of the old shape can read the new.")
+    privacy: bool = Field(description="Personal data is handled more weakly.")
+    breaking: bool = Field(description="Incompatible under the new version's mode.")
+
+
+class ContractDiffOut(_Out):
+    """The changes between two versions, judged under the newer one's compatibility mode."""
+
+    mode: str = Field(description="backward, forward, full or none.")
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    major_bump: bool
+    compatible: bool
+    refused: bool = Field(description="Incompatible without a major version bump.")
+    changes: list[ContractChange]

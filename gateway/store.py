@@ -36,6 +36,10 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
                 )
             ).first()
             if known is not None:
+                known.last_active_at = utcnow()
+                if known.source is None:
+                    known.source = contract.source or None
+                session.add(known)
                 return
             same_version = session.exec(
                 select(ContractVersion).where(
@@ -59,7 +63,9 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
                     owner=contract.owner,
                     source_file=contract.source_file,
                     definition=contract.definition,
+                    source=contract.source or None,
                     first_seen_at=utcnow(),
+                    last_active_at=utcnow(),
                 )
             )
     except IntegrityError:

@@ -763,3 +763,26 @@ def test_every_gateway_process_expires_due_batches(gateway: Gateway) -> None:
             break
         time.sleep(0.1)
     assert state == "expired"
+
+
+def test_held_rows_on_an_object_store(gateway: Gateway, s3_url: str) -> None:
+    """The snapshot store on S3: held rows sealed there, replayed, and their object deleted."""
+    client = gateway.start(storage_url=s3_url)
+    batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    held = services.snapshots.keys(f"{QUARANTINE_PREFIX}/")
+    assert len(held) == 1
+    assert held[0].startswith(f"{QUARANTINE_PREFIX}/patients/{batch_id}/")
+    gateway.stop()
+    write_contract(gateway.contracts, ["US", "DE", "FR"], version="1.1.0")
+    client = gateway.start(storage_url=s3_url)
+    replay = client.post(f"/api/v1/quarantine/{batch_id}/replay")
+    assert replay.status_code == 200, replay.text
+    assert replay.json()["released"] == 1
+    assert stored(client, 2).height == 19
+    services = client.app.state.services  # type: ignore[attr-defined]
+    (now,) = services.snapshots.keys(f"{QUARANTINE_PREFIX}/")
+    assert now != held[0]  # the rows still held, sealed anew; the old object is gone
+    discarded = client.post(f"/api/v1/quarantine/{batch_id}/discard", json={"reason": "done"})
+    assert discarded.status_code == 200
+    assert services.snapshots.keys(f"{QUARANTINE_PREFIX}/") == []

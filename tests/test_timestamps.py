@@ -84,7 +84,9 @@ def test_every_route_gives_times_with_their_utc_offset(
             )
         )
         session.commit()
+    loaded = client.get("/api/v1/contracts/customers").json()["version"]
     values = {
+        "ref": loaded,
         "batch_id": BATCH,
         "dataset": "customers",
         "name": "customers",
@@ -95,6 +97,7 @@ def test_every_route_gives_times_with_their_utc_offset(
     queries = {
         "/api/v1/lineage": {"nodeId": "dataset:datagate:customers"},
         "/api/v1/audit/models/{model}/provenance": {"version": "3"},
+        "/api/v1/contracts/{name}/diff": {"from": loaded},
     }
     naive = _naive_times(created.json(), "POST upload") + _naive_times(key.json(), "POST key")
     walked = 0
@@ -106,5 +109,5 @@ def test_every_route_gives_times_with_their_utc_offset(
         assert response.status_code == 200, (url, response.text)
         naive += _naive_times(response.json(), url)
         walked += 1
-    assert walked >= 16
+    assert walked >= 19
     assert naive == []

@@ -41,6 +41,8 @@ def version_view(dataset: str, version: DatasetVersion) -> dict[str, Any]:
             "self": version_url(dataset, version.number),
             "data": f"{version_url(dataset, version.number)}/data",
             "run": f"{API}/runs/{version.run_id}",
+            "contract": f"{API}/contracts/{version.contract_name}/versions/"
+            f"{version.contract_fingerprint}",
         },
     }
 

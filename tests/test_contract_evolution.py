@@ -1,0 +1,282 @@
+"""Contracts that evolve: every change between two versions classified for backward and forward
+compatibility, offline (`datagate contracts diff`) and from the history the gateway keeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.contracts import load_contract_path
+from gateway.evolution import judge
+from privacy import PiiEngine
+from tests.conftest import admin_client, settings_for
+
+DATAGATE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "datagate")
+
+BASE = """
+import pandera.polars as pa
+import polars as pl
+
+
+class Orders(pa.DataFrameModel):
+    order_id: pl.Int32 = pa.Field(unique=True, ge=1)
+    email: str = pa.Field(metadata={{"pii": "EMAIL_ADDRESS", "redact": "hash"}})
+    country: str = pa.Field(isin=["US", "DE"])
+    amount: float = pa.Field(le=100)
+    code: str = pa.Field(str_matches=r"^[A-Z]{{3}}$")
+    note: str = pa.Field(nullable=False)
+{extra}
+    class Config:
+        name = "orders"
+        strict = True
+        metadata = {{"version": "{version}", "compatibility": "{mode}"}}
+"""
+
+
+def contract(tmp_path: Path, name: str, edit: Any = None, **fields: str) -> dict[str, Any]:
+    text = textwrap.dedent(
+        BASE.format(
+            extra=fields.get("extra", ""),
+            version=fields.get("version", "1.0.0"),
+            mode=fields.get("mode", "backward"),
+        )
+    )
+    if edit is not None:
+        old, new = edit
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    catalog = load_contract_path(path)
+    assert not catalog.errors, catalog.errors
+    return catalog.require("orders").definition
+
+
+# (what changes, expected (kind, column, backward, forward)).
+CASES: list[tuple[str, dict[str, Any], tuple[str, str | None, bool | None, bool | None]]] = [
+    (
+        "an optional column added",
+        {"extra": "    channel: str | None = pa.Field(nullable=True, required=False)\n"},
+        ("column_added", "channel", True, True),
+    ),
+    (
+        "a required column added",
+        {"extra": "    channel: str\n"},
+        ("column_added", "channel", False, True),
+    ),
+    (
+        "a column removed under strict",
+        {"edit": ("    note: str = pa.Field(nullable=False)\n", "")},
+        ("column_removed", "note", False, False),
+    ),
+    (
+        "a dtype widened",
+        {"edit": ("order_id: pl.Int32", "order_id: pl.Int64")},
+        ("dtype_widened", "order_id", True, False),
+    ),
+    (
+        "a dtype narrowed",
+        {"edit": ("order_id: pl.Int32", "order_id: pl.Int16")},
+        ("dtype_narrowed", "order_id", False, True),
+    ),
+    (
+        "a dtype changed",
+        {"edit": ("order_id: pl.Int32", "order_id: str")},
+        ("dtype_changed", "order_id", False, False),
+    ),
+    (
+        "nulls allowed",
+        {"edit": ("note: str = pa.Field(nullable=False)", "note: str = pa.Field(nullable=True)")},
+        ("nullability_loosened", "note", True, False),
+    ),
+    (
+        "an isin widened",
+        {"edit": ('isin=["US", "DE"]', 'isin=["US", "DE", "FR"]')},
+        ("check_loosened", "country", True, False),
+    ),
+    (
+        "an isin narrowed",
+        {"edit": ('isin=["US", "DE"]', 'isin=["US"]')},
+        ("check_tightened", "country", False, True),
+    ),
+    (
+        "a lower bound raised",
+        {"edit": ("ge=1)", "ge=5)")},
+        ("check_tightened", "order_id", False, True),
+    ),
+    (
+        "an upper bound raised",
+        {"edit": ("le=100)", "le=200)")},
+        ("check_loosened", "amount", True, False),
+    ),
+    (
+        "a regex changed",
+        {"edit": ("^[A-Z]{3}$", "^[A-Z]{3,4}$")},
+        ("check_changed", "code", None, None),
+    ),
+    (
+        "a check added",
+        {"edit": ("amount: float = pa.Field(le=100)", "amount: float = pa.Field(le=100, ge=0)")},
+        ("check_added", "amount", False, True),
+    ),
+    (
+        "uniqueness dropped",
+        {"edit": ("unique=True, ge=1", "ge=1")},
+        ("unique_removed", "order_id", True, False),
+    ),
+    (
+        "a PII action weakened",
+        {
+            "edit": (
+                '"redact": "hash"}',
+                '"redact": "keep", "justification": "joins in the warehouse"}',
+            )
+        },
+        ("pii_weakened", "email", True, False),
+    ),
+    (
+        "a declared rename",
+        {
+            "edit": (
+                "    note: str = pa.Field(nullable=False)\n",
+                '    remark: str = pa.Field(nullable=False, metadata={"renamed_from": "note"})\n',
+            )
+        },
+        ("column_renamed", "remark", False, False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "change", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_each_change_is_classified(
+    tmp_path: Path,
+    label: str,
+    change: dict[str, Any],
+    expected: tuple[str, str | None, bool | None, bool | None],
+) -> None:
+    old = contract(tmp_path, "old")
+    new = contract(tmp_path, "new", change.get("edit"), extra=change.get("extra", ""))
+    verdict = judge(old, new)
+    found = [(c.kind, c.column, c.backward, c.forward) for c in verdict.changes]
+    assert found == [expected], found
+    breaking = expected[2] is not True
+    if expected[0] == "pii_weakened":
+        breaking = True  # whatever the mode
+    assert bool(verdict.breaking) == breaking
+    assert verdict.refused == breaking  # 1.0.0 → 1.0.0: no major bump
+
+
+def test_modes_and_the_major_version_rule(tmp_path: Path) -> None:
+    old = contract(tmp_path, "old")
+    required = {"extra": "    channel: str\n"}
+    forward = contract(tmp_path, "forward", mode="forward", **required)
+    assert not judge(old, forward).breaking  # readers of the old shape read the new one
+    full = contract(tmp_path, "full", mode="full", **required)
+    assert judge(old, full).refused
+    bumped = contract(tmp_path, "bumped", version="2.0.0", **required)
+    verdict = judge(old, bumped)
+    assert verdict.breaking
+    assert not verdict.refused  # an incompatible change with a major bump is allowed
+    weaker = contract(
+        tmp_path,
+        "weaker",
+        ('"redact": "hash"}', '"redact": "keep", "justification": "x"}'),
+        mode="none",
+    )
+    assert judge(old, weaker).refused  # a weaker PII handling is flagged in any mode
+
+
+def test_the_diff_command_is_offline_markdown_with_exit_codes(tmp_path: Path) -> None:
+    contract(tmp_path, "old")
+    contract(tmp_path, "new", ('isin=["US", "DE"]', 'isin=["US"]'))
+    contract(tmp_path, "next", ('isin=["US", "DE"]', 'isin=["US", "DE", "FR"]'))
+    (tmp_path / "broken.py").write_text("import pandera.polars as pa\nclass X(pa.DataFrameModel\n")
+    env = {"PATH": "/usr/bin:/bin", "DATAGATE_DATABASE_URL": "postgresql://nowhere:1/x"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [DATAGATE, "contracts", "diff", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+
+    refused = run("old.py", "new.py")
+    assert refused.returncode == 1, refused.stderr
+    assert "| check_tightened | country | isin: -DE | no | yes | **yes** |" in refused.stdout
+    assert "**incompatible**" in refused.stdout
+    fine = run("old.py", "next.py")
+    assert fine.returncode == 0, fine.stderr
+    assert "Mode `backward`: compatible." in fine.stdout
+    as_json = run("old.py", "next.py", "--json")
+    assert json.loads(as_json.stdout)["orders"]["changes"][0]["kind"] == "check_loosened"
+    broken = run("old.py", "broken.py")
+    assert broken.returncode == 2
+    assert broken.stderr.count("\n") == 1
+    assert "broken.py does not load" in broken.stderr
+
+
+@pytest.fixture
+def contracts_home(tmp_path: Path) -> Path:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    return folder
+
+
+def _start(tmp_path: Path, folder: Path, database_url: str, engine: PiiEngine) -> TestClient:
+    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    client = admin_client(create_app(settings, pii_engine=engine))
+    client.__enter__()
+    return client
+
+
+@pytest.fixture
+def history(
+    tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
+) -> Iterator[TestClient]:
+    """A gateway that loaded orders 1.0.0, then (restarted) 1.1.0 with a narrower isin."""
+    contract(contracts_home, "orders")
+    first = _start(tmp_path, contracts_home, database_url, pii_engine)
+    first.__exit__(None, None, None)
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        yield client
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_history_keeps_every_version_with_its_code(history: TestClient) -> None:
+    listed = history.get("/api/v1/contracts/orders/versions").json()["versions"]
+    assert [(v["version"], v["active"]) for v in listed] == [("1.0.0", False), ("1.1.0", True)]
+    assert all(v["last_active_at"] for v in listed)
+    old = history.get(f"/api/v1/contracts/orders/versions/{listed[0]['fingerprint']}").json()
+    assert 'isin=["US", "DE"]' in old["source"]
+    assert old["definition"]["metadata"]["version"] == "1.0.0"
+    by_version = history.get("/api/v1/contracts/orders/versions/1.1.0").json()
+    assert by_version["fingerprint"] == listed[1]["fingerprint"]
+    assert history.get("/api/v1/contracts/orders/versions/9.9.9").status_code == 404
+
+
+def test_the_diff_route_compares_two_versions(history: TestClient) -> None:
+    diff = history.get("/api/v1/contracts/orders/diff", params={"from": "1.0.0"})
+    assert diff.status_code == 200, diff.text
+    body = diff.json()
+    assert (body["from"], body["to"], body["mode"]) == ("1.0.0", "1.1.0", "backward")
+    assert body["refused"] is True
+    kinds = {(c["kind"], c["column"], c["breaking"]) for c in body["changes"]}
+    assert ("check_tightened", "country", True) in kinds
+    back = history.get("/api/v1/contracts/orders/diff", params={"from": "1.1.0", "to": "1.0.0"})
+    assert ("check_loosened", "country", False) in {
+        (c["kind"], c["column"], c["breaking"]) for c in back.json()["changes"]
+    }
