@@ -673,6 +673,19 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def load_source(source: str, filename: str, helpers: Path) -> ContractCatalog:
+    """Contracts from recorded code (a file named ``filename``), with the ``_`` helpers of
+    the folder ``helpers``, loaded in a folder of their own."""
+    with tempfile.TemporaryDirectory(prefix="datagate-contract-") as folder:
+        copy = Path(folder)
+        for helper in helpers.glob("_*.py"):
+            shutil.copy(helper, copy / helper.name)
+        (copy / filename).write_text(source)
+        catalog = load_contracts(copy)
+        _forget_checks_of(copy)
+    return catalog
+
+
 def load_contract_path(path: Path) -> ContractCatalog:
     """The contracts of a folder, or of one file (loaded with its folder's ``_`` helpers, in a
     folder of its own, so two versions of one file load side by side).

@@ -21,7 +21,7 @@ from gateway.recovery import Heartbeat, Recovery, deregister_instance, register_
 from gateway.review import expire_due, open_counts
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
-from gateway.store import sync_contracts
+from gateway.store import hold_back_incompatible, sync_contracts
 from lineage import configured_client, describe_transport
 from privacy import PiiEngine, RedactionKey
 
@@ -89,6 +89,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     catalog = load_contracts(settings.contracts_dir)
     for error in catalog.errors:
         log.error("contract not loaded: %s: %s", error.file, error.reason)
+    hold_back_incompatible(engine, catalog)
     log.info("contracts loaded: %s", ", ".join(sorted(catalog.contracts)) or "none")
     sync_contracts(engine, catalog)
     engine_for_pii = pii_engine or PiiEngine(settings.spacy_model or None)

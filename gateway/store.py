@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from sqlalchemy import Engine, func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from gateway.contracts import Contract, ContractCatalog
+from gateway.contracts import Contract, ContractCatalog, load_source
 from gateway.db import unit_of_work
-from gateway.errors import DatasetNotFound, RunNotFound, VersionNotFound
+from gateway.errors import ContractLoadError, DatasetNotFound, RunNotFound, VersionNotFound
+from gateway.evolution import judge
 from gateway.models import ContractVersion, Dataset, DatasetVersion, IngestRun, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,64 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
             )
     except IntegrityError:
         pass
+
+
+def hold_back_incompatible(engine: Engine, catalog: ContractCatalog) -> None:
+    """Refuse a contract whose change from the version last active is incompatible under its
+    compatibility mode without a major version bump (``gateway.evolution``): it is reported
+    like a broken file, naming each offending change, and the version last active, rebuilt
+    from its recorded code, keeps serving (if its code no longer loads as it was, the dataset
+    is unavailable until the file is fixed)."""
+    with Session(engine) as session:
+        for name, contract in sorted(catalog.contracts.items()):
+            previous = session.exec(
+                select(ContractVersion)
+                .where(ContractVersion.name == name)
+                .order_by(
+                    col(ContractVersion.last_active_at).desc().nulls_last(),
+                    col(ContractVersion.first_seen_at).desc(),
+                )
+            ).first()
+            if previous is None or previous.fingerprint == contract.fingerprint:
+                continue
+            verdict = judge(previous.definition, contract.definition)
+            if not verdict.refused:
+                continue
+            offending = "; ".join(
+                f"{c.kind} {c.column}: {c.detail}" if c.column else f"{c.kind}: {c.detail}"
+                for c in verdict.breaking
+            )
+            reason = (
+                f"version {verdict.new_version} is incompatible with {previous.version} under "
+                f"compatibility '{verdict.mode}' without a major version bump: {offending}"
+            )
+            restored = _restore(previous, catalog.folder)
+            if restored is None:
+                del catalog.contracts[name]
+                catalog.unavailable[name] = (
+                    f"{reason}; version {previous.version} could not be loaded again from its "
+                    "recorded code"
+                )
+                reason = catalog.unavailable[name]
+            else:
+                catalog.contracts[name] = restored
+                reason += f"; version {previous.version} stays active"
+            catalog.errors.append(ContractLoadError(contract.source_file, reason))
+            log.error("contract not loaded: %s: %s", contract.source_file, reason)
+
+
+def _restore(row: ContractVersion, folder: Path) -> Contract | None:
+    """The contract version ``row`` from its recorded code, if it loads exactly as it was."""
+    if not row.source:
+        return None
+    try:
+        catalog = load_source(row.source, Path(row.source_file).name, folder)
+    except OSError:
+        return None
+    found = catalog.contracts.get(row.name)
+    if found is None or found.fingerprint != row.fingerprint:
+        return None
+    return replace(found, source_file=row.source_file)
 
 
 def sync_contracts(engine: Engine, catalog: ContractCatalog) -> None:

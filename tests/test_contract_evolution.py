@@ -244,11 +244,13 @@ def _start(tmp_path: Path, folder: Path, database_url: str, engine: PiiEngine) -
 def history(
     tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
 ) -> Iterator[TestClient]:
-    """A gateway that loaded orders 1.0.0, then (restarted) 1.1.0 with a narrower isin."""
+    """A gateway that loaded orders 1.0.0, then (restarted) 1.1.0 with a wider isin."""
     contract(contracts_home, "orders")
     first = _start(tmp_path, contracts_home, database_url, pii_engine)
     first.__exit__(None, None, None)
-    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
+    contract(
+        contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US", "DE", "FR"]'), version="1.1.0"
+    )
     client = _start(tmp_path, contracts_home, database_url, pii_engine)
     try:
         yield client
@@ -262,6 +264,7 @@ def test_history_keeps_every_version_with_its_code(history: TestClient) -> None:
     assert all(v["last_active_at"] for v in listed)
     old = history.get(f"/api/v1/contracts/orders/versions/{listed[0]['fingerprint']}").json()
     assert 'isin=["US", "DE"]' in old["source"]
+    assert 'isin=["US", "DE", "FR"]' not in old["source"]
     assert old["definition"]["metadata"]["version"] == "1.0.0"
     by_version = history.get("/api/v1/contracts/orders/versions/1.1.0").json()
     assert by_version["fingerprint"] == listed[1]["fingerprint"]
@@ -273,10 +276,47 @@ def test_the_diff_route_compares_two_versions(history: TestClient) -> None:
     assert diff.status_code == 200, diff.text
     body = diff.json()
     assert (body["from"], body["to"], body["mode"]) == ("1.0.0", "1.1.0", "backward")
-    assert body["refused"] is True
+    assert (body["compatible"], body["refused"]) == (True, False)
     kinds = {(c["kind"], c["column"], c["breaking"]) for c in body["changes"]}
-    assert ("check_tightened", "country", True) in kinds
+    assert ("check_loosened", "country", False) in kinds
     back = history.get("/api/v1/contracts/orders/diff", params={"from": "1.1.0", "to": "1.0.0"})
-    assert ("check_loosened", "country", False) in {
+    assert back.json()["refused"] is True
+    assert ("check_tightened", "country", True) in {
         (c["kind"], c["column"], c["breaking"]) for c in back.json()["changes"]
     }
+
+
+def test_an_incompatible_change_is_refused_at_load_and_the_old_version_serves(
+    tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    contract(contracts_home, "orders")
+    first = _start(tmp_path, contracts_home, database_url, pii_engine)
+    first.__exit__(None, None, None)
+    # 1.1.0 refuses Germany: data valid under 1.0.0 would fail (backward), no major bump.
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        listed = client.get("/api/v1/contracts").json()
+        (error,) = listed["errors"]
+        assert error["file"] == str(contracts_home / "orders.py")
+        assert "incompatible with 1.0.0 under compatibility 'backward'" in error["reason"]
+        assert "check_tightened country: isin: -DE" in error["reason"]
+        assert "1.0.0 stays active" in error["reason"]
+        assert client.get("/api/v1/contracts/orders").json()["version"] == "1.0.0"
+        assert client.get("/readyz").status_code == 503
+        row = "order_id,email,country,amount,code,note\n1,a@example.com,DE,5,ABC,x\n"
+        accepted = client.post("/api/v1/datasets/orders/uploads?format=csv", content=row)
+        assert accepted.status_code == 201, accepted.text  # validated by 1.0.0
+        assert accepted.json()["version"]["contract"]["version"] == "1.0.0"
+        versions = client.get("/api/v1/contracts/orders/versions").json()["versions"]
+        assert [v["version"] for v in versions] == ["1.0.0"]  # 1.1.0 was never active
+    finally:
+        client.__exit__(None, None, None)
+    # The same change as 2.0.0 is allowed.
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="2.0.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        assert client.get("/api/v1/contracts").json()["errors"] == []
+        assert client.get("/api/v1/contracts/orders").json()["version"] == "2.0.0"
+    finally:
+        client.__exit__(None, None, None)
