@@ -320,3 +320,41 @@ def test_an_incompatible_change_is_refused_at_load_and_the_old_version_serves(
         assert client.get("/api/v1/contracts/orders").json()["version"] == "2.0.0"
     finally:
         client.__exit__(None, None, None)
+
+
+def test_weaker_undeclared_pii_handling_is_flagged_in_every_mode(tmp_path: Path) -> None:
+    old = contract(tmp_path, "old", mode="none")
+    new = contract(
+        tmp_path,
+        "new",
+        ('"compatibility": "none"}', '"compatibility": "none", "undeclared_pii": "warn"}'),
+        mode="none",
+    )
+    verdict = judge(old, new)
+    assert [(c.kind, c.privacy) for c in verdict.breaking] == [("pii_weakened", True)]
+    assert verdict.refused
+
+
+def test_without_its_recorded_code_the_old_version_cannot_serve(
+    tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    from sqlmodel import Session, select
+
+    from gateway.models import ContractVersion
+
+    contract(contracts_home, "orders")
+    first = _start(tmp_path, contracts_home, database_url, pii_engine)
+    with Session(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
+        for row in session.exec(select(ContractVersion)):
+            row.source = None  # as recorded before the history kept code
+            session.add(row)
+        session.commit()
+    first.__exit__(None, None, None)
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        refused = client.post("/api/v1/datasets/orders/uploads?format=csv", content=b"a\n1\n")
+        assert refused.status_code == 503
+        assert "could not be loaded again" in refused.json()["detail"]
+    finally:
+        client.__exit__(None, None, None)
