@@ -469,7 +469,8 @@ class _ShowByDefault(TyperGroup):
 
 contracts_app = typer.Typer(
     cls=_ShowByDefault,
-    help="Contracts: those a gateway loaded (show), and offline checks of contract files (diff).",
+    help="Contracts: those a gateway loaded (show), and offline checks of contract files "
+    "(diff, test, lint).",
 )
 app.add_typer(contracts_app, name="contracts")
 
@@ -513,6 +514,82 @@ def contracts_diff(
     else:
         typer.echo("\n".join(markdown(v, name) for name, v in verdicts.items()))
     if any(v.refused for v in verdicts.values()):
+        raise typer.Exit(1)
+
+
+@contracts_app.command("test")
+def contracts_test(
+    dataset: Annotated[str, typer.Argument(help="The dataset (contract) to validate against.")],
+    file: Annotated[Path, typer.Argument(help="The file, in any upload format.")],
+    contracts: Annotated[
+        Path | None,
+        typer.Option(help="The contracts folder (default DATAGATE_CONTRACTS_DIR, ./contracts)."),
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option(help="csv, parquet, ndjson, json or arrow (default: detected).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole outcome as JSON.")] = False,
+) -> None:
+    """Validate a local file against a contract with the gateway's own engine and report (PII
+    detection included), offline: no server, no database, no network. Exit 1 when an upload
+    of it would be refused."""
+    from gateway.contracts import load_contracts
+    from gateway.offline import check_file
+    from privacy import PiiEngine
+
+    folder = contracts or Settings().contracts_dir
+    catalog = load_contracts(folder)
+    contract = catalog.get(dataset)
+    if contract is None:
+        reason = catalog.unavailable.get(dataset) or f"no contract for dataset {dataset!r}"
+        raise _fail(f"{reason} in {folder}", 2)
+    if not file.is_file():
+        raise _fail(f"no file at {file}", 2)
+    outcome = check_file(file, contract, PiiEngine(Settings().spacy_model or None), format)
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, default=str))
+    else:
+        report = outcome["report"] or {}
+        problem = outcome["problem"]
+        held = outcome["quarantine"]
+        verdict = "would be stored" if problem is None else f"would be refused: {problem['title']}"
+        typer.echo(
+            f"{file.name} against {dataset} {contract.version}: {report.get('rows', 0)} rows, "
+            f"{verdict}" + (f"; {held['rows']} row(s) held for review" if held else "")
+        )
+        for failure in report.get("failures", []):
+            rows = ", ".join(str(e["row"]) for e in failure["examples"][:5])
+            typer.echo(
+                f"  {failure['column'] or '(row)'} {failure['check']}: "
+                f"{failure['failing_rows']} row(s), e.g. row {rows or '-'}"
+            )
+        if problem is not None and not report.get("failures"):
+            typer.echo(f"  {problem['detail']}")
+    if outcome["problem"] is not None:
+        raise typer.Exit(1)
+
+
+@contracts_app.command("lint")
+def contracts_lint(
+    folder: Annotated[
+        Path | None, typer.Argument(help="The contracts folder (default DATAGATE_CONTRACTS_DIR).")
+    ] = None,
+) -> None:
+    """What would keep contract files from loading (exit 1), and warnings: columns named like
+    personal data without a PII policy."""
+    from gateway.contracts import load_contract_path
+    from gateway.offline import lint
+
+    target = folder or Settings().contracts_dir
+    try:
+        findings = lint(load_contract_path(target))
+    except FileNotFoundError as exc:
+        raise _fail(str(exc), 2) from None
+    for finding in findings:
+        typer.echo(f"{finding.level}: {finding.file}: {finding.message}")
+    errors = sum(1 for f in findings if f.level == "error")
+    typer.echo(f"{errors} error(s), {len(findings) - errors} warning(s)", err=True)
+    if errors:
         raise typer.Exit(1)
 
 
