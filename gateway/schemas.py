@@ -732,3 +732,38 @@ class ContractDiffOut(_Out):
     compatible: bool
     refused: bool = Field(description="Incompatible without a major version bump.")
     changes: list[ContractChange]
+
+
+class RevalidateIn(BaseModel):
+    """What to revalidate: stored versions of the dataset, under which contract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    versions: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        None, max_length=100, description="Version numbers (default: the latest)."
+    )
+    contract: str | None = Field(
+        None,
+        max_length=100,
+        description="A recorded contract version (version string or fingerprint); default: "
+        "the one loaded now.",
+    )
+
+
+class RevalidatedVersion(_Out):
+    """One stored version under the contract: the report an upload of its data would get.
+    Checks of redacted columns are listed with success null and status 'not checkable on
+    redacted data', never counted as passed."""
+
+    version: int
+    rows: int
+    contract_at_upload: dict[str, str]
+    valid: bool = Field(description="Every check that can run on the stored data passes.")
+    report: dict[str, Any]
+
+
+class RevalidationOut(_Out):
+    """Stored versions revalidated under one contract version."""
+
+    contract: dict[str, str]
+    versions: list[RevalidatedVersion]

@@ -358,3 +358,50 @@ def test_without_its_recorded_code_the_old_version_cannot_serve(
         assert "could not be loaded again" in refused.json()["detail"]
     finally:
         client.__exit__(None, None, None)
+
+
+def test_revalidation_runs_what_it_can_and_never_counts_redacted_checks_as_passed(
+    tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    contract(contracts_home, "orders")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    rows = "order_id,email,country,amount,code,note\n"
+    rows += "1,a@example.com,US,5,ABC,x\n2,b@example.com,DE,7,DEF,y\n"
+    try:
+        assert (
+            client.post("/api/v1/datasets/orders/uploads?format=csv", content=rows).status_code
+            == 201
+        )
+    finally:
+        client.__exit__(None, None, None)
+    # 2.0.0 refuses Germany (a major bump: allowed). Would version 1 still pass?
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="2.0.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        answer = client.post("/api/v1/contracts/orders/revalidate", json={})
+        assert answer.status_code == 200, answer.text
+        (result,) = answer.json()["versions"]
+        assert (result["version"], result["valid"]) == (1, False)
+        report = result["report"]
+        failing = {(f["column"], f["check"], f["failing_rows"]) for f in report["failures"]}
+        assert failing == {("country", "isin(['US'])", 1)}
+        email = [a for a in report["assertions"] if a["column"] == "email"]
+        assert email
+        assert all(a["success"] is None for a in email)
+        assert all(a["status"] == "not checkable on redacted data" for a in email)
+        assert report["checks_not_checkable"] == len(email)
+        assert report["checks_failed"] == 1
+        under_old = client.post("/api/v1/contracts/orders/revalidate", json={"contract": "1.0.0"})
+        assert under_old.status_code == 200, under_old.text
+        assert under_old.json()["contract"]["version"] == "1.0.0"
+        assert under_old.json()["versions"][0]["valid"] is True
+        created = client.post(
+            "/api/v1/keys", json={"role": "consumer", "name": "c", "datasets": ["customers"]}
+        )
+        other = {"Authorization": f"Bearer {created.json()['key']}"}
+        refused = client.post("/api/v1/contracts/orders/revalidate", json={}, headers=other)
+        assert refused.status_code == 403
+        missing = client.post("/api/v1/contracts/orders/revalidate", json={"versions": [9]})
+        assert missing.status_code == 404
+    finally:
+        client.__exit__(None, None, None)

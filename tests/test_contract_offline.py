@@ -69,19 +69,13 @@ def test_contracts_test_gives_the_report_an_upload_gets(
     assert outcome["problem"]["title"] == "Contract violation"
     assert "jane.roe@example.com" not in checked.stdout  # scrubbed as in the gateway's report
     assert not (tmp_path / "cli-home").exists()  # nothing written: no key, no database
-    readable = _datagate(
-        "contracts", "test", "customers", str(path), "--contracts", str(CONTRACTS), cwd=tmp_path
-    )
-    assert readable.returncode == 1
-    assert "would be refused: Contract violation" in readable.stdout
-    assert "customer_id greater_than_or_equal_to(1): 1 row(s), e.g. row 10" in readable.stdout
     good = tmp_path / "good.csv"
     customers(40, seed=6).write_csv(good)
     fine = _datagate(
         "contracts", "test", "customers", str(good), "--contracts", str(CONTRACTS), cwd=tmp_path
     )
     assert fine.returncode == 0, fine.stdout + fine.stderr
-    assert "would be stored" in fine.stdout
+    assert fine.stdout.startswith("good.csv against customers 1.2.0: 40 rows, would be stored")
     missing = _datagate(
         "contracts", "test", "nope", str(good), "--contracts", str(CONTRACTS), cwd=tmp_path
     )
@@ -116,3 +110,26 @@ def test_lint_reports_load_errors_and_pii_looking_columns(tmp_path: Path) -> Non
     assert not any("people.email" in line or "person_id" in line for line in lines)
     (tmp_path / "broken.py").unlink()
     assert _datagate("contracts", "lint", str(tmp_path), cwd=tmp_path).returncode == 0
+
+
+def test_contracts_test_prints_each_failing_check(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    frame = customers(12, seed=8).with_columns(
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(-3)
+        .otherwise(pl.col("customer_id"))
+        .alias("customer_id")
+    )
+    path = tmp_path / "export.csv"
+    frame.write_csv(path)
+    result = CliRunner().invoke(
+        app,
+        ["contracts", "test", "customers", str(path), "--contracts", str(CONTRACTS)],
+        env={"DATAGATE_SPACY_MODEL": "", "DATAGATE_HOME": str(tmp_path / "cli-home")},
+    )
+    assert result.exit_code == 1, result.output
+    assert "export.csv against customers 1.2.0: 12 rows, would be refused" in result.output
+    assert "customer_id greater_than_or_equal_to(1): 1 row(s), e.g. row 10" in result.output
