@@ -60,6 +60,16 @@ class DecodeLimits:
     columns: int
     depth: int
 
+    @classmethod
+    def of(cls, settings: Any) -> DecodeLimits:
+        """The limits ``settings`` set (``DATAGATE_MAX_DECODED_BYTES`` and the rest)."""
+        return cls(
+            bytes=settings.max_decoded_bytes,
+            rows=settings.max_rows,
+            columns=settings.max_columns,
+            depth=settings.max_nesting_depth,
+        )
+
     def too_large(self, what: str, found: int, limit: int) -> UploadTooLarge:
         """The 413 for passing one limit."""
         return UploadTooLarge(

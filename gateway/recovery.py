@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -313,14 +313,7 @@ class Recovery:
                     if k not in referenced and not (folders and k.startswith(folders))
                 ]
                 owners = {k: m.group(1) for k in unreferenced if (m := _RUN_OF_KEY.search(k))}
-                busy = set(
-                    session.exec(
-                        select(IngestRun.id).where(
-                            col(IngestRun.id).in_(set(owners.values())),
-                            col(IngestRun.status).in_(("queued", "running")),
-                        )
-                    ).all()
-                )
+                busy = _busy(session, owners.values())
                 for key in unreferenced:
                     if owners.get(key) not in busy:
                         services.snapshots.delete(key)
@@ -344,19 +337,24 @@ class Recovery:
                 ).all()
             )
             owners = {k: m.group(1) for k in keys if (m := HELD_KEY_RUN.search(k))}
-            busy = set(
-                session.exec(
-                    select(IngestRun.id).where(
-                        col(IngestRun.id).in_(set(owners.values())),
-                        col(IngestRun.status).in_(("queued", "running")),
-                    )
-                ).all()
-            )
+            busy = _busy(session, owners.values())
         for key in keys:
             if key not in referenced and owners.get(key) not in busy:
                 services.snapshots.delete(key)
                 removed.append(key)
         return removed
+
+
+def _busy(session: Session, run_ids: Iterable[str]) -> set[str]:
+    """Those of ``run_ids`` still queued or running (their objects are not orphans yet)."""
+    return set(
+        session.exec(
+            select(IngestRun.id).where(
+                col(IngestRun.id).in_(set(run_ids)),
+                col(IngestRun.status).in_(("queued", "running")),
+            )
+        ).all()
+    )
 
 
 def _log(report: RecoveryReport) -> None:

@@ -37,7 +37,6 @@ from gateway.errors import (
     NotFound,
     StageFailed,
     UndeclaredPii,
-    UnreadableUpload,
     redacted_traceback,
 )
 from gateway.formats import detect_format, read_chunks
@@ -59,7 +58,7 @@ from gateway.snapshots import (
     _part_key,
     publish_version,
 )
-from gateway.stages import checkpoint, redact_part
+from gateway.stages import checkpoint, redact_part, refuse_reserved
 from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import (
@@ -921,19 +920,12 @@ def read_corrections(
         UploadError: unreadable, too large decoded, or empty.
     """
     settings = services.settings
-    limits = DecodeLimits(
-        bytes=settings.max_decoded_bytes,
-        rows=settings.max_rows,
-        columns=settings.max_columns,
-        depth=settings.max_nesting_depth,
-    )
+    limits = DecodeLimits.of(settings)
     payload, _ = unwrap(received.path, spool, limits)
     fmt = detect_format(payload, requested_format, received.content_type, received.filename)
     frames = list(read_chunks(payload, fmt, contract.dtypes, limits, settings.ingest_chunk_rows))
     frame = pl.concat(frames, how="vertical_relaxed")
-    for reserved in (ROW_PLACE, HELD_FAILURES):
-        if reserved in frame.columns:
-            raise UnreadableUpload(f"the column name {reserved} is reserved; rename that column")
+    refuse_reserved(frame.columns)
     frame, _ = scrub_column_names(
         frame, services.pii_engine, contract.detection, keep=contract.dtypes
     )

@@ -217,12 +217,7 @@ def open_upload(batch: Batch, services: IngestContext) -> tuple[Batch, Iterator[
     """Unwrap compression, detect the format and start reading the upload in parts, within the
     decoding budget (bytes, rows, columns, nesting depth) counted over the whole upload."""
     settings = services.settings
-    limits = DecodeLimits(
-        bytes=settings.max_decoded_bytes,
-        rows=settings.max_rows,
-        columns=settings.max_columns,
-        depth=settings.max_nesting_depth,
-    )
+    limits = DecodeLimits.of(settings)
     payload, layers = unwrap(batch.upload.path, batch.spool, limits)
     fmt = detect_format(
         payload, batch.requested_format, batch.upload.content_type, batch.upload.filename
@@ -256,15 +251,20 @@ def open_upload(batch: Batch, services: IngestContext) -> tuple[Batch, Iterator[
 # -- each part ---------------------------------------------------------------------------
 
 
+def refuse_reserved(columns: list[str]) -> None:
+    """Refuse an upload with a column named as Datagate's own bookkeeping columns."""
+    for reserved in (ROW_PLACE, HELD_FAILURES):
+        if reserved in columns:
+            raise UnreadableUpload(f"the column name {reserved} is reserved; rename that column")
+
+
 def parse(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.DataFrame:
     """A part as read: column and field names with PII replaced before anything (reports,
     schemas, events, metrics) sees them; the contract's own columns are kept."""
     parts = batch.require_parts()
     parts.count += 1
     parts.rows_read += frame.height
-    for reserved in (ROW_PLACE, HELD_FAILURES):
-        if reserved in frame.columns:
-            raise UnreadableUpload(f"the column name {reserved} is reserved; rename that column")
+    refuse_reserved(frame.columns)
     if parts.renamed is None:
         scrubbed, renamed = scrub_column_names(
             frame, services.pii_engine, batch.contract.detection, keep=batch.contract.dtypes
@@ -416,12 +416,7 @@ def hold_late(batch: Batch, services: IngestContext, holding: Holding, late: pl.
         return
     parts = batch.require_parts()
     settings = services.settings
-    limits = DecodeLimits(
-        bytes=settings.max_decoded_bytes,
-        rows=settings.max_rows,
-        columns=settings.max_columns,
-        depth=settings.max_nesting_depth,
-    )
+    limits = DecodeLimits.of(settings)
     assert batch.payload is not None
     assert batch.format is not None
     offset = 0
