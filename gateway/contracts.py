@@ -121,6 +121,12 @@ class Contract:
     source: str = ""  # the contract file's code as loaded
 
     @property
+    def extra_columns(self) -> str | None:
+        """What the contract does with columns it does not declare, if it says."""
+        extra = self.definition["metadata"].get("extra_columns")
+        return None if extra is None else str(extra)
+
+    @property
     def policies(self) -> tuple[ColumnPolicy, ...]:
         """The PII policies of the columns that declare one."""
         return tuple(c.policy for c in self.columns if c.policy is not None)
@@ -311,6 +317,10 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
             f"(supported: {', '.join(sorted(ON_INVALID))})"
         )
     quarantine = _quarantine_policy(meta, schema) if on_invalid == "quarantine" else None
+    extra = meta.get("extra_columns")
+    if extra is not None:
+        schema = copy.deepcopy(schema)  # not the model's own (cached) schema
+        schema.strict = _strictness(extra, schema.strict)
     undeclared = meta.get("undeclared_pii", "redact")
     if undeclared not in UNDECLARED_PII:
         raise ValueError(
@@ -374,6 +384,22 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         detection=DetectionConfig.from_metadata(meta),
         quarantine=quarantine,
     )
+
+
+EXTRA_COLUMNS = {"reject": True, "drop": "filter", "keep": False}
+
+
+def _strictness(extra: Any, strict: Any) -> Any:
+    """Pandera's ``strict`` for ``extra_columns`` (dlt's schema-contract modes for columns the
+    contract does not declare): reject them, drop them from what is stored, or keep them
+    (kept ones go through undeclared-PII handling like any undeclared column)."""
+    if extra not in EXTRA_COLUMNS:
+        raise ValueError(f"extra_columns {extra!r} must be one of {', '.join(EXTRA_COLUMNS)}")
+    if strict not in (False, EXTRA_COLUMNS[extra]):
+        raise ValueError(
+            f"extra_columns {extra!r} contradicts Config.strict = {strict!r}: declare one of them"
+        )
+    return EXTRA_COLUMNS[extra]
 
 
 def _quarantine_policy(meta: Mapping[str, Any], schema: pa.DataFrameSchema) -> QuarantinePolicy:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.stages import Batch
 
 log = logging.getLogger(__name__)
+UNDECLARED_KEPT = "not declared by the contract; kept (extra_columns: keep)"
 
 
 def pii_report(outcomes: tuple[ColumnOutcome, ...]) -> dict[str, Any]:
@@ -66,9 +67,17 @@ def stored_output(
 ) -> StoredOutput:
     stored = batch.version
     assert stored is not None
+    kept = set(batch.extra_columns()) if batch.contract.extra_columns == "keep" else set()
     return StoredOutput(
         version=stored.number,
-        fields=[SchemaField(name=f["name"], type=f["type"]) for f in stored.schema_fields],
+        fields=[
+            SchemaField(
+                name=f["name"],
+                type=f["type"],
+                description=UNDECLARED_KEPT if f["name"] in kept else None,
+            )
+            for f in stored.schema_fields
+        ],
         row_count=stored.row_count,
         size_bytes=stored.byte_size,
         storage_uri=services.snapshots.uri(stored.storage_key),

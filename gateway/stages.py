@@ -149,6 +149,21 @@ class Batch:
         ]
         return {"id": batch_id or holding.id, "rows": holding.rows, "failures": failures}
 
+    def extra_columns(self) -> list[str]:
+        """The upload's columns the contract does not declare (names as stored)."""
+        parts = self.parts
+        if parts is None or parts.renamed is None:
+            return []
+        return [c for c in parts.renamed.values() if self.contract.spec_for(c) is None]
+
+    def extra_summary(self) -> dict[str, Any]:
+        """For a contract that declares ``extra_columns``: what it did with which columns."""
+        policy = self.contract.extra_columns
+        if policy is None:
+            return {}
+        done = {"reject": "rejected", "drop": "dropped", "keep": "kept"}[policy]
+        return {"extra_columns": {"policy": policy, done: self.extra_columns()}}
+
     def held_output(self) -> HeldOutput | None:
         """The held rows as the run's lineage output."""
         held = self.held_summary()
@@ -541,7 +556,7 @@ def record(batch: Batch, services: IngestContext) -> Batch:
                     source=source_label(batch.job.source),
                     uploader=batch.uploader,
                     run_id=batch.job.run_id,
-                    validation_summary=batch.report.summary(),
+                    validation_summary={**batch.report.summary(), **batch.extra_summary()},
                     pii_summary=pii_report(batch.pii),
                     created_at=utcnow(),
                 )

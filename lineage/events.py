@@ -49,6 +49,7 @@ class SchemaField:
 
     name: str
     type: str
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,9 @@ def ingest_complete(
     facets: dict[str, Any] = {
         "schema": schema_dataset.SchemaDatasetFacet(
             fields=[
-                schema_dataset.SchemaDatasetFacetFields(name=f.name, type=f.type)
+                schema_dataset.SchemaDatasetFacetFields(
+                    name=f.name, type=f.type, description=f.description
+                )
                 for f in output.fields
             ],
             producer=PRODUCER,

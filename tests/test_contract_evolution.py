@@ -405,3 +405,80 @@ def test_revalidation_runs_what_it_can_and_never_counts_redacted_checks_as_passe
         assert missing.status_code == 404
     finally:
         client.__exit__(None, None, None)
+
+
+EXTRA = """
+import pandera.polars as pa
+
+
+class Leads(pa.DataFrameModel):
+    lead_id: int
+
+    class Config:
+        name = "leads"
+        strict = {strict}
+        metadata = {{"version": "1.0.0", "extra_columns": "{extra}"}}
+"""
+
+
+@pytest.mark.parametrize("extra", ["reject", "drop", "keep"])
+def test_extra_columns_are_rejected_dropped_or_kept_and_recorded(
+    tmp_path: Path, contracts_home: Path, extra: str, pii_engine: PiiEngine
+) -> None:
+    from io import BytesIO
+
+    import polars as pl
+    from sqlmodel import Session, select
+
+    from gateway.models import LineageEvent
+
+    (contracts_home / "leads.py").write_text(EXTRA.format(strict=False, extra=extra))
+    url = f"sqlite:///{tmp_path / 'leads.db'}"
+    client = _start(tmp_path, contracts_home, url, pii_engine)
+    try:
+        body = "lead_id,referrer,contact\n1,web,ann.lee@example.com\n2,ads,bo.kim@example.org\n"
+        answer = client.post("/api/v1/datasets/leads/uploads?format=csv", content=body)
+        if extra == "reject":
+            assert answer.status_code == 422
+            checks = {f["check"] for f in answer.json()["report"]["failures"]}
+            assert checks == {"column_in_schema"}
+            return
+        assert answer.status_code == 201, answer.text
+        version = answer.json()["version"]
+        done = "dropped" if extra == "drop" else "kept"
+        assert version["validation"]["extra_columns"] == {
+            "policy": extra,
+            done: ["referrer", "contact"],
+        }
+        data = client.get("/api/v1/datasets/leads/versions/1/data").content
+        stored = pl.read_parquet(BytesIO(data))
+        if extra == "drop":
+            assert stored.columns == ["lead_id"]
+            return
+        assert stored.columns == ["lead_id", "referrer", "contact"]
+        assert "ann.lee@example.com" not in stored["contact"].to_list()  # undeclared PII redacted
+        services = client.app.state.services  # type: ignore[attr-defined]
+        with Session(services.engine) as session:
+            events = session.exec(select(LineageEvent)).all()
+        complete = next(e.payload for e in events if e.event_type == "COMPLETE")
+        fields = {f["name"]: f for f in complete["outputs"][0]["facets"]["schema"]["fields"]}
+        assert fields["referrer"]["description"].endswith("(extra_columns: keep)")
+        assert "description" not in fields["lead_id"] or not fields["lead_id"]["description"]
+    finally:
+        client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("strict", "extra", "reason"),
+    [
+        (False, "explode", "extra_columns 'explode' must be one of reject, drop, keep"),
+        (True, "keep", "extra_columns 'keep' contradicts Config.strict = True"),
+    ],
+)
+def test_a_bad_extra_columns_is_a_load_error(
+    tmp_path: Path, strict: bool, extra: str, reason: str
+) -> None:
+    (tmp_path / "leads.py").write_text(EXTRA.format(strict=strict, extra=extra))
+    catalog = load_contract_path(tmp_path / "leads.py")
+    assert catalog.contracts == {}
+    assert reason in catalog.errors[0].reason
