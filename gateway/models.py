@@ -77,6 +77,9 @@ class ContractVersion(SQLModel, table=True):
     definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     # The contract file's code, as loaded (the code is the contract).
     source: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # A keyed MAC over name, fingerprint and source (key derived from the PII key, never in the
+    # database): recorded code is executed again only if it is the code that was loaded.
+    source_mac: str | None = Field(default=None, max_length=64)
     first_seen_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     # The last start-up that loaded this version: it was active from first_seen_at until a
     # later version's first_seen_at.

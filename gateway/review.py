@@ -13,6 +13,7 @@ publishes nothing). A process killed before that transaction leaves the batch as
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
 from gateway.errors import (
     Conflict,
+    ContractViolation,
     DatagateError,
     Interrupted,
     InvalidRequest,
@@ -59,7 +61,13 @@ from gateway.snapshots import (
     publish_version,
 )
 from gateway.stages import checkpoint, redact_part, refuse_reserved
-from gateway.store import dataset_by_name, lock_dataset, lock_running_run, version_by_hash
+from gateway.store import (
+    dataset_by_name,
+    lock_dataset,
+    lock_running_run,
+    version_by_hash,
+    version_by_number,
+)
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import (
     HELD_FAILURE_TYPE,
@@ -77,6 +85,7 @@ from lineage import (
     StoredOutput,
     held_input,
     ingest_complete,
+    ingest_fail,
     ingest_start,
     quarantine_dataset,
     version_input,
@@ -243,12 +252,11 @@ def _checking(contract: Contract) -> Contract:
     an upload's limits protect is already decided)."""
     schema = contract.checked_schema
     if not schema.drop_invalid_rows:
-        import copy
-
         schema = copy.deepcopy(schema)
         schema.drop_invalid_rows = True
-    keys = contract.quarantine.keys if contract.quarantine is not None else ()
-    if not keys:
+    if contract.quarantine is not None:
+        keys = contract.quarantine.keys
+    else:  # a contract that stopped quarantining: its unique columns, as the default keys
         keys = tuple(c.name for c in contract.columns if c.unique and not c.regex)
     policy = QuarantinePolicy(max_invalid_fraction=1.0, min_valid_rows=0, keys=keys)
     return replace(contract, checked_schema=schema, quarantine=policy)
@@ -534,17 +542,10 @@ def _base_version(services: IngestContext, batch: QuarantineBatch) -> DatasetVer
         return None
     with Session(services.engine) as session:
         dataset = dataset_by_name(session, batch.dataset)
-        return session.exec(
-            select(DatasetVersion).where(
-                DatasetVersion.dataset_id == dataset.id,
-                DatasetVersion.number == batch.base_version,
-            )
-        ).first()
+        return version_by_number(session, dataset, batch.base_version)
 
 
 def _refused(contract: Contract, report: ValidationReport, why: str) -> DatagateError:
-    from gateway.errors import ContractViolation
-
     return ContractViolation(
         f"{why} under contract {contract.dataset} {contract.version}", report=report.as_dict()
     )
@@ -689,8 +690,6 @@ def _record(
                     ),
                 )
             else:
-                from lineage import ingest_fail
-
                 store_event(
                     session,
                     ingest_fail(

@@ -89,9 +89,9 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     catalog = load_contracts(settings.contracts_dir)
     for error in catalog.errors:
         log.error("contract not loaded: %s: %s", error.file, error.reason)
-    hold_back_incompatible(engine, catalog)
+    hold_back_incompatible(engine, catalog, redaction_key)
     log.info("contracts loaded: %s", ", ".join(sorted(catalog.contracts)) or "none")
-    sync_contracts(engine, catalog)
+    sync_contracts(engine, catalog, redaction_key)
     engine_for_pii = pii_engine or PiiEngine(settings.spacy_model or None)
     status = engine_for_pii.status
     if engine_for_pii.has_model:

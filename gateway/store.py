@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +19,7 @@ from gateway.db import unit_of_work
 from gateway.errors import ContractLoadError, DatasetNotFound, RunNotFound, VersionNotFound
 from gateway.evolution import judge
 from gateway.models import ContractVersion, Dataset, DatasetVersion, IngestRun, utcnow
+from privacy import RedactionKey
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,7 @@ def _ensure_dataset(engine: Engine, name: str) -> None:
         pass  # another replica created it first
 
 
-def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
+def _ensure_contract_version(engine: Engine, contract: Contract, key: RedactionKey) -> None:
     try:
         with unit_of_work(engine) as session:
             known = session.exec(
@@ -40,8 +44,11 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
             ).first()
             if known is not None:
                 known.last_active_at = utcnow()
-                if known.source is None:
-                    known.source = contract.source or None
+                if known.source is None and contract.source:
+                    known.source = contract.source
+                    known.source_mac = source_mac(
+                        key, contract.dataset, contract.fingerprint, contract.source
+                    )
                 session.add(known)
                 return
             same_version = session.exec(
@@ -67,6 +74,11 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
                     source_file=contract.source_file,
                     definition=contract.definition,
                     source=contract.source or None,
+                    source_mac=source_mac(
+                        key, contract.dataset, contract.fingerprint, contract.source
+                    )
+                    if contract.source
+                    else None,
                     first_seen_at=utcnow(),
                     last_active_at=utcnow(),
                 )
@@ -75,7 +87,22 @@ def _ensure_contract_version(engine: Engine, contract: Contract) -> None:
         pass
 
 
-def hold_back_incompatible(engine: Engine, catalog: ContractCatalog) -> None:
+def source_mac(key: RedactionKey, name: str, fingerprint: str, source: str) -> str:
+    """The keyed MAC that vouches for a contract version's recorded code."""
+    body = json.dumps([name, fingerprint, source]).encode()
+    return hmac.new(key.derive_raw("contract-source"), body, hashlib.sha256).hexdigest()
+
+
+def trusted_source(row: ContractVersion, key: RedactionKey) -> str | None:
+    """A contract version's recorded code, if its MAC proves it is the code that was loaded
+    (someone able to write the database cannot make the gateway run code of their own)."""
+    if not row.source or not row.source_mac:
+        return None
+    expected = source_mac(key, row.name, row.fingerprint, row.source)
+    return row.source if hmac.compare_digest(expected, row.source_mac) else None
+
+
+def hold_back_incompatible(engine: Engine, catalog: ContractCatalog, key: RedactionKey) -> None:
     """Refuse a contract whose change from the version last active is incompatible under its
     compatibility mode without a major version bump (``gateway.evolution``): it is reported
     like a broken file, naming each offending change, and the version last active, rebuilt
@@ -104,7 +131,7 @@ def hold_back_incompatible(engine: Engine, catalog: ContractCatalog) -> None:
                 f"version {verdict.new_version} is incompatible with {previous.version} under "
                 f"compatibility '{verdict.mode}' without a major version bump: {offending}"
             )
-            restored = _restore(previous, catalog.folder)
+            restored = restore_contract(previous, catalog.folder, key)
             if restored is None:
                 del catalog.contracts[name]
                 catalog.unavailable[name] = (
@@ -119,12 +146,14 @@ def hold_back_incompatible(engine: Engine, catalog: ContractCatalog) -> None:
             log.error("contract not loaded: %s: %s", contract.source_file, reason)
 
 
-def _restore(row: ContractVersion, folder: Path) -> Contract | None:
-    """The contract version ``row`` from its recorded code, if it loads exactly as it was."""
-    if not row.source:
+def restore_contract(row: ContractVersion, folder: Path, key: RedactionKey) -> Contract | None:
+    """The contract version ``row`` from its recorded code (with the helpers of ``folder``),
+    if the code is vouched for and loads exactly as it was."""
+    source = trusted_source(row, key)
+    if source is None:
         return None
     try:
-        catalog = load_source(row.source, Path(row.source_file).name, folder)
+        catalog = load_source(source, Path(row.source_file).name, folder)
     except OSError:
         return None
     found = catalog.contracts.get(row.name)
@@ -133,11 +162,11 @@ def _restore(row: ContractVersion, folder: Path) -> Contract | None:
     return replace(found, source_file=row.source_file)
 
 
-def sync_contracts(engine: Engine, catalog: ContractCatalog) -> None:
+def sync_contracts(engine: Engine, catalog: ContractCatalog, key: RedactionKey) -> None:
     """Record every loaded contract's definition and make sure its dataset row exists."""
     for contract in catalog.contracts.values():
         _ensure_dataset(engine, contract.dataset)
-        _ensure_contract_version(engine, contract)
+        _ensure_contract_version(engine, contract, key)
 
 
 def dataset_by_name(session: Session, name: str) -> Dataset:

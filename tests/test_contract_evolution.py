@@ -482,3 +482,38 @@ def test_a_bad_extra_columns_is_a_load_error(
     catalog = load_contract_path(tmp_path / "leads.py")
     assert catalog.contracts == {}
     assert reason in catalog.errors[0].reason
+
+
+def test_recorded_code_changed_in_the_database_is_never_run(
+    tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    """Someone who can write the database cannot make the gateway run code of their own: the
+    recorded code is run again only if its keyed MAC (key never in the database) holds."""
+    from sqlmodel import Session, select
+
+    from gateway.models import ContractVersion
+
+    marker = tmp_path / "ran"
+    contract(contracts_home, "orders")
+    first = _start(tmp_path, contracts_home, database_url, pii_engine)
+    with Session(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
+        (row,) = session.exec(select(ContractVersion)).all()
+        assert row.source_mac
+        row.source = f"open({str(marker)!r}, 'w').write('x')\n" + (row.source or "")
+        session.add(row)
+        session.commit()
+    versions = first.get("/api/v1/contracts/orders/versions").json()["versions"]
+    tampered = first.post(
+        "/api/v1/contracts/orders/revalidate", json={"contract": versions[0]["fingerprint"]}
+    )
+    assert tampered.status_code == 409
+    first.__exit__(None, None, None)
+    # An incompatible 1.1.0 cannot fall back on the tampered 1.0.0 either: unavailable.
+    contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
+    client = _start(tmp_path, contracts_home, database_url, pii_engine)
+    try:
+        answer = client.post("/api/v1/datasets/orders/uploads?format=csv", content=b"a\n1\n")
+        assert answer.status_code == 503
+    finally:
+        client.__exit__(None, None, None)
+    assert not marker.exists()

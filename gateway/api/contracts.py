@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
 from sqlmodel import Session, col, select
 
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
-from gateway.contracts import load_source
 from gateway.errors import Conflict, ContractNotFound
 from gateway.evolution import judge
 from gateway.keys import ROLES, require
@@ -25,7 +23,7 @@ from gateway.schemas import (
     RevalidationOut,
 )
 from gateway.services import Services
-from gateway.store import dataset_by_name, version_by_number
+from gateway.store import dataset_by_name, restore_contract, version_by_number
 
 router = APIRouter(tags=["contracts"])
 
@@ -154,11 +152,8 @@ def revalidate(
             raise ContractNotFound(f"contract {name!r} is not loaded now; name a recorded one")
     else:
         row = _pick(_versions(session, name), body.contract)
-        restored = load_source(
-            row.source or "", Path(row.source_file).name, services.catalog.folder
-        )
-        contract = restored.contracts.get(name)
-        if contract is None or contract.fingerprint != row.fingerprint:
+        contract = restore_contract(row, services.catalog.folder, services.redaction_key)
+        if contract is None:
             raise Conflict(f"version {row.version} of contract {name!r} no longer loads as it was")
     dataset = dataset_by_name(session, name)
     numbers = body.versions or ([dataset.latest_version] if dataset.latest_version else [])
