@@ -46,6 +46,11 @@ class JobQueue(Protocol):
         ``session``'s transaction."""
         ...
 
+    def enqueue_revalidation(self, session: Session, revalidation_id: str) -> None:
+        """Enqueue a revalidation (``gateway.revalidation``) as part of ``session``'s
+        transaction; one whose worker died is enqueued again the same way."""
+        ...
+
     def close(self) -> None:
         """Stop taking jobs; wait for the running ones."""
         ...

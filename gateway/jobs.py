@@ -33,8 +33,9 @@ from sqlmodel import Session, select
 from gateway.db import unit_of_work
 from gateway.errors import DatagateError, StageFailed, UnsupportedFormat
 from gateway.formats import declared_format
-from gateway.models import IngestPart, IngestRun, as_utc, utcnow
+from gateway.models import IngestPart, IngestRun, Revalidation, as_utc, utcnow
 from gateway.pipeline import run_pipeline
+from gateway.revalidation import run_revalidation
 from gateway.runs import fail_run, job_for_run, new_run_id, scrub, shown_filename, start_run
 from gateway.sealed import run_key, unseal
 from gateway.spread import Spread, run_part_job
@@ -57,37 +58,47 @@ log = logging.getLogger(__name__)
 QUEUE = "ingest"
 INGEST_TASK = "datagate.ingest"
 PART_TASK = "datagate.ingest_part"
+REVALIDATE_TASK = "datagate.revalidate"
 
 
 class ProcrastinateQueue:
     """The job goes into procrastinate's table in the same PostgreSQL transaction."""
 
     def enqueue(self, session: Session, run_id: str) -> None:
-        self._defer(session, INGEST_TASK, run_id)
+        self._defer(session, INGEST_TASK, run_id=run_id)
 
     def enqueue_part(self, session: Session, run_id: str) -> None:
-        self._defer(session, PART_TASK, run_id)
+        self._defer(session, PART_TASK, run_id=run_id)
+
+    def enqueue_revalidation(self, session: Session, revalidation_id: str) -> None:
+        # A worker that died mid-way left its job "doing": finish it, as for a run.
+        self._finish_abandoned(session, REVALIDATE_TASK, "revalidation_id", revalidation_id)
+        self._defer(session, REVALIDATE_TASK, revalidation_id=revalidation_id)
 
     @staticmethod
-    def _defer(session: Session, task: str, run_id: str) -> None:
+    def _defer(session: Session, task: str, **args: str) -> None:
         session.execute(
             text(
                 "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, NULL, NULL, "
                 "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
             ),
-            {"queue": QUEUE, "task": task, "args": json.dumps({"run_id": run_id})},
+            {"queue": QUEUE, "task": task, "args": json.dumps(args)},
+        )
+
+    @staticmethod
+    def _finish_abandoned(session: Session, task: str, arg: str, value: str) -> None:
+        session.execute(
+            text(
+                "SELECT procrastinate_finish_job_v1(id, 'failed', false) FROM procrastinate_jobs "
+                "WHERE status = 'doing' AND task_name = :task AND args->>:arg = :value"
+            ),
+            {"task": task, "arg": arg, "value": value},
         )
 
     def requeue(self, session: Session, run_id: str) -> None:
         # The dead worker's job would stay "doing" for ever: finish it as failed, through
         # procrastinate's own function, then defer a new one.
-        session.execute(
-            text(
-                "SELECT procrastinate_finish_job_v1(id, 'failed', false) FROM procrastinate_jobs "
-                "WHERE status = 'doing' AND task_name = :task AND args->>'run_id' = :run"
-            ),
-            {"task": INGEST_TASK, "run": run_id},
-        )
+        self._finish_abandoned(session, INGEST_TASK, "run_id", run_id)
         self.enqueue(session, run_id)
 
     def close(self) -> None:
@@ -98,11 +109,16 @@ class LocalQueue:
     """The embedded default: jobs run in this process's threads, submitted on commit."""
 
     def __init__(
-        self, workers: int, run: Callable[[str], None], run_parts: Callable[[str], object]
+        self,
+        workers: int,
+        run: Callable[[str], None],
+        run_parts: Callable[[str], object],
+        revalidate: Callable[[str], object],
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         self._run = run
         self._run_parts = run_parts
+        self._revalidate = revalidate
 
     def enqueue(self, session: Session, run_id: str) -> None:
         event.listen(session, "after_commit", lambda _: self.submit(run_id), once=True)
@@ -114,6 +130,18 @@ class LocalQueue:
             lambda _: self._pool.submit(self._logged, run_id, self._run_parts),
             once=True,
         )
+
+    def enqueue_revalidation(self, session: Session, revalidation_id: str) -> None:
+        event.listen(
+            session,
+            "after_commit",
+            lambda _: self.submit_revalidation(revalidation_id),
+            once=True,
+        )
+
+    def submit_revalidation(self, revalidation_id: str) -> None:
+        """Run a revalidation in the pool."""
+        self._pool.submit(self._logged, revalidation_id, self._revalidate)
 
     def requeue(self, session: Session, run_id: str) -> None:
         self.enqueue(session, run_id)  # a thread of a process that died left nothing behind
@@ -128,7 +156,7 @@ class LocalQueue:
         try:
             job(run_id)
         except Exception as exc:
-            log.error("ingest job for run %s failed: %s", run_id, type(exc).__name__)
+            log.error("job for %s failed: %s", run_id, type(exc).__name__)
 
     def close(self) -> None:
         # Jobs not started stay queued runs; the next start resubmits them.
@@ -143,12 +171,13 @@ def build_queue(services: WorkerContext) -> JobQueue:
         services.settings.local_ingest_workers,
         lambda run: run_ingest(services, run),
         lambda run: run_part_job(services, run),
+        lambda revalidation: run_revalidation(services, revalidation),
     )
 
 
 def queue_state(engine: Engine) -> tuple[int, float | None]:
-    """How many jobs wait for a worker (queued uploads, and parts of uploads spread over
-    workers), and for how many seconds the oldest has."""
+    """How many jobs wait for a worker (queued uploads, parts of uploads spread over workers,
+    revalidations), and for how many seconds the oldest has."""
     with Session(engine) as session:
         runs, oldest_run = session.exec(
             select(func.count(), func.min(IngestRun.started_at)).where(IngestRun.status == "queued")
@@ -158,18 +187,30 @@ def queue_state(engine: Engine) -> tuple[int, float | None]:
                 IngestPart.status == "queued"
             )
         ).one()
-    waiting = [as_utc(moment) for moment in (oldest_run, oldest_part) if moment is not None]
+        checks, oldest_check = session.exec(
+            select(func.count(), func.min(Revalidation.created_at)).where(
+                Revalidation.status == "queued"
+            )
+        ).one()
+    moments = (oldest_run, oldest_part, oldest_check)
+    waiting = [as_utc(moment) for moment in moments if moment is not None]
     age = None if not waiting else round((utcnow() - min(waiting)).total_seconds(), 3)
-    return int(runs) + int(parts), age
+    return int(runs) + int(parts) + int(checks), age
 
 
 def resume_local_jobs(services: WorkerContext, queue: LocalQueue) -> int:
-    """Resubmit the runs a previous process queued but never started (SQLite only)."""
+    """Resubmit the runs and revalidations a previous process queued but never started
+    (SQLite only)."""
     with Session(services.engine) as session:
         queued = session.exec(select(IngestRun.id).where(IngestRun.status == "queued")).all()
+        revalidations = session.exec(
+            select(Revalidation.id).where(Revalidation.status == "queued")
+        ).all()
     for run_id in queued:
         queue.submit(run_id)
-    return len(queued)
+    for revalidation_id in revalidations:
+        queue.submit_revalidation(revalidation_id)
+    return len(queued) + len(revalidations)
 
 
 def start_queued_run(
@@ -306,5 +347,9 @@ def procrastinate_app(services: WorkerContext) -> Any:
     @app.task(name=PART_TASK, queue=QUEUE, pass_context=False)
     def ingest_part(run_id: str) -> None:
         run_part_job(services, run_id)
+
+    @app.task(name=REVALIDATE_TASK, queue=QUEUE, pass_context=False)
+    def revalidate(revalidation_id: str) -> None:
+        run_revalidation(services, revalidation_id)
 
     return app

@@ -318,3 +318,31 @@ class QuarantineBatch(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     closed_by: str | None = Field(default=None, max_length=200)
     close_reason: str | None = Field(default=None, max_length=1000)
+
+
+class Revalidation(SQLModel, table=True):
+    """A revalidation too large to answer while the client waits: a contract version run
+    against stored versions of its dataset by a worker. The result holds reports as an upload's
+    do (row numbers, counts, scrubbed examples), never a raw PII value."""
+
+    __tablename__ = "revalidation"
+
+    id: str = Field(primary_key=True, max_length=36)
+    dataset: str = Field(index=True, max_length=200)
+    contract_version: str = Field(max_length=100)
+    contract_fingerprint: str = Field(max_length=64)
+    versions: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    rows: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(index=True, max_length=20)  # queued, running, done, failed
+    attempts: int = 0
+    instance: str | None = Field(default=None, max_length=32)
+    requested_by: str = Field(max_length=200)
+    result: dict[str, Any] | None = _json_column()
+    error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    started_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True)
+    )

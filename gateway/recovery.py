@@ -43,6 +43,7 @@ from gateway.outbox import store_event
 from gateway.problems import problem_for
 from gateway.processes import pid_alive
 from gateway.quarantine import HELD_KEY_RUN, QUARANTINE_PREFIX
+from gateway.revalidation import requeue_revalidations
 from gateway.runs import job_for_run
 from gateway.snapshots import MANIFEST, sweep_owned_folders
 from gateway.spread import requeue_parts
@@ -129,6 +130,7 @@ class RecoveryReport:
     interrupted_runs: list[str] = field(default_factory=list)
     requeued_runs: list[str] = field(default_factory=list)
     requeued_parts: list[str] = field(default_factory=list)
+    requeued_revalidations: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     orphan_snapshots: list[str] = field(default_factory=list)
 
@@ -138,6 +140,7 @@ class RecoveryReport:
             or self.interrupted_runs
             or self.requeued_runs
             or self.requeued_parts
+            or self.requeued_revalidations
             or self.removed_files
             or self.orphan_snapshots
         )
@@ -177,6 +180,7 @@ class Recovery:
         report.interrupted_runs = [run for run, outcome in outcomes if outcome == "failed"]
         report.requeued_runs = [run for run, outcome in outcomes if outcome == "queued"]
         report.requeued_parts = requeue_parts(services, dead)  # after the runs' fate
+        report.requeued_revalidations = requeue_revalidations(services, dead, known, now)
         if orphans:
             report.orphan_snapshots = self._remove_orphan_snapshots()
             report.removed_files += self._remove_finished_uploads()
@@ -366,6 +370,8 @@ def _log(report: RecoveryReport) -> None:
         log.warning("recovery: run %s was interrupted; queued again for another worker", run_id)
     for part in report.requeued_parts:
         log.warning("recovery: part %s of a run was interrupted; queued again", part)
+    for revalidation in report.requeued_revalidations:
+        log.warning("recovery: revalidation %s was interrupted; queued again", revalidation)
     for path in report.removed_files:
         log.warning("recovery: removed unfinished file %s", path)
     for key in report.orphan_snapshots:

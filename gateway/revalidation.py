@@ -9,25 +9,40 @@ upload (the same chunked validation), part by part, in bounded memory.
 from __future__ import annotations
 
 import copy
+import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from sqlmodel import Session, select
 
-from gateway.context import IngestContext
 from gateway.contracts import ColumnSpec, Contract
-from gateway.models import DatasetVersion
+from gateway.db import unit_of_work
+from gateway.errors import Conflict, DatagateError
+from gateway.models import ContractVersion, DatasetVersion, Revalidation, as_utc, utcnow
+from gateway.problems import problem_for
 from gateway.snapshots import version_files
+from gateway.store import dataset_by_name, restore_contract, version_by_number
 from gateway.validation import ChunkedValidation
-from privacy import scan_texts
+from privacy import PiiEngine, scan_texts
+
+if TYPE_CHECKING:
+    from gateway.context import IngestContext, WorkerContext
+
+log = logging.getLogger(__name__)
 
 NOT_CHECKABLE = "not checkable on redacted data"
 _UNREDACTED = ("none", "keep", "warn")
 
 
-def redacted_columns(version: DatasetVersion) -> dict[str, str]:
-    """The columns a version stores redacted, with the action (``drop``: not stored)."""
-    columns = (version.pii_summary or {}).get("columns") or []
+def redacted_columns(pii_summary: dict[str, Any] | None) -> dict[str, str]:
+    """The columns a version stores redacted (from its PII summary), with the action
+    (``drop``: not stored)."""
+    columns = (pii_summary or {}).get("columns") or []
     return {
         str(c["column"]): str(c["action"])
         for c in columns
@@ -95,31 +110,50 @@ def _not_checkable(contract: Contract, redacted: dict[str, str]) -> list[dict[st
     return found
 
 
-def revalidate_version(
-    services: IngestContext, contract: Contract, version: DatasetVersion
+def revalidate_files(
+    contract: Contract,
+    files: Sequence[Path | str],
+    pii_summary: dict[str, Any] | None,
+    engine: PiiEngine,
+    chunk_rows: int,
 ) -> dict[str, Any]:
-    """One stored version under ``contract``: the report an upload of its data would get
-    (for the checks that can run on it), and the checks that cannot."""
-    redacted = redacted_columns(version)
-    files = version_files(services.snapshots, version.storage_key)
+    """A stored version's Parquet ``files`` under ``contract``: the report an upload of that
+    data would get (for the checks that can run on it), and the checks that cannot. The same
+    code runs in the gateway and in ``datagate contracts check`` on a downloaded copy."""
+    redacted = redacted_columns(pii_summary)
     stored = pl.read_parquet_schema(files[0])
     checking = _unchecked(contract, redacted, stored)
     validation = ChunkedValidation(
-        checking, lambda values: scan_texts(values, services.pii_engine, contract.detection)
+        checking, lambda values: scan_texts(values, engine, contract.detection)
     )
-    chunk = services.settings.ingest_chunk_rows
     for path in files:
-        for frame in pl.scan_parquet(path).collect_batches(chunk_size=chunk):
+        for frame in pl.scan_parquet(path).collect_batches(chunk_size=chunk_rows):
             validation.feed(frame)
     report, _ = validation.finish()
     result = report.as_dict()
-    unreachable = set(redacted)
     result["assertions"] = [
-        a for a in report.assertions if a["column"] not in unreachable
+        a for a in report.assertions if a["column"] not in redacted
     ] + _not_checkable(contract, redacted)
     result["checks_run"] = sum(1 for a in result["assertions"] if a["success"] is not None)
     result["checks_not_checkable"] = sum(1 for a in result["assertions"] if a["success"] is None)
     result["checks_failed"] = sum(1 for a in result["assertions"] if a["success"] is False)
+    # Every check that can run passes (rows a quarantining contract would hold count).
+    valid = report.valid and not result["checks_failed"] and not report.failures
+    return {"valid": valid, "report": result}
+
+
+def revalidate_version(
+    services: IngestContext, contract: Contract, version: DatasetVersion
+) -> dict[str, Any]:
+    """One stored version under ``contract`` (``revalidate_files`` on its parts)."""
+    files = version_files(services.snapshots, version.storage_key)
+    outcome = revalidate_files(
+        contract,
+        files,
+        version.pii_summary,
+        services.pii_engine,
+        services.settings.ingest_chunk_rows,
+    )
     return {
         "version": version.number,
         "rows": version.row_count,
@@ -127,7 +161,153 @@ def revalidate_version(
             "version": version.contract_version,
             "fingerprint": version.contract_fingerprint,
         },
-        # Every check that can run passes (rows a quarantining contract would hold count).
-        "valid": report.valid and not result["checks_failed"] and not report.failures,
-        "report": result,
+        **outcome,
     }
+
+
+# --- Revalidations too large to answer at once: recorded, then run by a worker. ---
+
+MAX_ATTEMPTS = 3
+# How long a revalidation run by a process this one has never seen may stay "running".
+UNKNOWN_OWNER_GRACE = timedelta(hours=1)
+
+
+def start_revalidation(
+    services: WorkerContext,
+    contract: Contract,
+    dataset: str,
+    versions: Sequence[DatasetVersion],
+    requested_by: str,
+) -> Revalidation:
+    """Record a queued revalidation and its job in one transaction (never one without the
+    other)."""
+    assert services.queue is not None, "services without a job queue"
+    queue = services.queue
+    with unit_of_work(services.engine) as session:
+        row = Revalidation(
+            id=str(uuid.uuid4()),
+            dataset=dataset,
+            contract_version=contract.version,
+            contract_fingerprint=contract.fingerprint,
+            versions=[v.number for v in versions],
+            rows=sum(v.row_count for v in versions),
+            status="queued",
+            requested_by=requested_by,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        queue.enqueue_revalidation(session, row.id)
+        session.expunge(row)
+    return row
+
+
+def contract_for(services: IngestContext, dataset: str, fingerprint: str) -> Contract | None:
+    """The contract version with ``fingerprint``: the loaded one, or restored from its recorded
+    code (None when it no longer loads exactly as it was)."""
+    loaded = services.catalog.get(dataset)
+    if loaded is not None and loaded.fingerprint == fingerprint:
+        return loaded
+    with Session(services.engine) as session:
+        row = session.exec(
+            select(ContractVersion).where(
+                ContractVersion.name == dataset, ContractVersion.fingerprint == fingerprint
+            )
+        ).first()
+    if row is None:
+        return None
+    return restore_contract(row, services.catalog.folder, services.redaction_key)
+
+
+def run_revalidation(services: WorkerContext, revalidation_id: str) -> None:
+    """The job: take the queued revalidation, revalidate its versions one by one (each
+    finished version is saved, so a reader sees progress), record the outcome. One no longer
+    queued (taken already, or finished) is left alone, so a job delivered twice runs once."""
+    with unit_of_work(services.engine) as session:
+        row = session.exec(
+            select(Revalidation).where(Revalidation.id == revalidation_id).with_for_update()
+        ).first()
+        if row is None or row.status != "queued":
+            log.info("revalidation %s is not queued; nothing to do", revalidation_id)
+            return
+        row.status, row.instance = "running", services.instance.id
+        row.started_at, row.attempts = utcnow(), row.attempts + 1
+        session.add(row)
+        dataset, fingerprint, numbers = row.dataset, row.contract_fingerprint, list(row.versions)
+    try:
+        contract = contract_for(services, dataset, fingerprint)
+        if contract is None:
+            raise Conflict(
+                f"contract {dataset!r} version {fingerprint[:12]} no longer loads as it was"
+            )
+        done: list[dict[str, Any]] = []
+        for number in numbers:
+            with Session(services.engine) as session:
+                version = version_by_number(session, dataset_by_name(session, dataset), number)
+            done.append(revalidate_version(services, contract, version))
+            _save(services, revalidation_id, status="running", result=_result(contract, done))
+    except Exception as exc:
+        if isinstance(exc, DatagateError):
+            message = f"{problem_for(exc).title}: {exc.detail}"
+        else:  # its text may quote stored values: the type only
+            message = f"revalidation failed ({type(exc).__name__})"
+            log.error("revalidation %s failed: %s", revalidation_id, type(exc).__name__)
+        _save(services, revalidation_id, status="failed", error=message[:1000])
+        return
+    _save(services, revalidation_id, status="done", result=_result(contract, done))
+
+
+def _result(contract: Contract, versions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "contract": {"version": contract.version, "fingerprint": contract.fingerprint},
+        "versions": versions,
+    }
+
+
+def _save(services: IngestContext, revalidation_id: str, **changes: Any) -> None:
+    with unit_of_work(services.engine) as session:
+        row = session.get(Revalidation, revalidation_id)
+        if row is None or row.instance != services.instance.id:
+            return  # taken over (this process was thought dead): the other run decides
+        for name, value in changes.items():
+            setattr(row, name, value)
+        if changes.get("status") in ("done", "failed"):
+            row.finished_at = utcnow()
+        session.add(row)
+
+
+def requeue_revalidations(
+    services: WorkerContext, dead: set[str], known: set[str], now: datetime
+) -> list[str]:
+    """Revalidations whose process died go back to the queue (reading is idempotent), at
+    most ``MAX_ATTEMPTS`` times in all; then they fail."""
+    with Session(services.engine) as session:
+        running = session.exec(select(Revalidation).where(Revalidation.status == "running")).all()
+    orphaned = [
+        row.id
+        for row in running
+        if row.instance is None
+        or row.instance in dead
+        or (
+            row.instance not in known
+            and row.started_at is not None
+            and now - as_utc(row.started_at) > UNKNOWN_OWNER_GRACE
+        )
+    ]
+    requeued = []
+    for revalidation_id in orphaned:
+        with unit_of_work(services.engine) as session:
+            row = session.exec(
+                select(Revalidation).where(Revalidation.id == revalidation_id).with_for_update()
+            ).first()
+            if row is None or row.status != "running":
+                continue
+            if services.queue is not None and row.attempts < MAX_ATTEMPTS:
+                row.status, row.instance = "queued", None
+                services.queue.enqueue_revalidation(session, row.id)
+                requeued.append(row.id)
+            else:
+                row.status, row.finished_at = "failed", utcnow()
+                row.error = "the process running this revalidation stopped; ask again"
+            session.add(row)
+    return requeued

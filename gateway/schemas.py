@@ -767,3 +767,31 @@ class RevalidationOut(_Out):
 
     contract: dict[str, str]
     versions: list[RevalidatedVersion]
+
+
+class RevalidationJobLinks(_Out):
+    """Where to follow a revalidation run by a worker."""
+
+    self_: str = Field(alias="self", serialization_alias="self")
+
+
+class RevalidationJobOut(_Out):
+    """A revalidation too large to answer at once (202), run by a worker: its state, and
+    the versions revalidated so far (all of them once done)."""
+
+    id: str
+    dataset: str
+    contract: dict[str, str]
+    versions: list[int] = Field(description="The version numbers asked for.")
+    rows: int = Field(description="Stored rows to read, over those versions.")
+    status: str = Field(description="queued, running, done or failed.")
+    versions_done: int
+    result: RevalidationOut | None = Field(
+        description="Per version, as a synchronous answer; partial while running."
+    )
+    error: str | None
+    requested_by: str
+    created_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    links: RevalidationJobLinks

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Uploads larger than this are always ingested asynchronously (202).",
     )
+    revalidate_sync_rows: int = Field(
+        1_000_000,
+        ge=0,
+        description="Revalidations of more stored rows than this are run by a worker (202).",
+    )
     ingest_chunk_rows: int = Field(
         250_000,
         ge=1,

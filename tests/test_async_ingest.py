@@ -394,6 +394,9 @@ class _Nobody:
     def enqueue_part(self, session: Session, run_id: str) -> None:
         return None
 
+    def enqueue_revalidation(self, session: Session, revalidation_id: str) -> None:
+        return None
+
     def close(self) -> None:
         return None
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -403,8 +404,90 @@ def test_revalidation_runs_what_it_can_and_never_counts_redacted_checks_as_passe
         assert refused.status_code == 403
         missing = client.post("/api/v1/contracts/orders/revalidate", json={"versions": [9]})
         assert missing.status_code == 404
+        _revalidated_by_a_worker(client, answer.json()["versions"])
     finally:
         client.__exit__(None, None, None)
+
+
+def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]]) -> None:
+    """Asked to run asynchronously (or over DATAGATE_REVALIDATE_SYNC_ROWS rows): 202, a job
+    in the same transaction, and the same per-version reports once a worker ran it; one
+    whose process died is queued again by recovery."""
+    from sqlalchemy import text
+    from sqlmodel import Session
+
+    from gateway.jobs import procrastinate_app
+    from gateway.models import Revalidation, utcnow
+    from gateway.recovery import Recovery
+    from gateway.revalidation import run_revalidation
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    on_postgres = services.engine.dialect.name == "postgresql"
+    if on_postgres:  # `datagate worker` knows the task
+        assert "datagate.revalidate" in procrastinate_app(services).tasks
+
+    def worker_runs(revalidation_id: str) -> None:
+        if not on_postgres:
+            return  # this process's threads take it, on commit
+        with Session(services.engine) as session:
+            jobs = session.execute(
+                text(
+                    "SELECT args FROM procrastinate_jobs "
+                    "WHERE task_name = 'datagate.revalidate' AND status = 'todo'"
+                )
+            ).all()
+        assert [j.args for j in jobs] == [{"revalidation_id": revalidation_id}]
+        run_revalidation(services, revalidation_id)  # what `datagate worker` does
+        with Session(services.engine) as session:
+            session.execute(text("UPDATE procrastinate_jobs SET status = 'succeeded'"))
+            session.commit()
+
+    asked = client.post(
+        "/api/v1/contracts/orders/revalidate", json={}, headers={"Prefer": "respond-async"}
+    )
+    assert asked.status_code == 202, asked.text
+    assert asked.headers["Preference-Applied"] == "respond-async"
+    job = asked.json()
+    assert (job["status"], job["rows"], job["versions"], job["result"]) == ("queued", 2, [1], None)
+    assert asked.headers["Location"] == job["links"]["self"]
+    worker_runs(job["id"])
+    done = client.get(asked.headers["Location"], params={"wait": 30}).json()
+    assert (done["status"], done["versions_done"], done["error"]) == ("done", 1, None)
+    assert done["result"]["versions"] == expected
+    assert done["finished_at"].endswith("+00:00")
+    elsewhere = client.get(f"/api/v1/contracts/customers/revalidations/{job['id']}")
+    assert elsewhere.status_code == 404
+    # Its process died mid-way: recovery queues it again, and it finishes.
+    with Session(services.engine) as session:
+        row = session.get(Revalidation, job["id"])
+        assert row is not None
+        row.status, row.instance, row.result = "running", "gone-instance", None
+        row.started_at = utcnow() - timedelta(hours=2)  # a process nobody has seen for long
+        session.add(row)
+        session.commit()
+    if on_postgres:  # the dead worker's job is still "doing"
+        with Session(services.engine) as session:
+            session.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET status = 'doing' "
+                    "WHERE args->>'revalidation_id' = :id"
+                ),
+                {"id": job["id"]},
+            )
+            session.commit()
+    report = Recovery(services).run(orphans=False)
+    assert report.requeued_revalidations == [job["id"]]
+    worker_runs(job["id"])
+    again = client.get(asked.headers["Location"], params={"wait": 30}).json()
+    assert (again["status"], again["result"]["versions"]) == ("done", expected)
+    # More stored rows than DATAGATE_REVALIDATE_SYNC_ROWS: a worker's, unasked.
+    services.settings = services.settings.model_copy(update={"revalidate_sync_rows": 1})
+    large = client.post("/api/v1/contracts/orders/revalidate", json={})
+    assert large.status_code == 202
+    assert "Preference-Applied" not in large.headers
+    worker_runs(large.json()["id"])
+    finished = client.get(large.headers["Location"], params={"wait": 30}).json()
+    assert finished["status"] == "done"
 
 
 EXTRA = """

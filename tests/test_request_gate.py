@@ -226,3 +226,25 @@ def test_a_nul_character_anywhere_is_a_400_never_a_500(
     response = client.request(method, url, json=body)
     assert response.status_code == 400, response.text
     assert "NUL" in response.json()["detail"]
+
+
+def test_no_route_lets_fastapi_read_a_body_before_its_authorisation() -> None:
+    """A body parameter is read (and parsed) by FastAPI before any dependency runs, so before
+    the key is checked: every route reads its body itself, after ``require``
+    (``gateway.api.bodies.json_body``, or the upload streams)."""
+    import importlib
+    import pkgutil
+
+    from fastapi import APIRouter
+    from fastapi.routing import APIRoute
+
+    import gateway.api
+
+    routes = []
+    for module in pkgutil.iter_modules(gateway.api.__path__):
+        router = getattr(importlib.import_module(f"gateway.api.{module.name}"), "router", None)
+        if isinstance(router, APIRouter):
+            routes += [r for r in router.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 30
+    declaring = [f"{r.methods} {r.path}" for r in routes if r.body_field is not None]
+    assert declaring == []

@@ -332,6 +332,9 @@ class _Counted:
     def enqueue_part(self, session: Session, run_id: str) -> None:
         self.parts.append(run_id)
 
+    def enqueue_revalidation(self, session: Session, revalidation_id: str) -> None:
+        return None
+
     def close(self) -> None:
         return None
 

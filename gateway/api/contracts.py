@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
-from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
-from gateway.errors import Conflict, ContractNotFound
+from gateway.api.bodies import documented_body, json_body
+from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep, respond_async
+from gateway.api.runs import POLL_SECONDS
+from gateway.errors import Conflict, ContractNotFound, NotFound
 from gateway.evolution import judge
 from gateway.keys import ROLES, require
-from gateway.models import ContractVersion
-from gateway.revalidation import revalidate_version
+from gateway.models import ContractVersion, Revalidation
+from gateway.revalidation import revalidate_version, start_revalidation
 from gateway.schemas import (
     ContractDiffOut,
     ContractList,
@@ -20,6 +26,7 @@ from gateway.schemas import (
     ContractVersionDetail,
     ContractVersionList,
     RevalidateIn,
+    RevalidationJobOut,
     RevalidationOut,
 )
 from gateway.services import Services
@@ -134,18 +141,46 @@ def get_contract_diff(
     return judge(old.definition, new_definition).as_dict()
 
 
-@router.post("/contracts/{name}/revalidate", response_model=RevalidationOut)
-def revalidate(
-    name: str,
-    body: RevalidateIn,
-    services: ServicesDep,
-    principal: PrincipalDep,
-    session: SessionDep,
-) -> dict[str, Any]:
+@router.post(
+    "/contracts/{name}/revalidate",
+    response_model=RevalidationOut,
+    responses={
+        202: {
+            "model": RevalidationJobOut,
+            "description": "Run by a worker (asked with 'Prefer: respond-async', or more "
+            "stored rows than DATAGATE_REVALIDATE_SYNC_ROWS): follow Location.",
+        }
+    },
+    openapi_extra=documented_body(RevalidateIn),
+)
+async def revalidate(
+    name: str, request: Request, services: ServicesDep, principal: PrincipalDep
+) -> Any:
     """Run the loaded contract (or a recorded version of it) against stored versions: per
     version, the report an upload would get; checks of redacted columns are reported as not
-    checkable, never as passed."""
+    checkable, never as passed. Large ones are answered 202 and run by a worker."""
     require(principal, ("producer", "consumer", "auditor"), name)
+    body = await json_body(request, RevalidateIn, services.settings.max_json_bytes)
+    return await run_in_threadpool(
+        _revalidate, name, body, respond_async(request), services, principal.name
+    )
+
+
+def _revalidate(
+    name: str, body: RevalidateIn, asked_async: bool, services: Services, requested_by: str
+) -> Any:
+    with Session(services.engine) as session:
+        return _revalidate_in(session, name, body, asked_async, services, requested_by)
+
+
+def _revalidate_in(
+    session: Session,
+    name: str,
+    body: RevalidateIn,
+    asked_async: bool,
+    services: Services,
+    requested_by: str,
+) -> Any:
     if body.contract is None:
         contract = services.catalog.get(name)
         if contract is None:
@@ -158,7 +193,66 @@ def revalidate(
     dataset = dataset_by_name(session, name)
     numbers = body.versions or ([dataset.latest_version] if dataset.latest_version else [])
     stored = [version_by_number(session, dataset, n) for n in dict.fromkeys(numbers)]
+    rows = sum(v.row_count for v in stored)
+    if stored and (asked_async or rows > services.settings.revalidate_sync_rows):
+        job = start_revalidation(services, contract, name, stored, requested_by)
+        answer = revalidation_view(job)
+        headers = {"Location": answer["links"]["self"], "Retry-After": "2"}
+        if asked_async:
+            headers["Preference-Applied"] = "respond-async"
+        content = RevalidationJobOut.model_validate(answer).model_dump(mode="json", by_alias=True)
+        return JSONResponse(content, status_code=202, headers=headers)
     return {
         "contract": {"version": contract.version, "fingerprint": contract.fingerprint},
         "versions": [revalidate_version(services, contract, v) for v in stored],
+    }
+
+
+@router.get("/contracts/{name}/revalidations/{revalidation_id}", response_model=RevalidationJobOut)
+async def get_revalidation(
+    name: str,
+    revalidation_id: str,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    wait: float = Query(
+        0, ge=0, le=60, description="Seconds to wait for it to finish (long poll)."
+    ),
+) -> dict[str, Any]:
+    """A revalidation run by a worker: queued, running (with the versions done so far), done
+    (every version's report) or failed (why)."""
+    require(principal, ("producer", "consumer", "auditor"), name)
+    deadline = time.monotonic() + wait
+    while True:
+        row = await run_in_threadpool(_read_revalidation, services, name, revalidation_id)
+        if row.status in ("done", "failed") or time.monotonic() >= deadline:
+            return revalidation_view(row)
+        await asyncio.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def _read_revalidation(services: Services, name: str, revalidation_id: str) -> Revalidation:
+    with Session(services.engine) as session:
+        row = session.get(Revalidation, revalidation_id)
+    if row is None or row.dataset != name:
+        raise NotFound(f"contract {name!r} has no revalidation {revalidation_id!r}")
+    return row
+
+
+def revalidation_view(row: Revalidation) -> dict[str, Any]:
+    """A revalidation as the API shows it."""
+    done = len((row.result or {}).get("versions") or [])
+    return {
+        "id": row.id,
+        "dataset": row.dataset,
+        "contract": {"version": row.contract_version, "fingerprint": row.contract_fingerprint},
+        "versions": row.versions,
+        "rows": row.rows,
+        "status": row.status,
+        "versions_done": done,
+        "result": row.result,
+        "error": row.error,
+        "requested_by": row.requested_by,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "links": {"self": f"/api/v1/contracts/{row.dataset}/revalidations/{row.id}"},
     }

@@ -17,6 +17,7 @@ from gateway.api.dependencies import (
     ServicesDep,
     SessionDep,
     VersionPath,
+    respond_async,
 )
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
@@ -179,20 +180,12 @@ async def _start(
     return job
 
 
-def _respond_async(request: Request) -> bool:
-    """Whether the client asked ``Prefer: respond-async`` (RFC 7240)."""
-    prefer = ",".join(request.headers.getlist("prefer"))
-    return any(
-        token.split(";")[0].strip().lower() == "respond-async" for token in prefer.split(",")
-    )
-
-
 def _bound_for_a_worker(request: Request, services: Services) -> bool:
     """Whether the upload will be queued whatever its body holds: the client asked, or the
     length it declares is above ``DATAGATE_SYNC_MAX_BYTES``."""
     length = request.headers.get("content-length", "")
     declared = int(length) if length.isdigit() else 0
-    return _respond_async(request) or declared > services.settings.sync_max_bytes
+    return respond_async(request) or declared > services.settings.sync_max_bytes
 
 
 async def _queue(
@@ -219,7 +212,7 @@ async def _queue(
     request.state.run_id = job.run_id
     location = f"/api/v1/runs/{job.run_id}"
     headers = {"Location": location, "Retry-After": "1"}
-    if _respond_async(request):
+    if respond_async(request):
         headers["Preference-Applied"] = "respond-async"
     answer = RunAccepted(run_id=job.run_id, status="queued", links=RunAcceptedLinks(run=location))
     return JSONResponse(answer.model_dump(mode="json"), status_code=202, headers=headers)

@@ -72,3 +72,11 @@ def get_principal(
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def respond_async(request: Request) -> bool:
+    """Whether the client asked ``Prefer: respond-async`` (RFC 7240)."""
+    prefer = ",".join(request.headers.getlist("prefer"))
+    return any(
+        token.split(";")[0].strip().lower() == "respond-async" for token in prefer.split(",")
+    )

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
 from gateway.api.views import quarantine_url, version_url, version_view
 from gateway.contracts import DATASET_NAME
@@ -247,10 +248,10 @@ async def correct_batch(
     "/quarantine/{batch_id}/discard",
     response_model=QuarantineOut,
     responses={409: {"description": "The batch is not open."}},
+    openapi_extra=documented_body(DiscardIn),
 )
 async def discard_batch(
     batch_id: BatchPath,
-    body: DiscardIn,
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -258,6 +259,7 @@ async def discard_batch(
     """Discard a batch: its held rows and their key are destroyed; the batch stays as a
     tombstone with counts, the reason, who and when."""
     batch = await run_in_threadpool(_visible, services, principal, batch_id, ACTORS, request)
+    body = await json_body(request, DiscardIn, services.settings.max_json_bytes)
     closed = await run_in_threadpool(discard, services, batch.id, principal.name, body.reason)
     return QuarantineOut.model_validate(batch_view(closed))
 
