@@ -574,8 +574,10 @@ def contracts_lint(
     folder: Annotated[
         Path | None, typer.Argument(help="The contracts folder (default DATAGATE_CONTRACTS_DIR).")
     ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too (for CI).")] = False,
 ) -> None:
-    """What would keep contract files from loading (exit 1), and warnings: columns named like
+    """What would keep contract files from loading (exit 1), and warnings: checks naming
+    columns the contract does not declare, checks no value can pass, columns named like
     personal data without a PII policy."""
     from gateway.contracts import load_contract_path
     from gateway.offline import lint
@@ -589,7 +591,7 @@ def contracts_lint(
         typer.echo(f"{finding.level}: {finding.file}: {finding.message}")
     errors = sum(1 for f in findings if f.level == "error")
     typer.echo(f"{errors} error(s), {len(findings) - errors} warning(s)", err=True)
-    if errors:
+    if errors or (strict and findings):
         raise typer.Exit(1)
 
 

@@ -112,6 +112,69 @@ def test_lint_reports_load_errors_and_pii_looking_columns(tmp_path: Path) -> Non
     assert _datagate("contracts", "lint", str(tmp_path), cwd=tmp_path).returncode == 0
 
 
+SHOP = """
+import pandera.polars as pa
+import polars as pl
+
+
+class Shop(pa.DataFrameModel):
+    order_id: int = pa.Field(unique=True, gt=5, lt=7)
+    qty: int = pa.Field(ge=10, le=3)
+    country: str = pa.Field(isin=["US", "DE"], notin=["US", "DE"])
+    price: float = pa.Field(isin=[1.0, 2.0], ge=5)
+    rating: int = pa.Field(ge=0, le=10, isin=[3, 20])
+    stock: int = pa.Field(gt=1, lt=2)
+    level: float = pa.Field(ge=1, lt=1)
+    share: float = pa.Field(in_range={"min_value": 0, "max_value": 1}, gt=1)
+
+    @pa.dataframe_check
+    def totals(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("total") > 0)
+
+    @pa.check("qty")
+    def positive(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("quantity_before") > 0)
+
+    @pa.check("rating")
+    def sane(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("rating") < pl.col("stock") + 100)
+
+    class Config:
+        name = "shop"
+        metadata = {"version": "1.0.0"}
+"""
+
+
+def test_lint_warns_of_checks_naming_missing_columns_and_unreachable_checks(
+    tmp_path: Path,
+) -> None:
+    from gateway.contracts import load_contract_path
+    from gateway.offline import lint
+
+    (tmp_path / "shop.py").write_text(SHOP)
+    found = lint(load_contract_path(tmp_path))
+    assert {f.level for f in found} == {"warning"}
+    messages = sorted(f.message for f in found)
+    assert any("'totals' names column 'total'" in m for m in messages)
+    assert any("check on qty 'positive' names column 'quantity_before'" in m for m in messages)
+    unreachable = {m.split(":")[0] for m in messages if "unreachable" in m}
+    # gt=1, lt=2 admits no integer; [1, 1) nothing; gt=5, lt=7 admits 6; 3 is in 0..10.
+    assert unreachable == {
+        "shop.qty",
+        "shop.country",
+        "shop.price",
+        "shop.stock",
+        "shop.level",
+        "shop.share",
+    }
+    assert not any("sane" in m or "order_id" in m or "rating" in m for m in messages)
+    linted = _datagate("contracts", "lint", str(tmp_path), cwd=tmp_path)
+    assert linted.returncode == 0, linted.stderr
+    assert linted.stdout.count("warning: ") == 8
+    strict = _datagate("contracts", "lint", "--strict", str(tmp_path), cwd=tmp_path)
+    assert strict.returncode == 1
+
+
 def test_contracts_test_prints_each_failing_check(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
