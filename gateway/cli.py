@@ -545,7 +545,11 @@ def contracts_test(
         raise _fail(f"{reason} in {folder}", 2)
     if not file.is_file():
         raise _fail(f"no file at {file}", 2)
-    outcome = check_file(file, contract, PiiEngine(Settings().spacy_model or None), format)
+    engine = PiiEngine(Settings().spacy_model or None)
+    try:
+        outcome = check_file(file, contract, engine, format)
+    finally:
+        engine.close()  # its worker processes, before the interpreter tears down
     if as_json:
         typer.echo(json.dumps(outcome, indent=2, default=str))
     else:

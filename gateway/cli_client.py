@@ -493,6 +493,66 @@ def register(app: typer.Typer) -> None:
             ],
         )
 
+    @contracts_group.command("check")
+    def contracts_check(
+        candidates: Annotated[
+            Path, typer.Argument(help="The candidate contracts folder (or one file).")
+        ],
+        against: Annotated[
+            str | None,
+            typer.Option(
+                "--against",
+                help="The gateway to check against (DATAGATE_URL; default http://127.0.0.1:8000).",
+            ),
+        ] = None,
+        key: Key = None,
+        profile: ProfileName = None,
+        versions: Annotated[
+            int,
+            typer.Option(min=0, max=100, help="How many of the latest stored versions to run."),
+        ] = 1,
+        dataset: Annotated[
+            str | None, typer.Option(help="Check only this contract of the folder.")
+        ] = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """For CI on a contract pull request: lint the candidate folder, compare each contract
+        with the version the gateway serves, and run it on the latest stored versions (here,
+        on a downloaded copy: the gateway never runs code sent to it). Markdown for a pull
+        request comment. Exit 1 when a contract does not load, a change is incompatible
+        without a major version bump, or a stored version fails."""
+        from gateway.contract_check import check_candidates, check_markdown
+        from gateway.contracts import load_contract_path
+        from gateway.settings import Settings
+        from privacy import PiiEngine
+
+        try:
+            catalog = load_contract_path(candidates)
+        except FileNotFoundError as exc:
+            _fail(str(exc), USAGE)
+        if dataset is not None and dataset not in catalog.contracts:
+            _fail(f"{candidates} defines no loadable contract {dataset!r}", USAGE)
+        settings = Settings()
+        engine = PiiEngine(settings.spacy_model or None)
+        try:
+            with _client(against, key, profile) as client:
+                outcome = check_candidates(
+                    client,
+                    catalog,
+                    engine,
+                    versions=versions,
+                    datasets=None if dataset is None else [dataset],
+                    chunk_rows=settings.ingest_chunk_rows,
+                )
+        finally:
+            engine.close()  # its worker processes, before the interpreter tears down
+        if as_json:
+            _json(outcome.as_dict())
+        else:
+            sys.stdout.write(check_markdown(outcome))
+        if not outcome.passed:
+            raise typer.Exit(REJECTED)
+
 
 def _tree_lines(graph: dict[str, Any], start: str, direction: str) -> list[str]:
     """Indented lines following ``direction`` ("inEdges" upstream, "outEdges" downstream)."""

@@ -29,6 +29,8 @@ from gateway.schemas import (
     AuditLog,
     ContractList,
     ContractOut,
+    ContractVersionDetail,
+    ContractVersionList,
     DatasetList,
     DatasetOut,
     Impact,
@@ -170,6 +172,22 @@ class _Api:
             "GET",
             f"/api/v1/contracts/{name}",
             _as(ContractOut),
+        )
+
+    @staticmethod
+    def contract_versions(name: str) -> _Request[ContractVersionList]:
+        return _Request(
+            "GET",
+            f"/api/v1/contracts/{name}/versions",
+            _as(ContractVersionList),
+        )
+
+    @staticmethod
+    def contract_version(name: str, ref: str) -> _Request[ContractVersionDetail]:
+        return _Request(
+            "GET",
+            f"/api/v1/contracts/{name}/versions/{ref}",
+            _as(ContractVersionDetail),
         )
 
     @staticmethod
@@ -575,6 +593,14 @@ class DatagateClient:
         """One contract: columns, checks, PII policy."""
         return self._send(_Api.contract(name))
 
+    def contract_versions(self, name: str) -> ContractVersionList:
+        """Every version of a contract the gateway ever loaded (``active``: loaded now)."""
+        return self._send(_Api.contract_versions(name))
+
+    def contract_version(self, name: str, ref: str) -> ContractVersionDetail:
+        """One contract version (by fingerprint or version string): its schema and code."""
+        return self._send(_Api.contract_version(name, ref))
+
     def lineage(self, node: str, depth: int = 20) -> LineageGraph:
         """The lineage graph around ``node`` (``dataset:NS:NAME`` or ``job:NS:NAME``)."""
         return self._send(_Api.lineage(node, depth))
@@ -791,6 +817,14 @@ class AsyncDatagateClient:
     async def contract(self, name: str) -> ContractOut:
         """See ``DatagateClient.contract``."""
         return await self._send(_Api.contract(name))
+
+    async def contract_versions(self, name: str) -> ContractVersionList:
+        """See ``DatagateClient.contract_versions``."""
+        return await self._send(_Api.contract_versions(name))
+
+    async def contract_version(self, name: str, ref: str) -> ContractVersionDetail:
+        """See ``DatagateClient.contract_version``."""
+        return await self._send(_Api.contract_version(name, ref))
 
     async def lineage(self, node: str, depth: int = 20) -> LineageGraph:
         """See ``DatagateClient.lineage``."""

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from bench.generate import customers
-from tests.conftest import TEST_ADMIN_KEY, csv_bytes
+from tests.conftest import CONTRACTS, TEST_ADMIN_KEY, csv_bytes
 from tests.serve import free_port
 
 pytestmark = pytest.mark.slow
@@ -23,9 +23,14 @@ DATAGATE = str(Path(sys.executable).parent / "datagate")
 
 
 def _cli(
-    *args: str, url: str, key: str | None = TEST_ADMIN_KEY, cwd: Path | None = None
+    *args: str,
+    url: str,
+    key: str | None = TEST_ADMIN_KEY,
+    cwd: Path | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAGATE_")}
+    env.update(env_extra or {})
     env["DATAGATE_URL"] = url
     if key is not None:
         env["DATAGATE_API_KEY"] = key
@@ -79,6 +84,70 @@ def test_upload_list_show_and_download(server: str, tmp_path: Path) -> None:
         assert read.height == 50
         assert read["customer_id"].to_list() == frame["customer_id"].to_list()
     assert not list(tmp_path.glob(".*.partial"))
+    _contracts_check(server, tmp_path, frame["country"].to_list())
+
+
+def _contracts_check(server: str, tmp_path: Path, countries: list[str]) -> None:
+    """`datagate contracts check`: lint, diff against what the gateway serves, and the
+    candidate run on the latest stored version (customers@1, 50 rows), for CI."""
+    candidates = tmp_path / "candidates"
+    candidates.mkdir()
+    for source in CONTRACTS.glob("*.py"):
+        (candidates / source.name).write_text(source.read_text())
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        return _cli(
+            "contracts",
+            "check",
+            str(candidates),
+            "--against",
+            server,
+            *extra,
+            url="http://127.0.0.1:9",  # --against wins over DATAGATE_URL
+            env_extra={"DATAGATE_SPACY_MODEL": ""},
+        )
+
+    same = check()
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.startswith("## Contract check: passed")
+    assert "### Contract customers: 1.2.0 → 1.2.0" in same.stdout
+    assert "| 1 | 50 | valid | — |" in same.stdout  # email's regex: not checkable, redacted
+    # Germany refused, with a major bump: compatible by the rules, but stored data fails it.
+    customers_py = candidates / "customers.py"
+    customers_py.write_text(
+        customers_py.read_text()
+        .replace('"US", "GB", "DE",', '"US", "GB",')
+        .replace('"version": "1.2.0"', '"version": "2.0.0"')
+    )
+    changed = check("--dataset", "customers", "--json")
+    assert changed.returncode == 1, changed.stderr
+    outcome = json.loads(changed.stdout)
+    (customers_check,) = outcome["contracts"]
+    assert (customers_check["serving"], customers_check["version"]) == ("1.2.0", "2.0.0")
+    assert customers_check["diff"]["major_bump"] is True
+    kinds = [(c["kind"], c["column"]) for c in customers_check["diff"]["changes"]]
+    assert kinds == [("check_tightened", "country"), ("metadata_changed", None)]
+    (revalidated,) = customers_check["revalidation"]
+    assert revalidated["valid"] is False
+    failing = {(f["column"], f["failing_rows"]) for f in revalidated["report"]["failures"]}
+    germans = countries.count("DE")
+    assert germans > 0
+    assert failing == {("country", germans)}
+    email = [a for a in revalidated["report"]["assertions"] if a["column"] == "email"]
+    assert email
+    assert all(a["status"] == "not checkable on redacted data" for a in email)
+    # The same change without the major bump is refused; a file that does not load fails.
+    customers_py.write_text(customers_py.read_text().replace('"2.0.0"', '"1.3.0"'))
+    (candidates / "broken.py").write_text("import nothing_of_the_kind\n")
+    refused = check()
+    assert refused.returncode == 1
+    assert "**incompatible**: bump the major version or revert" in refused.stdout
+    assert "- error: `" in refused.stdout
+    assert (
+        "broken.py`: ModuleNotFoundError: No module named 'nothing_of_the_kind'" in refused.stdout
+    )
+    for done in (same, changed, refused):
+        assert "Traceback" not in done.stderr
 
 
 def test_a_rejected_upload_exits_1_with_its_report_as_a_table(server: str, tmp_path: Path) -> None:
