@@ -455,6 +455,51 @@ def keys_revoke(key_id: str) -> None:
 
 audit_app = typer.Typer(help="Audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+retention_app = typer.Typer(help="Retention of stored versions.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("apply")
+def retention_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; delete nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The outcome as JSON.")] = False,
+) -> None:
+    """Apply every contract's retention now (a gateway also does it periodically): expired
+    versions' data is deleted and their rows stay as tombstones; held versions, the latest
+    one and versions models were trained on (unless released) are kept."""
+    from gateway.lifecycle import apply_retention
+    from gateway.services import build_services
+
+    settings = _startable_settings()
+    services = build_services(settings, pii_engine=_pattern_engine())
+    try:
+        outcome = apply_retention(
+            services,
+            services.catalog,
+            dry_run=dry_run,
+            record=None if dry_run else services.audit.record,
+            actor="system:retention (datagate retention apply)",
+        )
+    finally:
+        services.close()
+    if as_json:
+        typer.echo(json.dumps(outcome.as_dict(), indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for expiry in outcome.expired:
+        typer.echo(f"{verb}: {expiry.dataset}@{expiry.version} ({expiry.reason})")
+    for kept in outcome.kept:
+        typer.echo(f"kept: {kept.dataset}@{kept.version} ({kept.reason})")
+    typer.echo(f"{len(outcome.expired)} version(s) {verb}, {len(outcome.kept)} kept", err=True)
+
+
+def _pattern_engine() -> Any:
+    """A PII engine without the NER model: retention scans no text."""
+    from privacy import PiiEngine
+
+    return PiiEngine(None)
 
 
 class _ShowByDefault(TyperGroup):

@@ -54,6 +54,17 @@ class QuarantinePolicy:
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """``retention: {keep_last: N, max_age_days: D}``: a version is kept while it is one of the
+    ``keep_last`` newest or younger than ``max_age_days`` (either may be left out); the
+    others expire. The latest version, held versions and versions models were trained on
+    (unless released) never expire."""
+
+    keep_last: int | None = None
+    max_age_days: float | None = None
+
+
+@dataclass(frozen=True)
 class ColumnSpec:
     """One contract column: its polars dtype, constraints, checks and PII policy."""
 
@@ -119,6 +130,9 @@ class Contract:
     detection: DetectionConfig
     quarantine: QuarantinePolicy | None = None
     source: str = ""  # the contract file's code as loaded
+    retention: RetentionPolicy | None = None
+    # ``primary_key`` in the metadata: the columns that identify a row (diff, corrections).
+    primary_key: tuple[str, ...] = ()
 
     @property
     def extra_columns(self) -> str | None:
@@ -316,7 +330,9 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
             f"on_invalid {on_invalid!r} is not supported "
             f"(supported: {', '.join(sorted(ON_INVALID))})"
         )
+    primary_key = _primary_key(meta, schema)
     quarantine = _quarantine_policy(meta, schema) if on_invalid == "quarantine" else None
+    retention = _retention_policy(meta.get("retention"))
     extra = meta.get("extra_columns")
     if extra is not None:
         schema = copy.deepcopy(schema)  # not the model's own (cached) schema
@@ -383,6 +399,8 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         fingerprint=digest.hexdigest(),
         detection=DetectionConfig.from_metadata(meta),
         quarantine=quarantine,
+        retention=retention,
+        primary_key=primary_key,
     )
 
 
@@ -416,23 +434,42 @@ def _quarantine_policy(meta: Mapping[str, Any], schema: pa.DataFrameSchema) -> Q
     days = meta.get("quarantine_days")
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
         raise ValueError("quarantine_days must be a whole number of days, 1 or more")
-    declared = meta.get("primary_key")
-    if isinstance(declared, str):
-        declared = [declared]
-    if declared is not None:
-        if not isinstance(declared, list | tuple) or not all(isinstance(k, str) for k in declared):
-            raise ValueError("primary_key must name a column or a list of columns")
-        unknown = [k for k in declared if k not in schema.columns]
-        if unknown or not declared:
-            raise ValueError(f"primary_key names no column of the contract: {unknown[:3]}")
-        keys = tuple(declared)
-    else:
-        keys = tuple(
-            name for name, column in schema.columns.items() if column.unique and not column.regex
-        )
+    keys = _primary_key(meta, schema) or tuple(
+        name for name, column in schema.columns.items() if column.unique and not column.regex
+    )
     return QuarantinePolicy(
         max_invalid_fraction=float(fraction), min_valid_rows=minimum, expire_days=days, keys=keys
     )
+
+
+def _primary_key(meta: Mapping[str, Any], schema: pa.DataFrameSchema) -> tuple[str, ...]:
+    declared = meta.get("primary_key")
+    if declared is None:
+        return ()
+    if isinstance(declared, str):
+        declared = [declared]
+    if not isinstance(declared, list | tuple) or not all(isinstance(k, str) for k in declared):
+        raise ValueError("primary_key must name a column or a list of columns")
+    unknown = [k for k in declared if k not in schema.columns]
+    if unknown or not declared:
+        raise ValueError(f"primary_key names no column of the contract: {unknown[:3]}")
+    return tuple(declared)
+
+
+def _retention_policy(declared: Any) -> RetentionPolicy | None:
+    if declared is None:
+        return None
+    if not isinstance(declared, Mapping) or not set(declared) <= {"keep_last", "max_age_days"}:
+        raise ValueError("retention must be a dict with keep_last and/or max_age_days")
+    keep = declared.get("keep_last")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError("retention keep_last must be a whole number of versions, 1 or more")
+    age = declared.get("max_age_days")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, int | float) or age <= 0):
+        raise ValueError("retention max_age_days must be a number of days above 0")
+    if keep is None and age is None:
+        raise ValueError("retention needs keep_last, max_age_days or both")
+    return RetentionPolicy(keep_last=keep, max_age_days=None if age is None else float(age))
 
 
 def _models_in(module: Any) -> list[type[pa.DataFrameModel]]:

@@ -19,6 +19,7 @@ DatagateError
 ├── BodyTooLarge                  (413, a JSON request body over its limit)
 ├── InvalidLineageEvent           (400, the reason names the offending field)
 ├── Conflict                      (409, e.g. a lineage run id that belongs to another job)
+├── VersionGone                   (410, the version's data was deleted: retention, erasure)
 ├── ContractUnavailable           (503, the dataset's contract is broken or ambiguous)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
@@ -52,6 +53,10 @@ class Forbidden(DatagateError):
 
 class NotFound(DatagateError):
     """The named resource does not exist."""
+
+
+class VersionGone(DatagateError):
+    """The version's data was deleted (retention, erasure); its metadata remains."""
 
 
 class DatasetNotFound(NotFound):

@@ -9,7 +9,14 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from gateway.errors import NotFound
-from gateway.models import Dataset, DatasetVersion, IngestRun, LineageEdge, QuarantineBatch
+from gateway.models import (
+    Dataset,
+    DatasetVersion,
+    IngestRun,
+    LineageEdge,
+    QuarantineBatch,
+    as_utc,
+)
 from gateway.outbox import node_id
 from lineage import MODEL_NAMESPACE
 
@@ -115,6 +122,23 @@ def _upload_of(session: Session, dataset: str, version: int) -> dict[str, Any] |
         },
         "validation": stored.validation_summary,
         "pii": stored.pii_summary,
+        "state": "live" if stored.deleted_at is None else "deleted",
+        "deleted": deletion_of(stored),
+    }
+
+
+def deletion_of(version: DatasetVersion) -> dict[str, Any] | None:
+    """Why a version's data is gone (None: it is not): when, retention or erasure, by whom,
+    the version that replaced it."""
+    if version.deleted_at is None:
+        return None
+    stone = version.tombstone or {}
+    return {
+        "at": as_utc(version.deleted_at).isoformat(),
+        "reason": stone.get("reason", "deleted"),
+        "by": stone.get("by", "unknown"),
+        "replaced_by": stone.get("replaced_by"),
+        "hold_overridden": stone.get("hold_overridden"),
     }
 
 

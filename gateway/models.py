@@ -60,6 +60,8 @@ class Dataset(SQLModel, table=True):
     name: str = Field(unique=True, index=True, max_length=200)
     latest_version: int = 0
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # The version each new one's drift is also measured against (None: the previous only).
+    drift_reference: int | None = None
 
 
 class ContractVersion(SQLModel, table=True):
@@ -159,7 +161,9 @@ class DatasetVersion(SQLModel, table=True):
     __tablename__ = "dataset_version"
     __table_args__ = (
         UniqueConstraint("dataset_id", "number"),
-        UniqueConstraint("dataset_id", "content_hash"),
+        # Unique among live versions only (``gateway.store.version_by_hash``, under the dataset
+        # lock): the data of a tombstone is gone, so the same data may be stored again.
+        Index("ix_dataset_version_content_hash", "dataset_id", "content_hash"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -178,6 +182,46 @@ class DatasetVersion(SQLModel, table=True):
     run_id: str = Field(foreign_key="ingest_run.id", max_length=36)
     validation_summary: dict[str, Any] | None = _json_column()
     pii_summary: dict[str, Any] | None = _json_column()
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    # Set when the version's data was deleted (retention, erasure); the row stays.
+    deleted_at: datetime | None = Field(
+        default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True)
+    )
+    # Why, by whom, what replaced it, which stored keys went (``gateway.lifecycle``).
+    tombstone: dict[str, Any] | None = _json_column()
+    # An admin's hold: retention never removes the version ({by, at, reason}).
+    hold: dict[str, Any] | None = _json_column()
+    # The claim of the models trained on it released: retention may remove it ({by, at, reason}).
+    released: dict[str, Any] | None = _json_column()
+    # The drift report against the previous (and the pinned reference) version.
+    drift: dict[str, Any] | None = _json_column()
+
+
+class ErasureRequest(SQLModel, table=True):
+    """One subject erasure, recorded by a keyed digest of the identifiers (never the raw
+    ones): what it found and did."""
+
+    __tablename__ = "erasure_request"
+
+    id: str = Field(primary_key=True, max_length=36)
+    digest: str = Field(index=True, max_length=64)
+    requested_by: str = Field(max_length=200)
+    override_holds: bool = False
+    outcome: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class ModelFlag(SQLModel, table=True):
+    """A model version that needs retraining: data it was trained on was erased."""
+
+    __tablename__ = "model_flag"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True, max_length=1000)
+    model_version: str | None = Field(default=None, max_length=1000)
+    reason: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    erasure_id: str | None = Field(default=None, max_length=36)
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -67,6 +68,16 @@ class ObjectSnapshotStore:
             obstore.delete(self.store, key)
         with contextlib.suppress(FileNotFoundError):
             (self.cache / key).unlink()
+
+    def purge_cached(self, keys: Iterable[str]) -> int:
+        """Remove this process's cached copies of ``keys`` (deleted, maybe by another
+        replica); returns how many there were."""
+        removed = 0
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                (self.cache / key).unlink()
+                removed += 1
+        return removed
 
     def local_path(self, key: str) -> Path:
         cached = self.cache / key

@@ -61,6 +61,7 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     ),
     (errors.BodyTooLarge, Problem(413, "body-too-large", "Request body too large")),
     (errors.Conflict, Problem(409, "conflict", "Conflict")),
+    (errors.VersionGone, Problem(410, "version-gone", "Version data deleted")),
     (
         errors.ContractUnavailable,
         Problem(503, "contract-unavailable", "Contract unavailable"),

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 from gateway.context import Instance
 from gateway.db import unit_of_work
 from gateway.errors import DatasetNotFound, Interrupted
+from gateway.lifecycle import stored_keys
 from gateway.models import (
     DatasetVersion,
     GatewayInstance,
@@ -298,16 +299,19 @@ class Recovery:
                     dataset = lock_dataset(session, name)
                 except DatasetNotFound:
                     continue
-                referenced = set(
-                    session.exec(
-                        select(DatasetVersion.storage_key).where(
-                            col(DatasetVersion.dataset_id) == dataset.id
-                        )
-                    ).all()
-                )
-                # A version of parts refers to its folder's parts through its manifest.
+                live = session.exec(
+                    select(DatasetVersion.storage_key).where(
+                        col(DatasetVersion.dataset_id) == dataset.id,
+                        col(DatasetVersion.deleted_at).is_(None),
+                    )
+                ).all()
+                # A version of parts refers to its parts through its manifest (a replayed
+                # version to parts of another version); a tombstone to nothing.
+                referenced: set[str] = set()
+                for key in live:
+                    referenced |= stored_keys(services.snapshots, key)
                 folders = tuple(
-                    key.rsplit("/", 1)[0] + "/" for key in referenced if key.endswith(MANIFEST)
+                    key.rsplit("/", 1)[0] + "/" for key in live if key.endswith(MANIFEST)
                 )
                 # A run publishes before it takes the lock: its object is no orphan while it
                 # is still running (its key names it).

@@ -26,7 +26,7 @@ from gateway.errors import Conflict, DatagateError
 from gateway.models import ContractVersion, DatasetVersion, Revalidation, as_utc, utcnow
 from gateway.problems import problem_for
 from gateway.snapshots import version_files
-from gateway.store import dataset_by_name, restore_contract, version_by_number
+from gateway.store import dataset_by_name, live_version, restore_contract
 from gateway.validation import ChunkedValidation
 from privacy import PiiEngine, scan_texts
 
@@ -243,7 +243,7 @@ def run_revalidation(services: WorkerContext, revalidation_id: str) -> None:
         done: list[dict[str, Any]] = []
         for number in numbers:
             with Session(services.engine) as session:
-                version = version_by_number(session, dataset_by_name(session, dataset), number)
+                version = live_version(session, dataset_by_name(session, dataset), number)
             done.append(revalidate_version(services, contract, version))
             _save(services, revalidation_id, status="running", result=_result(contract, done))
     except Exception as exc:

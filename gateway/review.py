@@ -63,10 +63,10 @@ from gateway.snapshots import (
 from gateway.stages import checkpoint, redact_part, refuse_reserved
 from gateway.store import (
     dataset_by_name,
+    live_version,
     lock_dataset,
     lock_running_run,
     version_by_hash,
-    version_by_number,
 )
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import (
@@ -542,7 +542,7 @@ def _base_version(services: IngestContext, batch: QuarantineBatch) -> DatasetVer
         return None
     with Session(services.engine) as session:
         dataset = dataset_by_name(session, batch.dataset)
-        return version_by_number(session, dataset, batch.base_version)
+        return live_version(session, dataset, batch.base_version)
 
 
 def _refused(contract: Contract, report: ValidationReport, why: str) -> DatagateError:
@@ -623,6 +623,8 @@ def _record(
                     f"quarantine batch {batch.id} changed while this {job.kind} ran (another "
                     "replay, correction or discard came first); nothing was published"
                 )
+            if base is not None:  # its parts are this version's: still there?
+                live_version(session, dataset, base.number)
             if snapshot is not None and version_key is not None:
                 existing = version_by_hash(session, dataset, snapshot.content_hash)
                 if existing is not None:

@@ -5,7 +5,7 @@ Times are ISO 8601 with their UTC offset (``2026-11-29T21:19:19.441544+00:00``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -45,6 +45,26 @@ class VersionLinks(_Out):
     )
 
 
+class VersionMark(_Out):
+    """Who placed a hold (or released the models' claim) on a version, when and why."""
+
+    by: str
+    at: str = Field(description="ISO 8601, UTC offset included.")
+    reason: str | None
+
+
+class VersionTombstone(_Out):
+    """Why a version's data is gone: its row stays, its data endpoints answer 410."""
+
+    at: str = Field(description="ISO 8601, UTC offset included.")
+    reason: str = Field(description="retention or erasure.")
+    by: str
+    replaced_by: int | None = Field(description="The version written without the erased rows.")
+    hold_overridden: VersionMark | None = Field(
+        None, description="The hold an erasure overrode (explicitly asked for)."
+    )
+
+
 class VersionOut(_Out):
     """A stored, immutable dataset version: metadata only, never data, never a raw PII value."""
 
@@ -61,6 +81,12 @@ class VersionOut(_Out):
     validation: dict[str, Any] | None = Field(description="valid, checks_run, checks_failed…")
     pii: dict[str, Any] | None = Field(description="Per column: entity, action, counts.")
     created_at: UtcTime
+    state: Literal["live", "deleted"] = Field(description="deleted: only the metadata remains.")
+    deleted: VersionTombstone | None
+    hold: VersionMark | None = Field(description="An admin's hold: retention never removes it.")
+    released: VersionMark | None = Field(
+        description="The claim of the models trained on it, released: retention may remove it."
+    )
     links: VersionLinks
 
 
@@ -452,6 +478,10 @@ class UploadRecord(_Out):
     quarantine: QuarantineStory | None = Field(
         default=None, description="Rows the upload held back, and who released which."
     )
+    state: Literal["live", "deleted"] = Field(
+        "live", description="deleted: the version's data is gone (retention, erasure)."
+    )
+    deleted: VersionTombstone | None = None
 
 
 class QuarantineRelease(_Out):

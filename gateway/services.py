@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -15,7 +16,9 @@ from gateway.context import Instance, JobQueue
 from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
 from gateway.jobs import LocalQueue, build_queue, queue_state, resume_local_jobs
+from gateway.lifecycle import apply_retention, purge_cached
 from gateway.metrics import build_registry
+from gateway.models import utcnow
 from gateway.outbox import LineageDelivery
 from gateway.recovery import Heartbeat, Recovery, deregister_instance, register_instance
 from gateway.review import expire_due, open_counts
@@ -131,6 +134,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
                 settings.quarantine_sweep_seconds,
                 lambda: expire_due(services, services.audit.record),
             ),
+            (settings.retention_sweep_seconds, lambda: _retention_duty(services)),
         ),
     )
     if isinstance(services.queue, LocalQueue):
@@ -138,6 +142,14 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         if resumed:
             log.info("resumed %d queued ingest(s)", resumed)
     return services
+
+
+def _retention_duty(services: Services) -> None:
+    """Apply retention, and drop this process's cached copies of data deleted since the last
+    pass (by any replica: each has its own cache)."""
+    since = utcnow() - timedelta(seconds=services.settings.retention_sweep_seconds * 2)
+    apply_retention(services, services.catalog, record=services.audit.record)
+    purge_cached(services.snapshots, services.engine, since)
 
 
 def audit_trail(

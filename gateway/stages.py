@@ -537,8 +537,12 @@ def record(batch: Batch, services: IngestContext) -> Batch:
                     "upload again"
                 )
             existing = version_by_hash(session, dataset, snapshot.content_hash)
-            if existing is not None or published is None:
-                assert existing is not None, "a version with this content was deleted"
+            if existing is None and published is None:
+                # The identical version was deleted (retention, erasure) since it was looked
+                # up: this data is stored anew. Rare, so under the lock.
+                publish_version(services.snapshots, snapshot, key)
+                published = key
+            if existing is not None:
                 stored, created = existing, False
             else:
                 number = dataset.latest_version + 1

@@ -16,9 +16,15 @@ from sqlmodel import Session, col, select
 
 from gateway.contracts import Contract, ContractCatalog, load_source
 from gateway.db import unit_of_work
-from gateway.errors import ContractLoadError, DatasetNotFound, RunNotFound, VersionNotFound
+from gateway.errors import (
+    ContractLoadError,
+    DatasetNotFound,
+    RunNotFound,
+    VersionGone,
+    VersionNotFound,
+)
 from gateway.evolution import judge
-from gateway.models import ContractVersion, Dataset, DatasetVersion, IngestRun, utcnow
+from gateway.models import ContractVersion, Dataset, DatasetVersion, IngestRun, as_utc, utcnow
 from privacy import RedactionKey
 
 log = logging.getLogger(__name__)
@@ -223,11 +229,34 @@ def version_by_number(session: Session, dataset: Dataset, number: int) -> Datase
     return version
 
 
+def live_version(session: Session, dataset: Dataset, number: int) -> DatasetVersion:
+    """One version of ``dataset`` whose data is still stored.
+
+    Raises:
+        VersionNotFound: the dataset has no such version.
+        VersionGone: its data was deleted (the row is a tombstone).
+    """
+    version = version_by_number(session, dataset, number)
+    if version.deleted_at is not None:
+        stone = version.tombstone or {}
+        raise VersionGone(
+            f"the data of {dataset.name} version {number} was deleted "
+            f"({stone.get('reason', 'deleted')}, {as_utc(version.deleted_at).isoformat()})",
+            deleted_at=as_utc(version.deleted_at).isoformat(),
+            reason=stone.get("reason"),
+            replaced_by=stone.get("replaced_by"),
+        )
+    return version
+
+
 def version_by_hash(session: Session, dataset: Dataset, content_hash: str) -> DatasetVersion | None:
-    """The version of ``dataset`` whose snapshot has this content hash, if any."""
+    """The live version of ``dataset`` whose snapshot has this content hash, if any (a
+    tombstone's data is gone: the same data uploaded again is a new version)."""
     return session.exec(
         select(DatasetVersion).where(
-            DatasetVersion.dataset_id == dataset.id, DatasetVersion.content_hash == content_hash
+            DatasetVersion.dataset_id == dataset.id,
+            DatasetVersion.content_hash == content_hash,
+            col(DatasetVersion.deleted_at).is_(None),
         )
     ).first()
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from gateway.models import Dataset, DatasetVersion
 from gateway.snapshots import SnapshotStore, version_files
@@ -54,7 +54,9 @@ def search_subjects(
     """
     wanted = pl.Series(pseudonyms(identifiers, key), dtype=pl.String)
     rows = session.exec(
-        select(Dataset.name, DatasetVersion).where(DatasetVersion.dataset_id == Dataset.id)
+        select(Dataset.name, DatasetVersion).where(
+            DatasetVersion.dataset_id == Dataset.id, col(DatasetVersion.deleted_at).is_(None)
+        )
     ).all()
     matches: list[SubjectMatch] = []
     searched = 0

@@ -26,6 +26,7 @@ from openlineage.client.facet_v2 import (
     error_message_run,
     execution_parameters_run,
     job_type_job,
+    lifecycle_state_change_dataset,
     output_statistics_output_dataset,
     ownership_dataset,
     schema_dataset,
@@ -506,4 +507,79 @@ def training_event(
         producer=PRODUCER,
         inputs=inputs,
         outputs=[model],
+    )
+
+
+# -- version lifecycle (retention, erasure) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LifecycleJob:
+    """A run that deleted stored versions' data (``retention`` or ``erasure``) and, for an
+    erasure, wrote the version that replaces them."""
+
+    run_id: str
+    namespace: str
+    dataset: str
+    kind: str  # "retention" or "erasure"
+    dropped: tuple[int, ...]
+    created: int | None = None
+
+    @property
+    def job_name(self) -> str:
+        """The OpenLineage job name: ``retention.<dataset>`` or ``erasure.<dataset>``."""
+        return f"{self.kind}.{self.dataset}"
+
+
+def _version_facets(version: int, change: Any) -> dict[str, Any]:
+    return {
+        "version": dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=str(version), producer=PRODUCER
+        ),
+        "lifecycleStateChange": lifecycle_state_change_dataset.LifecycleStateChangeDatasetFacet(
+            lifecycleStateChange=change, producer=PRODUCER
+        ),
+    }
+
+
+def lifecycle_event(job: LifecycleJob, at: datetime) -> RunEvent:
+    """The COMPLETE event of a lifecycle run: each dropped version an output with
+    ``lifecycleStateChange: DROP``; an erasure reads the versions it rewrites and outputs
+    the new version (``CREATE``)."""
+    change = lifecycle_state_change_dataset.LifecycleStateChange
+    outputs = [
+        OutputDataset(
+            namespace=job.namespace, name=job.dataset, facets=_version_facets(n, change.DROP)
+        )
+        for n in job.dropped
+    ]
+    inputs: list[InputDataset] = []
+    if job.created is not None:
+        inputs = [version_input(job.namespace, job.dataset, n) for n in job.dropped]
+        outputs.append(
+            OutputDataset(
+                namespace=job.namespace,
+                name=job.dataset,
+                facets=_version_facets(job.created, change.CREATE),
+            )
+        )
+    return RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=at.isoformat(),
+        run=Run(runId=job.run_id),
+        job=Job(
+            namespace=job.namespace,
+            name=job.job_name,
+            facets={
+                "jobType": job_type_job.JobTypeJobFacet(
+                    processingType="BATCH",
+                    integration="DATAGATE",
+                    jobType=job.kind.upper(),
+                    producer=PRODUCER,
+                )
+            },
+        ),
+        producer=PRODUCER,
+        inputs=inputs,
+        outputs=outputs,
     )

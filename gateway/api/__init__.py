@@ -13,12 +13,14 @@ from gateway.api import (
     quarantine,
     runs,
     training,
+    versions,
 )
 from gateway.api.dependencies import get_principal
 
 # Every /api/v1 route needs a valid key; each route then checks role and datasets.
 api_router = APIRouter(prefix="/api/v1", dependencies=[Depends(get_principal)])
 api_router.include_router(datasets.router)
+api_router.include_router(versions.router)
 api_router.include_router(contracts.router)
 api_router.include_router(runs.router)
 api_router.include_router(quarantine.router)

@@ -30,7 +30,7 @@ from gateway.schemas import (
     RevalidationOut,
 )
 from gateway.services import Services
-from gateway.store import dataset_by_name, restore_contract, version_by_number
+from gateway.store import dataset_by_name, live_version, restore_contract
 
 router = APIRouter(tags=["contracts"])
 
@@ -192,7 +192,7 @@ def _revalidate_in(
             raise Conflict(f"version {row.version} of contract {name!r} no longer loads as it was")
     dataset = dataset_by_name(session, name)
     numbers = body.versions or ([dataset.latest_version] if dataset.latest_version else [])
-    stored = [version_by_number(session, dataset, n) for n in dict.fromkeys(numbers)]
+    stored = [live_version(session, dataset, n) for n in dict.fromkeys(numbers)]
     rows = sum(v.row_count for v in stored)
     if stored and (asked_async or rows > services.settings.revalidate_sync_rows):
         job = start_revalidation(services, contract, name, stored, requested_by)

@@ -43,6 +43,7 @@ from gateway.snapshots import version_files
 from gateway.store import (
     dataset_by_name,
     list_datasets,
+    live_version,
     version_by_number,
     version_count,
     versions_of,
@@ -149,7 +150,7 @@ def get_version_data(
     NDJSON are streamed as they are written. A version stored in parts is one Parquet file
     here, its parts joined in order."""
     require(principal, ("consumer",), dataset)
-    row = version_by_number(session, dataset_by_name(session, dataset), version)
+    row = live_version(session, dataset_by_name(session, dataset), version)
     files = version_files(services.snapshots, row.storage_key)
     filename = f"{dataset}-v{version}.{format}"
     if format == "parquet":

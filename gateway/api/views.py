@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.contracts import Contract
+from gateway.graph import deletion_of
 from gateway.models import Dataset, DatasetVersion, IngestPart, IngestRun
 from gateway.stages import STAGE_NAMES
 
@@ -37,6 +38,10 @@ def version_view(dataset: str, version: DatasetVersion) -> dict[str, Any]:
         "validation": version.validation_summary,
         "pii": version.pii_summary,
         "created_at": version.created_at.isoformat(),
+        "state": "live" if version.deleted_at is None else "deleted",
+        "deleted": deletion_of(version),
+        "hold": version.hold,
+        "released": version.released,
         "links": {
             "self": version_url(dataset, version.number),
             "data": f"{version_url(dataset, version.number)}/data",
