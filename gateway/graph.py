@@ -14,6 +14,7 @@ from gateway.models import (
     DatasetVersion,
     IngestRun,
     LineageEdge,
+    ModelFlag,
     QuarantineBatch,
     as_utc,
 )
@@ -226,7 +227,29 @@ def model_provenance(session: Session, namespace: str, model: str, version: str)
                 entry["upload"] = _upload_of(session, ds_name, int(dataset_version))
             described.append(entry)
         training.append({"run_id": run_id, "job": job, "inputs": described})
-    return {"model": {"name": model, "version": version}, "training_runs": training}
+    return {
+        "model": {"name": model, "version": version},
+        "training_runs": training,
+        "needs_retraining": retraining_flags(session, model, version),
+    }
+
+
+def retraining_flags(session: Session, model: str, version: str | None) -> list[dict[str, Any]]:
+    """Why a model version needs retraining (data it was trained on was erased), oldest first."""
+    flags = session.exec(
+        select(ModelFlag)
+        .where(ModelFlag.model == model, ModelFlag.model_version == version)
+        .order_by(col(ModelFlag.id))
+    ).all()
+    return [
+        {
+            "reason": f.reason,
+            "at": as_utc(f.created_at).isoformat(),
+            "erasure": f.erasure_id,
+            "inputs": (f.detail or {}).get("inputs", []),
+        }
+        for f in flags
+    ]
 
 
 def version_impact(session: Session, namespace: str, dataset: str, version: int) -> dict[str, Any]:
@@ -274,6 +297,8 @@ def version_impact(session: Session, namespace: str, dataset: str, version: int)
                     downstream.append({"dataset": output, "version": output_version, "path": route})
                     queue.append((output, output_version, route))
     unique_models = {(m["model"], m["version"]): m for m in models}
+    for (name, model_version), entry in unique_models.items():
+        entry["needs_retraining"] = bool(retraining_flags(session, name, model_version))
     unique_downstream = {(d["dataset"], d["version"]): d for d in downstream}
     return {
         "dataset": {"name": dataset, "version": version, "node": start},
@@ -289,6 +314,9 @@ def provenance_markdown(report: dict[str, Any]) -> str:
     """The provenance report as Markdown for a ticket."""
     model = report["model"]
     lines = [f"# Provenance of model {model['name']} version {model['version']}", ""]
+    for flag in report.get("needs_retraining", []):
+        inputs = ", ".join(f"{i['dataset']} v{i['version']}" for i in flag["inputs"])
+        lines += [f"**Needs retraining**: {flag['reason']} at {flag['at']} ({inputs}).", ""]
     for run in report["training_runs"]:
         lines += [f"## Training run {run['run_id']} ({run['job']})", ""]
         lines += [
@@ -300,8 +328,9 @@ def provenance_markdown(report: dict[str, Any]) -> str:
             upload = item.get("upload") or {}
             contract = upload.get("contract") or {}
             validation = upload.get("validation") or {}
+            gone = " (deleted)" if upload.get("state") == "deleted" else ""
             lines.append(
-                f"| {item['dataset']} | {item['version']} | {upload.get('uploader', '')} "
+                f"| {item['dataset']} | {item['version']}{gone} | {upload.get('uploader', '')} "
                 f"| {upload.get('uploaded_at', '')} | {upload.get('source', '')} "
                 f"| {contract.get('name', '')} {contract.get('version', '')} "
                 f"| {str(contract.get('fingerprint', ''))[:12]} | {validation.get('valid', '')} |"
@@ -346,7 +375,10 @@ def impact_markdown(report: dict[str, Any]) -> str:
     origin = report["dataset"]
     lines = [f"# Impact of {origin['name']} version {origin['version']}", "", "## Models", ""]
     lines += [
-        f"- {m['model']} v{m['version']}: {' → '.join(m['path'])}" for m in report["models"]
+        f"- {m['model']} v{m['version']}"
+        + (" (**needs retraining**)" if m.get("needs_retraining") else "")
+        + f": {' → '.join(m['path'])}"
+        for m in report["models"]
     ] or ["- none"]
     lines += ["", "## Downstream datasets", ""]
     lines += [

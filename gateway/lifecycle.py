@@ -63,6 +63,7 @@ def tombstone(
     actor: str,
     namespace: str,
     created: int | None = None,
+    read: tuple[int, ...] = (),
     detail: dict[str, Any] | None = None,
 ) -> list[str]:
     """Mark ``versions`` deleted and store the lifecycle event, in ``session``'s transaction
@@ -105,6 +106,7 @@ def tombstone(
                 kind=reason,
                 dropped=tuple(sorted(dropped)),
                 created=created,
+                read=read,
             ),
             now,
         ),

@@ -224,7 +224,7 @@ class RequestContext:
             actor=principal.name if principal else "anonymous",
             role=principal.role if principal else None,
             action=f"{method_label} {template or '(no route)'}",
-            target=path if PLAIN_TARGET.match(path) else template,
+            target=state.get("audit_target") or (path if PLAIN_TARGET.match(path) else template),
             dataset=dataset,
             outcome=status,
             request_id=request_id,

@@ -81,6 +81,12 @@ def _version_of(dataset: dict[str, Any]) -> str | None:
     return None if version is None else str(version)
 
 
+def _dropped(dataset: Any) -> bool:
+    facets = dataset.get("facets") if isinstance(dataset, dict) else None
+    change = (facets or {}).get("lifecycleStateChange") if isinstance(facets, dict) else None
+    return isinstance(change, dict) and change.get("lifecycleStateChange") == "DROP"
+
+
 def _add_edges(session: Session, row: LineageEvent) -> None:
     # The graph is kept as edges (run, job, dataset, direction, version) so that lineage and
     # audit queries are indexed lookups, whatever the size of the history.
@@ -92,6 +98,8 @@ def _add_edges(session: Session, row: LineageEvent) -> None:
     job_node = node_id("job", str(job.get("namespace")), str(job.get("name")))
     for direction, key in (("in", "inputs"), ("out", "outputs")):
         for dataset in row.payload.get(key) or []:
+            if _dropped(dataset):
+                continue  # no data written: a deleted version (retention, erasure) is no output
             session.add(
                 LineageEdge(
                     event_id=row.id,

@@ -527,11 +527,23 @@ class TrainingRunInputs(_Out):
     inputs: list[ProvenanceInput]
 
 
+class RetrainingFlag(_Out):
+    """Why a model version needs retraining."""
+
+    reason: str = Field(description="erasure: data it was trained on was erased.")
+    at: UtcTime
+    erasure: str | None = Field(description="The erasure request's id.")
+    inputs: list[dict[str, Any]] = Field(description="The erased versions it was trained on.")
+
+
 class Provenance(_Out):
     """Everything behind a model version."""
 
     model: TrainingModel
     training_runs: list[TrainingRunInputs]
+    needs_retraining: list[RetrainingFlag] = Field(
+        default_factory=list, description="Empty unless data it was trained on was erased."
+    )
 
 
 class ImpactStart(_Out):
@@ -548,6 +560,9 @@ class ImpactModel(_Out):
     model: str
     version: str | None
     path: list[str] = Field(description="The nodes from the start to the model.")
+    needs_retraining: bool = Field(
+        False, description="Data it was trained on was erased (see its provenance)."
+    )
 
 
 class ImpactJob(_Out):
@@ -825,3 +840,43 @@ class RevalidationJobOut(_Out):
     started_at: UtcTime | None
     finished_at: UtcTime | None
     links: RevalidationJobLinks
+
+
+class ErasedRows(_Out):
+    """Rows of one version that hold the subject."""
+
+    version: int
+    rows: int
+
+
+class DatasetErasureOut(_Out):
+    """What an erasure does (or would do) to one dataset."""
+
+    dataset: str
+    versions: list[int] = Field(description="The versions holding the subject: their data goes.")
+    rows: list[ErasedRows]
+    held: list[int] = Field(description="Those under a hold.")
+    replaced_by: int | None = Field(description="The live version without the subject's rows.")
+    new_version: int | None = Field(description="Written by this erasure (None: not needed).")
+    rows_kept: int | None
+
+
+class FlaggedModel(_Out):
+    """A model version trained (directly or downstream) on an affected version."""
+
+    model: str
+    version: str | None
+    inputs: list[dict[str, Any]] = Field(description="The affected versions it was trained on.")
+
+
+class ErasureOut(_Out):
+    """An erasure: what it found and (unless a dry run) did. Counts and numbers, never a value."""
+
+    id: str
+    subject: str = Field(description="The keyed digest standing for the subject's identifiers.")
+    dry_run: bool
+    datasets: list[DatasetErasureOut]
+    models: list[FlaggedModel] = Field(description="Flagged as needing retraining.")
+    previous_requests: list[dict[str, Any]] = Field(
+        description="Earlier erasures of the same subject (id, at, by)."
+    )

@@ -524,6 +524,7 @@ class LifecycleJob:
     kind: str  # "retention" or "erasure"
     dropped: tuple[int, ...]
     created: int | None = None
+    read: tuple[int, ...] = ()  # the version the created one was written from
 
     @property
     def job_name(self) -> str:
@@ -544,8 +545,8 @@ def _version_facets(version: int, change: Any) -> dict[str, Any]:
 
 def lifecycle_event(job: LifecycleJob, at: datetime) -> RunEvent:
     """The COMPLETE event of a lifecycle run: each dropped version an output with
-    ``lifecycleStateChange: DROP``; an erasure reads the versions it rewrites and outputs
-    the new version (``CREATE``)."""
+    ``lifecycleStateChange: DROP``; an erasure reads the version it rewrites and outputs the
+    new version (``CREATE``)."""
     change = lifecycle_state_change_dataset.LifecycleStateChange
     outputs = [
         OutputDataset(
@@ -553,9 +554,8 @@ def lifecycle_event(job: LifecycleJob, at: datetime) -> RunEvent:
         )
         for n in job.dropped
     ]
-    inputs: list[InputDataset] = []
+    inputs = [version_input(job.namespace, job.dataset, n) for n in job.read]
     if job.created is not None:
-        inputs = [version_input(job.namespace, job.dataset, n) for n in job.dropped]
         outputs.append(
             OutputDataset(
                 namespace=job.namespace,

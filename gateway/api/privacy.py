@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
 from gateway.api.dependencies import PrincipalDep, ServicesDep, SessionDep
+from gateway.erasure import erase_subject, subject_digest
+from gateway.errors import InvalidRequest
 from gateway.graph import version_impact
 from gateway.keys import require
-from gateway.schemas import SubjectSearchResult
+from gateway.schemas import ErasureOut, SubjectSearchResult
 from gateway.subjects import search_subjects
 
 router = APIRouter(tags=["privacy"])
@@ -67,3 +69,51 @@ async def subjects_search(
         ],
         "models": [models[key] for key in sorted(models, key=lambda k: (k[0], str(k[1])))],
     }
+
+
+class SubjectErase(BaseModel):
+    """One data subject's raw identifiers, and how to erase them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identifiers: list[Annotated[str, Field(max_length=1000)]] = Field(min_length=1, max_length=100)
+    dry_run: bool = Field(
+        True, description="Only say what would be erased (the default: ask for false to erase)."
+    )
+    override_holds: bool = Field(
+        False, description="Erase held versions too (recorded on their tombstones)."
+    )
+
+
+@router.post(
+    "/privacy/subjects/erase",
+    response_model=ErasureOut,
+    responses={409: {"description": "A held version holds the subject (nothing was erased)."}},
+    openapi_extra=documented_body(SubjectErase),
+)
+async def subjects_erase(
+    http: Request, services: ServicesDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Erase one data subject (admins): every version holding the subject's pseudonyms (as
+    search finds them) loses its data (a tombstone stays, reason ``erasure``); each affected
+    dataset's latest version is written again without the subject's rows; the models trained
+    on an affected version are flagged for retraining. ``dry_run`` (the default) only says
+    what would happen. The identifiers are never stored or logged: the audit trail records
+    the request by a keyed digest (``subject``). Asking again changes nothing more."""
+    require(principal, ("admin",))
+    request = await json_body(http, SubjectErase, services.settings.max_json_bytes)
+    identifiers = [i for i in request.identifiers if i.strip()]
+    if not identifiers:
+        raise InvalidRequest("identifiers must hold at least one non-blank identifier")
+    http.state.audit_target = f"subject:{subject_digest(identifiers, services.redaction_key)}" + (
+        " (dry run)" if request.dry_run else ""
+    )
+    outcome = await run_in_threadpool(
+        erase_subject,
+        services,
+        identifiers,
+        principal.name,
+        dry_run=request.dry_run,
+        override_holds=request.override_holds,
+    )
+    return outcome.as_dict()

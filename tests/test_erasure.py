@@ -1,0 +1,222 @@
+"""Subject erasure: one subject in three versions of two datasets feeding two models — new
+versions without the rows, the old data gone (objects and cache), 410s, models flagged, lineage
+and audit entries — on SQLite and PostgreSQL, on a local folder and on S3."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from gateway.app import create_app
+from gateway.lifecycle import stored_keys
+from gateway.models import AuditEntry, ErasureRequest, LineageEvent, ModelFlag
+from gateway.services import Services
+from gateway.store import dataset_by_name, version_by_number
+from gateway.subjects import pseudonyms
+from privacy import PiiEngine, RedactionKey
+from tests.conftest import TEST_PII_KEY, admin_client, settings_for
+
+CONTRACT = """
+import pandera.polars as pa
+
+
+class {Model}(pa.DataFrameModel):
+    record_id: int = pa.Field(unique=True)
+    email: str = pa.Field(metadata={{"pii": "EMAIL_ADDRESS", "redact": "hash"}})
+    amount: float
+
+    class Config:
+        name = "{name}"
+        metadata = {{"version": "1.0.0"}}
+"""
+SUBJECT = "Erin.Example@Example.org"
+OTHERS = ["ann@example.com", "bob@example.com", "cy@example.com"]
+
+
+def body(first: int, emails: list[str]) -> str:
+    lines = [f"{first + i},{email},{i + 0.5}" for i, email in enumerate(emails)]
+    return "record_id,email,amount\n" + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(params=["local", "s3"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> Iterator[TestClient]:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    for name in ("patients", "visits"):
+        source = CONTRACT.format(Model=name.title(), name=name)
+        (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    extra: dict[str, Any] = {"database_url": database_url}
+    if request.param == "s3":
+        extra["storage_url"] = request.getfixturevalue("s3_url")
+    client = admin_client(
+        create_app(settings_for(tmp_path / "home", folder, **extra), pii_engine=pii_engine)
+    )
+    with client:
+        yield client
+
+
+def services_of(client: TestClient) -> Services:
+    return client.app.state.services  # type: ignore[attr-defined,no-any-return]
+
+
+def upload(client: TestClient, dataset: str, text: str) -> int:
+    answer = client.post(f"/api/v1/datasets/{dataset}/uploads?format=csv", content=text)
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["version"]["version"])
+
+
+def train(client: TestClient, model: str, inputs: list[tuple[str, int]]) -> None:
+    answer = client.post(
+        "/api/v1/training-runs",
+        json={
+            "model": {"name": model, "version": "1"},
+            "inputs": [{"dataset": d, "version": v} for d, v in inputs],
+        },
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def erase(client: TestClient, **options: Any) -> Any:
+    return client.post("/api/v1/privacy/subjects/erase", json={"identifiers": [SUBJECT], **options})
+
+
+def test_erasure_reaches_every_version_and_every_model(gateway: TestClient) -> None:
+    services = services_of(gateway)
+    assert upload(gateway, "patients", body(1, [*OTHERS, SUBJECT.lower()])) == 1
+    assert upload(gateway, "patients", body(10, [SUBJECT.lower(), *OTHERS[:2]])) == 2
+    assert upload(gateway, "visits", body(1, [SUBJECT.lower(), OTHERS[0]])) == 1
+    assert upload(gateway, "visits", body(5, OTHERS)) == 2
+    train(gateway, "readmission", [("patients", 1)])
+    train(gateway, "cost", [("visits", 1), ("patients", 2)])
+    train(gateway, "unrelated", [("visits", 2)])
+    assert gateway.post("/api/v1/datasets/patients/versions/1/hold", json={}).status_code == 200
+    with Session(services.engine) as session:
+        erased_keys = set()
+        for name, number in (("patients", 1), ("patients", 2), ("visits", 1)):
+            row = version_by_number(session, dataset_by_name(session, name), number)
+            erased_keys |= stored_keys(services.snapshots, row.storage_key)
+            services.snapshots.local_path(row.storage_key)  # an S3 store caches what it reads
+
+    # The dry run (the default) says what would happen, and changes nothing.
+    dry = erase(gateway)
+    assert dry.status_code == 200, dry.text
+    plan = dry.json()
+    assert plan["dry_run"] is True
+    assert [(d["dataset"], d["versions"], d["held"]) for d in plan["datasets"]] == [
+        ("patients", [1, 2], [1]),
+        ("visits", [1], []),
+    ]
+    assert [(m["model"], m["version"]) for m in plan["models"]] == [
+        ("cost", "1"),
+        ("readmission", "1"),
+    ]
+    assert gateway.get("/api/v1/datasets/patients/versions/1").json()["state"] == "live"
+    # A held version stops the erasure unless holds are overridden: nothing is erased.
+    refused = erase(gateway, dry_run=False)
+    assert refused.status_code == 409
+    assert "patients@1" in refused.json()["detail"]
+    assert gateway.get("/api/v1/datasets/patients/versions/2/data").status_code == 200
+
+    done = erase(gateway, dry_run=False, override_holds=True)
+    assert done.status_code == 200, done.text
+    outcome = done.json()
+    by_dataset = {d["dataset"]: d for d in outcome["datasets"]}
+    assert (by_dataset["patients"]["new_version"], by_dataset["patients"]["rows_kept"]) == (3, 2)
+    assert (by_dataset["visits"]["new_version"], by_dataset["visits"]["replaced_by"]) == (None, 2)
+    for name, number in (("patients", 1), ("patients", 2), ("visits", 1)):
+        shown = gateway.get(f"/api/v1/datasets/{name}/versions/{number}").json()
+        assert shown["state"] == "deleted"
+        assert shown["deleted"]["reason"] == "erasure"
+        assert gateway.get(f"/api/v1/datasets/{name}/versions/{number}/data").status_code == 410
+    held = gateway.get("/api/v1/datasets/patients/versions/1").json()["deleted"]
+    assert held["hold_overridden"]["by"] == "admin-key"
+    assert held["replaced_by"] == 3
+    # The new version is the latest without the subject's rows.
+    data = gateway.get("/api/v1/datasets/patients/versions/3/data")
+    assert data.status_code == 200
+    frame = pl.read_parquet(io.BytesIO(data.content))
+    pseudonym = pseudonyms([SUBJECT], RedactionKey(TEST_PII_KEY.encode()))
+    assert frame.height == 2
+    assert not frame["email"].is_in(pseudonym).any()
+    # Gone from the store, and from this process's cache.
+    cache = getattr(services.snapshots, "cache", None)
+    for key in erased_keys:
+        with pytest.raises(FileNotFoundError):
+            services.snapshots.get_bytes(key)
+        if cache is not None:
+            assert not (cache / key).exists()
+    assert (
+        gateway.post("/api/v1/privacy/subjects/search", json={"identifiers": [SUBJECT]}).json()[
+            "matches"
+        ]
+        == []
+    )
+    # Models flagged, in their provenance and in impact answers.
+    for model in ("readmission", "cost"):
+        provenance = gateway.get(f"/api/v1/audit/models/{model}/provenance?version=1").json()
+        (flag,) = provenance["needs_retraining"]
+        assert flag["reason"] == "erasure"
+        assert flag["erasure"] == outcome["id"]
+    unrelated = gateway.get("/api/v1/audit/models/unrelated/provenance?version=1").json()
+    assert unrelated["needs_retraining"] == []
+    impact = gateway.get("/api/v1/audit/datasets/patients/versions/1/impact").json()
+    assert [(m["model"], m["needs_retraining"]) for m in impact["models"]] == [
+        ("readmission", True)
+    ]
+    markdown = gateway.get("/api/v1/audit/models/cost/provenance?version=1&format=md").text
+    assert "**Needs retraining**: erasure" in markdown
+    # Lineage: the erasure run read the old versions, dropped them, created the new one.
+    with Session(services.engine) as session:
+        events = [e.payload for e in session.exec(select(LineageEvent)).all()]
+        audit = session.exec(
+            select(AuditEntry).where(AuditEntry.action == "POST /api/v1/privacy/subjects/erase")
+        ).all()
+        records = [
+            *(json.dumps(r.model_dump(mode="json")) for r in session.exec(select(ErasureRequest))),
+            *(json.dumps(r.model_dump(mode="json")) for r in session.exec(select(ModelFlag))),
+            *(json.dumps(r.model_dump(mode="json")) for r in audit),
+            *(json.dumps(e) for e in events),
+        ]
+    (erasure,) = [e for e in events if e["job"]["name"] == "erasure.patients"]
+    changes = {
+        (
+            o["facets"]["version"]["datasetVersion"],
+            o["facets"]["lifecycleStateChange"]["lifecycleStateChange"],
+        )
+        for o in erasure["outputs"]
+    }
+    assert changes == {("1", "DROP"), ("2", "DROP"), ("3", "CREATE")}
+    assert [i["facets"]["version"]["datasetVersion"] for i in erasure["inputs"]] == ["2"]
+    # The audit trail has the requests by a keyed digest; the identifier is stored nowhere.
+    targets = [a.target for a in audit]
+    assert targets.count(f"subject:{outcome['subject']}") == 2  # refused, then done
+    assert f"subject:{outcome['subject']} (dry run)" in targets
+    for text in records:
+        assert SUBJECT.lower() not in text.lower()
+    # Asking again finds nothing more and changes nothing.
+    again = erase(gateway, dry_run=False)
+    assert again.status_code == 200
+    assert (again.json()["datasets"], again.json()["models"]) == ([], [])
+    assert [p["id"] for p in again.json()["previous_requests"]] == [outcome["id"]]
+    with Session(services.engine) as session:
+        assert len(session.exec(select(ModelFlag)).all()) == 2
+
+
+def test_only_admins_erase(gateway: TestClient) -> None:
+    created = gateway.post("/api/v1/keys", json={"role": "auditor"}).json()
+    auditor = {"Authorization": f"Bearer {created['key']}"}
+    answer = gateway.post(
+        "/api/v1/privacy/subjects/erase", json={"identifiers": [SUBJECT]}, headers=auditor
+    )
+    assert answer.status_code == 403
