@@ -347,6 +347,52 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command()
+    def diff(
+        old: Annotated[str, typer.Argument(help="DATASET@VERSION before.", show_default=False)],
+        new: Annotated[str, typer.Argument(help="DATASET@VERSION after.", show_default=False)],
+        url: Url = None,
+        key: Key = None,
+        profile: ProfileName = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """What changed between two versions of a dataset: columns, rows added / removed /
+        changed (by the contract's primary_key, else whole-row hashes), changed cells per
+        column, sample keys as pseudonyms."""
+        dataset, first = _dataset_at(old, version_required=True)
+        other_dataset, second = _dataset_at(new, version_required=True)
+        if other_dataset != dataset:
+            _fail("both versions must be of one dataset", USAGE)
+        assert first is not None
+        assert second is not None
+        with _client(url, key, profile) as client:
+            found = client.diff(dataset, first, second)
+        if as_json:
+            _json(found)
+            return
+        shown = _plain(found)
+        schema, rows = shown["schema"], shown["rows"]
+        out.print(
+            f"{dataset}: v{first} → v{second}, rows matched by "
+            + (", ".join(shown["key"]) if shown["key"] else "whole-row hashes"),
+            markup=False,
+        )
+        for label, columns in (("added", schema["added"]), ("removed", schema["removed"])):
+            if columns:
+                out.print(f"columns {label}: {', '.join(columns)}", markup=False)
+        for change in schema["type_changed"]:
+            out.print(f"column {change['column']}: {change['from']} → {change['to']}", markup=False)
+        changed = "-" if rows["changed"] is None else rows["changed"]
+        _table(
+            ["added", "removed", "changed", "unchanged"],
+            [[rows["added"], rows["removed"], changed, rows["unchanged"]]],
+        )
+        cells = {c: n for c, n in (shown["changed_cells"] or {}).items() if n}
+        if cells:
+            _table(["column", "changed cells"], [[c, n] for c, n in cells.items()])
+        if shown["note"]:
+            err.print(f"note: {shown['note']}", markup=False)
+
+    @app.command()
     def show(
         target: Annotated[
             str, typer.Argument(help="DATASET or DATASET@VERSION.", show_default=False)

@@ -42,6 +42,7 @@ from gateway.schemas import (
     SubjectSearchResult,
     TrainingRunOut,
     UploadOut,
+    VersionDiffOut,
     VersionList,
     VersionOut,
 )
@@ -172,6 +173,14 @@ class _Api:
             "GET",
             f"/api/v1/contracts/{name}",
             _as(ContractOut),
+        )
+
+    @staticmethod
+    def diff(dataset: str, version: int, other: int) -> _Request[VersionDiffOut]:
+        return _Request(
+            "GET",
+            f"/api/v1/datasets/{dataset}/versions/{version}/diff/{other}",
+            _as(VersionDiffOut),
         )
 
     @staticmethod
@@ -593,6 +602,10 @@ class DatagateClient:
         """One contract: columns, checks, PII policy."""
         return self._send(_Api.contract(name))
 
+    def diff(self, dataset: str, version: int, other: int) -> VersionDiffOut:
+        """What changed from ``version`` to ``other``: schema, rows, cells, sample keys."""
+        return self._send(_Api.diff(dataset, version, other))
+
     def contract_versions(self, name: str) -> ContractVersionList:
         """Every version of a contract the gateway ever loaded (``active``: loaded now)."""
         return self._send(_Api.contract_versions(name))
@@ -817,6 +830,10 @@ class AsyncDatagateClient:
     async def contract(self, name: str) -> ContractOut:
         """See ``DatagateClient.contract``."""
         return await self._send(_Api.contract(name))
+
+    async def diff(self, dataset: str, version: int, other: int) -> VersionDiffOut:
+        """See ``DatagateClient.diff``."""
+        return await self._send(_Api.diff(dataset, version, other))
 
     async def contract_versions(self, name: str) -> ContractVersionList:
         """See ``DatagateClient.contract_versions``."""

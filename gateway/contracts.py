@@ -29,6 +29,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.api.checks import Check
 
+from gateway.drift import DriftPolicy, drift_policy
 from gateway.errors import ContractLoadError, ContractUnavailable, DatasetNotFound
 from privacy import ACTIONS, ColumnPolicy, DetectionConfig, PolicyError
 
@@ -131,6 +132,7 @@ class Contract:
     quarantine: QuarantinePolicy | None = None
     source: str = ""  # the contract file's code as loaded
     retention: RetentionPolicy | None = None
+    drift: DriftPolicy = field(default_factory=DriftPolicy)
     # ``primary_key`` in the metadata: the columns that identify a row (diff, corrections).
     primary_key: tuple[str, ...] = ()
 
@@ -333,6 +335,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
     primary_key = _primary_key(meta, schema)
     quarantine = _quarantine_policy(meta, schema) if on_invalid == "quarantine" else None
     retention = _retention_policy(meta.get("retention"))
+    drift = drift_policy(meta.get("drift"), list(schema.columns))
     extra = meta.get("extra_columns")
     if extra is not None:
         schema = copy.deepcopy(schema)  # not the model's own (cached) schema
@@ -400,6 +403,7 @@ def build_contract(model: type[pa.DataFrameModel], source_file: str) -> Contract
         detection=DetectionConfig.from_metadata(meta),
         quarantine=quarantine,
         retention=retention,
+        drift=drift,
         primary_key=primary_key,
     )
 

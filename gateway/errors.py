@@ -14,6 +14,7 @@ DatagateError
 │   ├── UnsupportedFormat         (415)
 │   └── UploadTooLarge            (413)
 ├── ContractViolation             (422, carries the validation report)
+│   └── DriftRejected             (422, drift beyond a limit whose action is reject)
 ├── UndeclaredPii                 (422, PII found in columns the contract does not declare)
 ├── UnknownDatasetVersion         (422, a training input that is not a stored version)
 ├── BodyTooLarge                  (413, a JSON request body over its limit)
@@ -97,6 +98,10 @@ class UploadTooLarge(UploadError):
 
 class ContractViolation(DatagateError):
     """The data does not satisfy its contract; ``extensions['report']`` says where."""
+
+
+class DriftRejected(ContractViolation):
+    """A column drifted beyond a threshold whose action is ``reject``; carries the report."""
 
 
 class UndeclaredPii(DatagateError):

@@ -85,6 +85,8 @@ def stored_output(
         metrics=profile,
         columns=column_mappings(stored, batch.pii),
         pii=pii_report(batch.pii)["columns"],
+        profile=(stored.drift or {}).get("profile"),
+        drift=(stored.drift or {}).get("report"),
     )
 
 

@@ -162,6 +162,38 @@ class QuarantineCollector(Collector):
         yield rows
 
 
+# (dataset, column, statistic or None for "drifted", value)
+DriftGauge = tuple[str, str, str | None, float]
+
+
+class DriftCollector(Collector):
+    """Each dataset's latest drift figures against its previous version, per declared column
+    (column names an upload chose never become labels), read from the database."""
+
+    def __init__(self, state: Callable[[], list[DriftGauge]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        figures = GaugeMetricFamily(
+            "datagate_drift_statistic",
+            "Drift of each dataset's latest version against its previous one, per column and "
+            "statistic (psi, ks, wasserstein, jensen_shannon, null_rate, distinct).",
+            labels=["dataset", "column", "statistic"],
+        )
+        drifted = GaugeMetricFamily(
+            "datagate_drift_drifted",
+            "1 when the column of the dataset's latest version drifted, else 0.",
+            labels=["dataset", "column"],
+        )
+        for dataset, column, statistic, value in self.state():
+            if statistic is None:
+                drifted.add_metric([dataset, column], value)
+            else:
+                figures.add_metric([dataset, column, statistic], value)
+        yield figures
+        yield drifted
+
+
 def multiprocess_dir() -> str | None:
     """The folder shared by the worker processes, when metrics are multi-process."""
     return os.environ.get(MULTIPROC_ENV) or None
@@ -171,6 +203,7 @@ def build_registry(
     delivery: LineageDelivery,
     queue: Callable[[], tuple[int, float | None]],
     quarantine: Callable[[], dict[str, tuple[int, int]]] | None = None,
+    drift: Callable[[], list[DriftGauge]] | None = None,
 ) -> CollectorRegistry:
     """The registry ``/metrics`` exposes: all workers' metrics plus the outbox backlog and the
     ingest queue."""
@@ -184,4 +217,6 @@ def build_registry(
     registry.register(QueueCollector(queue))
     if quarantine is not None:
         registry.register(QuarantineCollector(quarantine))
+    if drift is not None:
+        registry.register(DriftCollector(drift))
     return registry

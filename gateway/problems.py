@@ -49,6 +49,7 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     (errors.UploadTooLarge, Problem(413, "upload-too-large", "Upload too large")),
     (errors.UnreadableUpload, Problem(400, "unreadable-upload", "Unreadable upload")),
     (errors.UploadError, Problem(400, "bad-upload", "Bad upload")),
+    (errors.DriftRejected, Problem(422, "drift-rejected", "Drift beyond the contract's limits")),
     (errors.ContractViolation, Problem(422, "contract-violation", "Contract violation")),
     (errors.UndeclaredPii, Problem(422, "undeclared-pii", "Undeclared personal data")),
     (

@@ -43,6 +43,7 @@ class VersionLinks(_Out):
     contract: str | None = Field(
         None, description="The exact contract version it passed: its schema and code."
     )
+    drift: str | None = Field(None, description="Its drift report.")
 
 
 class VersionMark(_Out):
@@ -63,6 +64,57 @@ class VersionTombstone(_Out):
     hold_overridden: VersionMark | None = Field(
         None, description="The hold an erasure overrode (explicitly asked for)."
     )
+
+
+class DriftSummary(_Out):
+    """A version's drift status: ok, warn (a column drifted), reject, none (nothing to compare
+    with)."""
+
+    status: Literal["ok", "warn", "reject", "none"]
+    drifted: list[str] = Field(description="Columns that drifted against a baseline.")
+    against: dict[str, int] = Field(description="previous / reference: the version compared.")
+
+
+class DriftColumn(_Out):
+    """One column against one baseline: its statistics (None: not defined for its kind)."""
+
+    column: str
+    kind: Literal["numeric", "categorical"]
+    psi: float | None
+    ks: float | None = None
+    wasserstein: float | None = Field(None, description="Divided by the baseline's std.")
+    jensen_shannon: float | None = None
+    null_rate: float = Field(description="Absolute change of the share of nulls.")
+    distinct: float = Field(description="Relative change of the distinct count.")
+    thresholds: dict[str, float]
+    drifted: bool
+    exceeded: list[str]
+    action: Literal["warn", "reject"] | None
+
+
+class DriftComparison(_Out):
+    """A version against one baseline."""
+
+    baseline: Literal["previous", "reference"]
+    version: int
+    columns: list[DriftColumn]
+    drifted: list[str]
+
+
+class DriftReferenceOut(_Out):
+    """A dataset's pinned drift reference (None: the previous version only)."""
+
+    dataset: str
+    reference: int | None
+
+
+class DriftOut(_Out):
+    """A version's drift report."""
+
+    dataset: str
+    version: int
+    status: Literal["ok", "warn", "reject", "none"]
+    comparisons: list[DriftComparison]
 
 
 class VersionOut(_Out):
@@ -86,6 +138,10 @@ class VersionOut(_Out):
     hold: VersionMark | None = Field(description="An admin's hold: retention never removes it.")
     released: VersionMark | None = Field(
         description="The claim of the models trained on it, released: retention may remove it."
+    )
+    drift: DriftSummary | None = Field(
+        description="Drift against the previous (and reference) version; None before drift "
+        "was measured, and for versions written by a replay or an erasure."
     )
     links: VersionLinks
 
@@ -880,3 +936,45 @@ class ErasureOut(_Out):
     previous_requests: list[dict[str, Any]] = Field(
         description="Earlier erasures of the same subject (id, at, by)."
     )
+
+
+class SchemaDiff(_Out):
+    """Columns added, removed, or stored with another dtype."""
+
+    added: list[str]
+    removed: list[str]
+    type_changed: list[dict[str, str]] = Field(description="column, from, to")
+
+
+class RowDiff(_Out):
+    """Rows added, removed, changed (matched by key) and unchanged."""
+
+    added: int
+    removed: int
+    changed: int | None = Field(description="None when rows are matched by whole-row hashes.")
+    unchanged: int
+
+
+class SampleKeys(_Out):
+    """Up to 10 keys of each kind of row, as keyed pseudonyms (never values)."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+
+class VersionDiffOut(_Out):
+    """What changed from one stored version to another."""
+
+    dataset: str
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+    schema_: SchemaDiff = Field(alias="schema", serialization_alias="schema")
+    matched_by: Literal["primary_key", "row_hash"]
+    key: list[str] = Field(description="The key columns rows were matched by.")
+    note: str | None
+    rows: RowDiff
+    changed_cells: dict[str, int] | None = Field(
+        description="Per column, matched rows holding another value (by key only)."
+    )
+    sample_keys: SampleKeys | None

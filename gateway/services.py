@@ -24,7 +24,7 @@ from gateway.recovery import Heartbeat, Recovery, deregister_instance, register_
 from gateway.review import expire_due, open_counts
 from gateway.settings import Settings
 from gateway.snapshots import SnapshotStore, open_store
-from gateway.store import hold_back_incompatible, sync_contracts
+from gateway.store import drift_gauges, hold_back_incompatible, sync_contracts
 from lineage import configured_client, describe_transport
 from privacy import PiiEngine, RedactionKey
 
@@ -121,7 +121,12 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
         pii_engine=engine_for_pii,
         lineage=lineage,
         transport=transport,
-        metrics=build_registry(lineage, lambda: queue_state(engine), lambda: open_counts(engine)),
+        metrics=build_registry(
+            lineage,
+            lambda: queue_state(engine),
+            lambda: open_counts(engine),
+            lambda: drift_gauges(engine, catalog),
+        ),
         instance=instance,
         audit=audit_trail(settings, engine, snapshots, instance.id),
     )

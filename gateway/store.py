@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from gateway.contracts import Contract, ContractCatalog, load_source
 from gateway.db import unit_of_work
+from gateway.drift import STATISTICS
 from gateway.errors import (
     ContractLoadError,
     DatasetNotFound,
@@ -292,3 +293,36 @@ def run_by_id(session: Session, run_id: str) -> IngestRun:
     if run is None:
         raise RunNotFound(f"no ingest run {run_id!r}")
     return run
+
+
+def drift_gauges(
+    engine: Engine, catalog: ContractCatalog
+) -> list[tuple[str, str, str | None, float]]:
+    """Each dataset's latest version's drift against the previous one, per column its contract
+    declares: (dataset, column, statistic, value), statistic None for drifted (0 or 1)."""
+    gauges: list[tuple[str, str, str | None, float]] = []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Dataset.name, DatasetVersion.drift).where(
+                DatasetVersion.dataset_id == Dataset.id,
+                DatasetVersion.number == Dataset.latest_version,
+            )
+        ).all()
+    for name, drift in rows:
+        contract = catalog.get(name)
+        found = (drift or {}).get("report") or {}
+        if contract is None:
+            continue
+        declared = {c.name for c in contract.columns if not c.regex}
+        for comparison in found.get("comparisons", []):
+            if comparison.get("baseline") != "previous":
+                continue
+            for column in comparison.get("columns", []):
+                if column["column"] not in declared:
+                    continue
+                for statistic in STATISTICS:
+                    value = column.get(statistic)
+                    if value is not None:
+                        gauges.append((name, column["column"], statistic, float(value)))
+                gauges.append((name, column["column"], None, 1.0 if column["drifted"] else 0.0))
+    return gauges

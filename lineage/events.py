@@ -19,6 +19,7 @@ from openlineage.client.event_v2 import (
 from openlineage.client.facet_v2 import (
     column_lineage_dataset,
     data_quality_assertions_dataset,
+    data_quality_metrics_dataset,
     data_quality_metrics_input_dataset,
     dataset_type_dataset,
     dataset_version_dataset,
@@ -128,6 +129,64 @@ class StoredOutput:
     metrics: InputMetrics | None = None
     columns: Sequence[ColumnMapping] = field(default_factory=tuple)
     pii: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    # The stored data's profile (``gateway.drift``) and its drift report, if measured.
+    profile: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+
+
+DRIFT_FACET = "datagate_drift"
+DRIFT_FACET_SCHEMA = f"{PRODUCER}/spec/facets/DriftDatasetFacet.json"
+_DRIFT_FIGURES = ("psi", "ks", "wasserstein", "jensen_shannon", "null_rate", "distinct")
+
+
+def _quality_facet(output: StoredOutput) -> Any:
+    """The stored data's metrics (OpenLineage data-quality metrics): nulls, distinct values,
+    count, and for numeric columns min, max and quartiles, from its drift profile."""
+    metrics = data_quality_metrics_dataset
+    assert output.profile is not None
+    columns = {}
+    for name, entry in output.profile.get("columns", {}).items():
+        quantiles = entry.get("quantiles")
+        numeric: dict[str, Any] = {}
+        if quantiles:
+            numeric = {
+                "min": quantiles[0],
+                "max": quantiles[-1],
+                "quantiles": {str(q): quantiles[round(q * 100)] for q in (0.25, 0.5, 0.75)},
+            }
+        columns[name] = metrics.ColumnMetrics(
+            nullCount=entry.get("nulls"),
+            distinctCount=entry.get("distinct"),
+            count=float(output.row_count - (entry.get("nulls") or 0)),
+            **numeric,
+        )
+    return metrics.DataQualityMetricsDatasetFacet(
+        columnMetrics=columns, rowCount=output.row_count, bytes=output.size_bytes, producer=PRODUCER
+    )
+
+
+def _drift_facet(drift: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "_producer": PRODUCER,
+        "_schemaURL": DRIFT_FACET_SCHEMA,
+        "status": drift["status"],
+        "comparisons": [
+            {
+                "baseline": c["baseline"],
+                "version": str(c["version"]),
+                "drifted": c["drifted"],
+                "columns": [
+                    {
+                        "column": col["column"],
+                        **{k: col[k] for k in _DRIFT_FIGURES if col.get(k) is not None},
+                        "drifted": col["drifted"],
+                    }
+                    for col in c["columns"]
+                ],
+            }
+            for c in drift["comparisons"]
+        ],
+    }
 
 
 QUARANTINE_FACET = "datagate_quarantine"
@@ -335,6 +394,10 @@ def ingest_complete(
         )
     if output.columns:
         facets["columnLineage"] = _column_lineage(job, output.columns)
+    if output.profile is not None:
+        facets["dataQualityMetrics"] = _quality_facet(output)
+    if output.drift is not None:
+        facets[DRIFT_FACET] = _drift_facet(output.drift)
     if output.pii:
         facets[PII_FACET] = {
             "_producer": PRODUCER,

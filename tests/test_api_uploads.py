@@ -336,7 +336,7 @@ def test_run_reports_status_and_timing_of_every_stage(
     run = client.get(f"/api/v1/runs/{response.json()['run_id']}").json()
     assert run["status"] == "accepted"
     assert run["version"] == 1
-    assert set(run["timings"]) == {"parse", "validate", "redact", "version", "record"}
+    assert set(run["timings"]) == {"parse", "validate", "redact", "version", "drift", "record"}
     assert run["validation_report"]["valid"] is True
     assert run["pii_report"]["columns"]
     assert run["finished_at"] is not None

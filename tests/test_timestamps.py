@@ -85,6 +85,10 @@ def test_every_route_gives_times_with_their_utc_offset(
         )
         session.commit()
     loaded = client.get("/api/v1/contracts/customers").json()["version"]
+    revalidation = client.post(
+        "/api/v1/contracts/customers/revalidate", json={}, headers={"Prefer": "respond-async"}
+    )
+    assert revalidation.status_code == 202, revalidation.text
     values = {
         "ref": loaded,
         "batch_id": BATCH,
@@ -93,6 +97,8 @@ def test_every_route_gives_times_with_their_utc_offset(
         "version": "1",
         "run_id": created.json()["run_id"],
         "model": "churn",
+        "other": "1",
+        "revalidation_id": revalidation.json()["id"],
     }
     queries = {
         "/api/v1/lineage": {"nodeId": "dataset:datagate:customers"},

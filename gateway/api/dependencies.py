@@ -40,6 +40,9 @@ DatasetPath = Annotated[
 VersionPath = Annotated[
     int, Path(ge=1, le=MAX_VERSION, description="A version number (from 1).", examples=[1])
 ]
+OtherVersionPath = Annotated[
+    int, Path(ge=1, le=MAX_VERSION, description="The version to compare with.", examples=[2])
+]
 
 
 def _iso_time(value: Any) -> Any:

@@ -42,13 +42,27 @@ def version_view(dataset: str, version: DatasetVersion) -> dict[str, Any]:
         "deleted": deletion_of(version),
         "hold": version.hold,
         "released": version.released,
+        "drift": drift_summary(version),
         "links": {
             "self": version_url(dataset, version.number),
             "data": f"{version_url(dataset, version.number)}/data",
             "run": f"{API}/runs/{version.run_id}",
             "contract": f"{API}/contracts/{version.contract_name}/versions/"
             f"{version.contract_fingerprint}",
+            "drift": f"{version_url(dataset, version.number)}/drift",
         },
+    }
+
+
+def drift_summary(version: DatasetVersion) -> dict[str, Any] | None:
+    """A version's drift status, the columns that drifted, against which versions."""
+    found = (version.drift or {}).get("report")
+    if found is None:
+        return None
+    return {
+        "status": found["status"],
+        "drifted": sorted({c for comp in found["comparisons"] for c in comp["drifted"]}),
+        "against": {comp["baseline"]: comp["version"] for comp in found["comparisons"]},
     }
 
 
