@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-scale bench-privacy bench-lineage load clean
+.PHONY: run test lint bench bench-scale bench-privacy bench-lineage bench-history load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "make: installing Datagate and its dependencies into $(VENV) (first run, or after a dependency change; a few minutes)"
@@ -34,6 +34,16 @@ bench-scale: $(STAMP)
 
 bench-privacy: $(STAMP)
 	$(BIN)/python -m bench.privacy
+
+# Evidently (the comparison) lives in a virtualenv of its own: it needs pandas < 3.
+EVIDENTLY := .venv-evidently/.installed
+$(EVIDENTLY): bench/evidently-requirements.txt
+	python3 -m venv .venv-evidently
+	.venv-evidently/bin/python -m pip install --quiet -r bench/evidently-requirements.txt
+	touch $(EVIDENTLY)
+
+bench-history: $(STAMP) $(EVIDENTLY)
+	$(BIN)/python -m bench.history --evidently .venv-evidently/bin/python
 
 bench-lineage: $(STAMP)
 	$(BIN)/python -m bench.lineage

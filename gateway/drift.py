@@ -36,9 +36,12 @@ import polars as pl
 from privacy import RedactionKey
 from privacy.actions import keyed_pseudonym
 
-SAMPLE_ROWS = 200_000
+SAMPLE_ROWS = 100_000
 QUANTILES = 101
 TOP_VALUES = 200
+# Values of the sample named (by pseudonym) for comparisons: the most common, seen twice or
+# more (a value seen once is a drop in any bucket; an id column is all such values).
+COUNTED_VALUES = 5_000
 MIN_SHARE = 0.005
 MIN_COUNT = 30
 PROFILE_FORMAT = 1
@@ -119,6 +122,35 @@ def drift_policy(declared: Any, columns: Sequence[str]) -> DriftPolicy:
 # -- profiles ---------------------------------------------------------------------------------
 
 
+class Sampler:
+    """An evenly spaced sample of the rows of a version as its parts go by (every ``step``-th
+    row, the step doubling whenever the sample passes twice ``limit``), so the profile needs
+    no second read of what was just written."""
+
+    def __init__(self, limit: int = SAMPLE_ROWS) -> None:
+        self.limit = limit
+        self.step = 1
+        self.seen = 0
+        self.frames: list[pl.DataFrame] = []
+        self.rows = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        """Keep the rows of ``frame`` (the next part) whose place is a multiple of the step."""
+        first = (-self.seen) % self.step
+        self.seen += frame.height
+        if first < frame.height:
+            picked = frame.slice(first).gather_every(self.step)
+            self.frames.append(picked)
+            self.rows += picked.height
+        while self.rows > 2 * self.limit:
+            whole = pl.concat(self.frames, how="vertical_relaxed").gather_every(2)
+            self.frames, self.rows, self.step = [whole], whole.height, self.step * 2
+
+    def sample(self) -> pl.DataFrame | None:
+        """The rows kept (None: none went by)."""
+        return pl.concat(self.frames, how="vertical_relaxed") if self.frames else None
+
+
 def _kind(dtype: pl.DataType) -> str:
     if dtype.is_numeric() and not isinstance(dtype, pl.Decimal):
         return "numeric"
@@ -143,11 +175,18 @@ def profile(files: Sequence[Path], rows: int, secret: RedactionKey) -> dict[str,
 
 
 def measure(
-    files: Sequence[Path], rows: int, secret: RedactionKey
+    files: Sequence[Path],
+    rows: int,
+    secret: RedactionKey,
+    known: Mapping[str, tuple[int, int]] | None = None,
+    sampled: pl.DataFrame | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
     """The drift profile of a version's stored Parquet ``files`` (``rows`` rows), and the
     sample's count of every value of each categorical column (by pseudonym): a baseline's
-    most common values are looked up there, so both sides count the same values."""
+    most common values are looked up there, so both sides count the same values. ``known``:
+    each column's null and distinct counts, when the ingest counted them already (then the
+    stored data is not read once more for them); ``sampled``: a sample the ingest kept
+    (``Sampler``) as it wrote the parts."""
     scan = pl.scan_parquet(list(files))
     schema = scan.collect_schema()
     kinds = {name: _kind(dtype) for name, dtype in schema.items()}
@@ -156,19 +195,30 @@ def measure(
     everything: dict[str, dict[str, int]] = {}
     if not counted or rows == 0:
         return {"format": PROFILE_FORMAT, "rows": rows, "columns": columns}, everything
+    known = known or {}
+    unknown = [n for n in counted if n not in known]
     totals = scan.select(
-        *(pl.col(n).null_count().alias(f"n:{n}") for n in counted),
-        *(pl.col(n).approx_n_unique().alias(f"d:{n}") for n in counted),
+        *(pl.col(n).null_count().alias(f"n:{n}") for n in unknown),
+        *(pl.col(n).approx_n_unique().alias(f"d:{n}") for n in unknown),
     ).collect(engine="streaming")
-    step = max(1, math.ceil(rows / SAMPLE_ROWS))
-    sample = (
-        (scan.gather_every(step) if step > 1 else scan).select(counted).collect(engine="streaming")
-    )
+    counts_of = {
+        **known,
+        **{
+            n: (int(totals.get_column(f"n:{n}")[0]), int(totals.get_column(f"d:{n}")[0]))
+            for n in unknown
+        },
+    }
+    if sampled is not None and set(counted) <= set(sampled.columns):
+        sample = sampled.select(counted)
+    else:
+        step = max(1, math.ceil(rows / SAMPLE_ROWS))
+        spaced = scan.gather_every(step) if step > 1 else scan
+        sample = spaced.select(counted).collect(engine="streaming")
     for name in counted:
         entry: dict[str, Any] = {
             "kind": kinds[name],
-            "nulls": int(totals.get_column(f"n:{name}")[0]),
-            "distinct": int(totals.get_column(f"d:{name}")[0]),
+            "nulls": counts_of[name][0],
+            "distinct": counts_of[name][1],
         }
         if kinds[name] == "numeric":
             values = sample.select(_as_number(name, schema[name])).to_series().drop_nulls()
@@ -180,7 +230,11 @@ def measure(
                 entry["std"] = float(array.std())
         else:
             text = sample.get_column(name).cast(pl.String).drop_nulls()
-            named = text.value_counts(sort=True, name="count").select(
+            tallied = text.value_counts(sort=True, name="count")
+            frequent = tallied.head(COUNTED_VALUES).filter(
+                (pl.col("count") > 1) | (pl.int_range(pl.len()) < TOP_VALUES)
+            )
+            named = frequent.select(
                 keyed_pseudonym(pl.col(name), secret).str.slice(0, 16).alias("value"), "count"
             )
             values, counts = named.get_column("value"), named.get_column("count")

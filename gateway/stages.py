@@ -26,6 +26,7 @@ from gateway.context import IngestContext
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
+from gateway.drift import Sampler
 from gateway.drift import measure as measure_profile
 from gateway.drift import report as drift_report
 from gateway.errors import (
@@ -101,6 +102,8 @@ class Parts:
     spread: Spread | None = None
     # Distinct values of the validated rows, counted part by part (``upload_profile``).
     distinct: DistinctSketch = field(default_factory=DistinctSketch)
+    # An evenly spaced sample of the redacted rows written, for the drift profile.
+    sample: Sampler = field(default_factory=Sampler)
     # A quarantining contract: where the failing rows are sealed as they are found.
     holding: Holding | None = None
 
@@ -376,6 +379,7 @@ def write(batch: Batch, frame: pl.DataFrame, services: IngestContext) -> pl.Data
     if parts.halted:
         return frame
     parts.staged.append(services.snapshots.stage(frame.lazy()))
+    parts.sample.add(frame)
     return frame
 
 
@@ -517,7 +521,13 @@ def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion
     """
     started = time.perf_counter()
     files = [part.path for part in snapshot.parts]
-    new, counts = measure_profile(files, batch.stored_rows, services.redaction_key)
+    # The ingest counted nulls and distinct values as it read; rows it held back aside, they
+    # are the stored data's (a redacted column keeps its nulls, a pseudonym its distinctness).
+    counted = batch.profile.columns if batch.profile is not None and not batch.holds else ()
+    known = {c.column: (c.nulls, c.distinct) for c in counted}
+    parts = batch.parts
+    sampled = parts.sample.sample() if parts is not None and parts.spread is None else None
+    new, counts = measure_profile(files, batch.stored_rows, services.redaction_key, known, sampled)
     with Session(services.engine) as session:
         dataset = dataset_by_name(session, batch.contract.dataset)
         wanted = {"previous": dataset.latest_version, "reference": dataset.drift_reference}

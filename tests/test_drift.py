@@ -215,3 +215,18 @@ def test_each_new_version_gets_a_drift_report_and_reject_refuses(gateway: TestCl
     quality = output["facets"]["dataQualityMetrics"]["columnMetrics"]
     assert set(quality["amount"]["quantiles"]) == {"0.25", "0.5", "0.75"}
     validate_event(completes[-1])
+
+
+def test_the_sample_kept_part_by_part_is_evenly_spaced() -> None:
+    from gateway.drift import Sampler
+
+    whole = pl.DataFrame({"n": range(10_007)})
+    sampler = Sampler(limit=1_000)
+    start = 0
+    for size in (3, 997, 1, 4_000, 2_506, 2_500):
+        sampler.add(whole.slice(start, size))
+        start += size
+    sample = sampler.sample()
+    assert sample is not None
+    assert sampler.step == 8  # 10,007 rows, at most 2,000 kept
+    assert sample["n"].to_list() == whole.gather_every(8)["n"].to_list()
