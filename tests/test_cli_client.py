@@ -84,12 +84,27 @@ def test_upload_list_show_and_download(server: str, tmp_path: Path) -> None:
         assert read.height == 50
         assert read["customer_id"].to_list() == frame["customer_id"].to_list()
     assert not list(tmp_path.glob(".*.partial"))
-    _contracts_check(server, tmp_path, frame["country"].to_list())
+    # A second version: what changed, from the terminal.
+    more = tmp_path / "more.csv"
+    second = pl.concat([frame.head(40), customers(60, seed=9).tail(10)])
+    more.write_bytes(csv_bytes(second))
+    assert _cli("upload", str(more), "-d", "customers", url=server).returncode == 0
+    changed = _cli("diff", "customers@1", "customers@2", "--json", url=server)
+    assert changed.returncode == 0, changed.stderr
+    found = json.loads(changed.stdout)
+    assert found["matched_by"] == "row_hash"  # the example contract declares no primary_key
+    assert (found["rows"]["added"], found["rows"]["removed"]) == (10, 10)
+    shown = _cli("diff", "customers@1", "customers@2", url=server)
+    assert "customers: v1 → v2, rows matched by whole-row hashes" in shown.stdout
+    assert "added\tremoved\tchanged\tunchanged" in shown.stdout
+    other = _cli("diff", "customers@1", "transactions@1", url=server)
+    assert "both versions must be of one dataset" in _one_clean_line(other)
+    _contracts_check(server, tmp_path, second["country"].to_list())
 
 
 def _contracts_check(server: str, tmp_path: Path, countries: list[str]) -> None:
     """`datagate contracts check`: lint, diff against what the gateway serves, and the
-    candidate run on the latest stored version (customers@1, 50 rows), for CI."""
+    candidate run on the latest stored version (customers@2, 50 rows), for CI."""
     candidates = tmp_path / "candidates"
     candidates.mkdir()
     for source in CONTRACTS.glob("*.py"):
@@ -111,7 +126,7 @@ def _contracts_check(server: str, tmp_path: Path, countries: list[str]) -> None:
     assert same.returncode == 0, same.stderr
     assert same.stdout.startswith("## Contract check: passed")
     assert "### Contract customers: 1.2.0 → 1.2.0" in same.stdout
-    assert "| 1 | 50 | valid | — |" in same.stdout  # email's regex: not checkable, redacted
+    assert "| 2 | 50 | valid | — |" in same.stdout  # email's regex: not checkable, redacted
     # Germany refused, with a major bump: compatible by the rules, but stored data fails it.
     customers_py = candidates / "customers.py"
     customers_py.write_text(

@@ -139,11 +139,17 @@ def test_planted_pii_appears_nowhere(
             f"/api/v1/runs/{first.json()['run_id']}",
             f"/api/v1/runs/{rejected.json()['run_id']}",
             "/api/v1/contracts/support_tickets",
+            "/api/v1/datasets/support_tickets/versions/1/diff/2",
+            "/api/v1/datasets/support_tickets/versions/2/drift",
             "/readyz",
         ]:
             response = client.get(path)
             assert response.status_code == 200, path
             bodies.append(response.text)
+        subject = str(valid["email"].drop_nulls()[0])
+        erasure = client.post("/api/v1/privacy/subjects/erase", json={"identifiers": [subject]})
+        assert erasure.status_code == 200, erasure.text
+        bodies.append(erasure.text)
         snapshot = client.get("/api/v1/datasets/support_tickets/versions/1/data").content
         bodies.append(pl.read_parquet(io.BytesIO(snapshot)).write_csv())
         rows = _database_rows(client)
