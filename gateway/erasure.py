@@ -27,6 +27,7 @@ import polars as pl
 from sqlmodel import Session, col, select
 
 from gateway.db import unit_of_work
+from gateway.drift import DriftPolicy
 from gateway.errors import Conflict
 from gateway.graph import version_impact
 from gateway.lifecycle import delete_objects, tombstone
@@ -38,6 +39,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.snapshots import StagedVersion, publish_version, version_files
+from gateway.stages import version_drift
 from gateway.store import dataset_by_name, lock_dataset, version_by_hash
 from gateway.subjects import identifier_variants, pseudonyms, search_subjects
 from privacy import RedactionKey
@@ -235,6 +237,7 @@ def _erase_in(
     staged: StagedVersion | None = None
     key: str | None = None
     kept = 0
+    drift: dict[str, Any] | None = None
     if latest.number in affected.versions:
         columns = _hashed_columns(latest)
         keep = ~pl.any_horizontal(
@@ -244,6 +247,10 @@ def _erase_in(
         staged = StagedVersion((store.stage(plan),))
         key = staged.key(affected.dataset, run_id)
         kept = int(pl.scan_parquet(staged.parts[0].path).select(pl.len()).collect().item())
+        contract = services.catalog.get(affected.dataset)
+        policy = contract.drift if contract is not None else DriftPolicy()
+        # Measured, never enforced: an erasure is owed whatever it does to the distribution.
+        drift = version_drift(services, affected.dataset, [staged.parts[0].path], kept, policy)
     published = False
     try:
         if staged is not None and key is not None:
@@ -273,7 +280,7 @@ def _erase_in(
             replaced_by = latest.number
             if staged is not None and key is not None:
                 replaced_by, created = _record(
-                    session, dataset, latest, staged, key, run_id, actor, kept
+                    session, dataset, latest, staged, key, run_id, actor, kept, drift
                 )
                 if not created:
                     published = False  # the same data is stored already: ours goes
@@ -323,6 +330,7 @@ def _record(
     run_id: str,
     actor: str,
     rows: int,
+    drift: dict[str, Any] | None,
 ) -> tuple[int, bool]:
     """The version without the subject's rows, with its run; (number, created)."""
     existing = version_by_hash(session, dataset, staged.content_hash)
@@ -372,6 +380,7 @@ def _record(
             },
             pii_summary=base.pii_summary,
             created_at=now,
+            drift=drift,
         )
     )
     dataset.latest_version = number

@@ -60,7 +60,7 @@ from gateway.snapshots import (
     _part_key,
     publish_version,
 )
-from gateway.stages import checkpoint, redact_part, refuse_reserved
+from gateway.stages import checkpoint, redact_part, refuse_reserved, version_drift
 from gateway.store import (
     dataset_by_name,
     live_version,
@@ -602,6 +602,13 @@ def _record(
         if staged is not None
         else []
     )
+    # Measured (not enforced: these rows passed the contract, and the upload's others passed
+    # its drift limits when they were stored) before publishing moves the staged file.
+    drift = None
+    if snapshot is not None:
+        rows = (base.row_count if base is not None else 0) + released
+        paths = [part.path for part in snapshot.parts]
+        drift = version_drift(services, batch.dataset, paths, rows, contract.drift)
     checkpoint(services, "replay:staged")
     try:
         if snapshot is not None and version_key is not None:
@@ -642,6 +649,7 @@ def _record(
                         report,
                         outcomes,
                         released,
+                        drift,
                     )
                     dataset.latest_version = stored.number
                     session.add(dataset)
@@ -751,6 +759,7 @@ def _new_version(
     report: ValidationReport,
     outcomes: list[Any],
     released: int,
+    drift: dict[str, Any] | None,
 ) -> DatasetVersion:
     rows = (base.row_count if base is not None else 0) + released
     return DatasetVersion(
@@ -776,6 +785,7 @@ def _new_version(
         },
         pii_summary=_merged_pii(base, outcomes),
         created_at=utcnow(),
+        drift=drift,
     )
 
 

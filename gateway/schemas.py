@@ -140,8 +140,8 @@ class VersionOut(_Out):
         description="The claim of the models trained on it, released: retention may remove it."
     )
     drift: DriftSummary | None = Field(
-        description="Drift against the previous (and reference) version; None before drift "
-        "was measured, and for versions written by a replay or an erasure."
+        description="Drift against the previous (and reference) version; None for versions "
+        "stored before drift was measured."
     )
     links: VersionLinks
 

@@ -26,7 +26,7 @@ from gateway.context import IngestContext
 from gateway.contracts import Contract
 from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
-from gateway.drift import Sampler
+from gateway.drift import DriftPolicy, Sampler
 from gateway.drift import measure as measure_profile
 from gateway.drift import report as drift_report
 from gateway.errors import (
@@ -512,24 +512,20 @@ def version(batch: Batch, services: IngestContext) -> Batch:
     return batch
 
 
-def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion) -> dict[str, Any]:
-    """The new version's drift profile, and its report against the dataset's latest version
-    and its pinned reference (their profiles outlive their data).
-
-    Raises:
-        DriftRejected: a column drifted beyond a threshold whose action is ``reject``.
-    """
-    started = time.perf_counter()
-    files = [part.path for part in snapshot.parts]
-    # The ingest counted nulls and distinct values as it read; rows it held back aside, they
-    # are the stored data's (a redacted column keeps its nulls, a pseudonym its distinctness).
-    counted = batch.profile.columns if batch.profile is not None and not batch.holds else ()
-    known = {c.column: (c.nulls, c.distinct) for c in counted}
-    parts = batch.parts
-    sampled = parts.sample.sample() if parts is not None and parts.spread is None else None
-    new, counts = measure_profile(files, batch.stored_rows, services.redaction_key, known, sampled)
+def version_drift(
+    services: IngestContext,
+    dataset_name: str,
+    files: list[Path],
+    rows: int,
+    policy: DriftPolicy,
+    known: dict[str, tuple[int, int]] | None = None,
+    sampled: pl.DataFrame | None = None,
+) -> dict[str, Any]:
+    """A new version's drift profile (from its staged ``files``), and its report against the
+    dataset's latest version and its pinned reference (their profiles outlive their data)."""
+    new, counts = measure_profile(files, rows, services.redaction_key, known, sampled)
     with Session(services.engine) as session:
-        dataset = dataset_by_name(session, batch.contract.dataset)
+        dataset = dataset_by_name(session, dataset_name)
         wanted = {"previous": dataset.latest_version, "reference": dataset.drift_reference}
         baselines = []
         for label, number in wanted.items():
@@ -542,16 +538,38 @@ def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion
             ).first()
             if row is not None and (row.drift or {}).get("profile"):
                 baselines.append((label, number, row.drift["profile"]))  # type: ignore[index]
-    found = drift_report(new, baselines, batch.contract.drift, counts)
+    return {"profile": new, "report": drift_report(new, baselines, policy, counts)}
+
+
+def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion) -> dict[str, Any]:
+    """The upload's drift (``version_drift``), from the sample kept as its parts were written
+    and the counts the ingest made.
+
+    Raises:
+        DriftRejected: a column drifted beyond a threshold whose action is ``reject``.
+    """
+    started = time.perf_counter()
+    # The ingest counted nulls and distinct values as it read; rows it held back aside, they
+    # are the stored data's (a redacted column keeps its nulls, a pseudonym its distinctness).
+    counted = batch.profile.columns if batch.profile is not None and not batch.holds else ()
+    known = {c.column: (c.nulls, c.distinct) for c in counted}
+    parts = batch.parts
+    sampled = parts.sample.sample() if parts is not None and parts.spread is None else None
+    files = [part.path for part in snapshot.parts]
+    contract = batch.contract
+    found = version_drift(
+        services, contract.dataset, files, batch.stored_rows, contract.drift, known, sampled
+    )
     batch.timings["drift"] = time.perf_counter() - started
-    if found["status"] == "reject":
-        drifted = sorted({c for comp in found["comparisons"] for c in comp["drifted"]})
+    if found["report"]["status"] == "reject":
+        comparisons = found["report"]["comparisons"]
+        drifted = sorted({c for comp in comparisons for c in comp["drifted"]})
         raise DriftRejected(
             f"column(s) {', '.join(drifted)} drifted beyond the contract's limits "
-            f"(contract {batch.contract.dataset} {batch.contract.version}); nothing was stored",
-            drift=found,
+            f"(contract {contract.dataset} {contract.version}); nothing was stored",
+            drift=found["report"],
         )
-    return {"profile": new, "report": found}
+    return found
 
 
 def record(batch: Batch, services: IngestContext) -> Batch:

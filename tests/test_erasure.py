@@ -142,7 +142,9 @@ def test_erasure_reaches_every_version_and_every_model(gateway: TestClient) -> N
     held = gateway.get("/api/v1/datasets/patients/versions/1").json()["deleted"]
     assert held["hold_overridden"]["by"] == "admin-key"
     assert held["replaced_by"] == 3
-    # The new version is the latest without the subject's rows.
+    # The new version is the latest without the subject's rows, with its drift measured.
+    rewritten = gateway.get("/api/v1/datasets/patients/versions/3").json()
+    assert rewritten["drift"]["against"] == {"previous": 2}
     data = gateway.get("/api/v1/datasets/patients/versions/3/data")
     assert data.status_code == 200
     frame = pl.read_parquet(io.BytesIO(data.content))

@@ -228,6 +228,7 @@ def test_replay_after_the_contract_widens_isin(gateway: Gateway) -> None:
     assert (body["released"], body["still_held"], body["created"]) == (1, 1, True)
     assert body["version"]["version"] == 2
     assert body["version"]["row_count"] == 19
+    assert body["version"]["drift"]["against"] == {"previous": 1}  # measured, like an upload
     assert body["batch"]["status"] == "open"
     assert body["batch"]["base_version"] == 2
     v2 = stored(client, 2)

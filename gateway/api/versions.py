@@ -135,8 +135,7 @@ def get_drift(
 ) -> dict[str, Any]:
     """The version's drift report against the previous version (and the pinned reference):
     per column its statistics, thresholds and whether it drifted. Status ``none`` when there
-    was nothing to compare with, or the version was written before drift was measured (or by
-    a replay or an erasure)."""
+    was nothing to compare with, or the version was stored before drift was measured."""
     require(principal, ROLES, dataset)
     row = version_by_number(session, dataset_by_name(session, dataset), version)
     found = (row.drift or {}).get("report") or {"status": "none", "comparisons": []}
@@ -182,8 +181,8 @@ def _set_reference(services: Services, dataset: str, number: int | None) -> dict
             version = version_by_number(session, row, number)
             if not (version.drift or {}).get("profile"):
                 raise Conflict(
-                    f"{dataset} version {number} has no drift profile (written before drift "
-                    "was measured, or by a replay or an erasure)"
+                    f"{dataset} version {number} has no drift profile (stored before drift "
+                    "was measured)"
                 )
         row.drift_reference = number
         session.add(row)
