@@ -224,10 +224,16 @@ def measure(
             values = sample.select(_as_number(name, schema[name])).to_series().drop_nulls()
             values = values.filter(values.is_finite())
             if values.len():
-                array = np.sort(values.to_numpy())
-                entry["quantiles"] = np.quantile(array, np.linspace(0, 1, QUANTILES)).tolist()
-                entry["mean"] = float(array.mean())
-                entry["std"] = float(array.std())
+                # Values near the float limits overflow in between: such figures are left out
+                # (JSON, and PostgreSQL, know no infinity), never an error of the ingest.
+                with np.errstate(all="ignore"):
+                    array = np.sort(values.to_numpy())
+                    quantiles = np.quantile(array, np.linspace(0, 1, QUANTILES))
+                    mean, std = float(array.mean()), float(array.std())
+                if np.isfinite(quantiles).all():
+                    entry["quantiles"] = quantiles.tolist()
+                if math.isfinite(mean) and math.isfinite(std):
+                    entry["mean"], entry["std"] = mean, std
         else:
             text = sample.get_column(name).cast(pl.String).drop_nulls()
             tallied = text.value_counts(sort=True, name="count")
@@ -281,14 +287,16 @@ def _numeric(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, float
     cut_n = np.concatenate([[0.0], _cdf(qn, edges), [1.0]])
     points = np.union1d(qb, qn)
     ks = float(np.max(np.abs(_cdf(qb, points) - _cdf(qn, points))))
-    distance = float(np.trapezoid(np.abs(qb - qn), np.linspace(0, 1, len(qb))))
-    scale = float(base.get("std") or 0.0)
-    if scale == 0.0:
-        scale = abs(float(base.get("mean") or 0.0)) or 1.0
+    with np.errstate(all="ignore"):
+        distance = float(np.trapezoid(np.abs(qb - qn), np.linspace(0, 1, len(qb))))
+        scale = float(base.get("std") or 0.0)
+        if scale == 0.0:
+            scale = abs(float(base.get("mean") or 0.0)) or 1.0
+        wasserstein = distance / scale
     return {
         "psi": _psi(np.diff(cut_b), np.diff(cut_n)),
         "ks": ks,
-        "wasserstein": distance / scale,
+        "wasserstein": wasserstein if math.isfinite(wasserstein) else None,
     }
 
 

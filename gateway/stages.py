@@ -36,6 +36,7 @@ from gateway.errors import (
     Interrupted,
     UndeclaredPii,
     UnreadableUpload,
+    redacted_traceback,
 )
 from gateway.formats import detect_format, read_chunks
 from gateway.ingest_lineage import pii_report, stored_output, upload_profile
@@ -520,9 +521,26 @@ def version_drift(
     policy: DriftPolicy,
     known: dict[str, tuple[int, int]] | None = None,
     sampled: pl.DataFrame | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """A new version's drift profile (from its staged ``files``), and its report against the
-    dataset's latest version and its pinned reference (their profiles outlive their data)."""
+    dataset's latest version and its pinned reference (their profiles outlive their data).
+    None when it could not be measured: drift never fails an ingest by accident."""
+    try:
+        return _version_drift(services, dataset_name, files, rows, policy, known, sampled)
+    except Exception as exc:
+        log.error("drift of %s not measured: %s", dataset_name, redacted_traceback(exc))
+        return None
+
+
+def _version_drift(
+    services: IngestContext,
+    dataset_name: str,
+    files: list[Path],
+    rows: int,
+    policy: DriftPolicy,
+    known: dict[str, tuple[int, int]] | None,
+    sampled: pl.DataFrame | None,
+) -> dict[str, Any]:
     new, counts = measure_profile(files, rows, services.redaction_key, known, sampled)
     with Session(services.engine) as session:
         dataset = dataset_by_name(session, dataset_name)
@@ -541,7 +559,9 @@ def version_drift(
     return {"profile": new, "report": drift_report(new, baselines, policy, counts)}
 
 
-def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion) -> dict[str, Any]:
+def measure_drift(
+    batch: Batch, services: IngestContext, snapshot: StagedVersion
+) -> dict[str, Any] | None:
     """The upload's drift (``version_drift``), from the sample kept as its parts were written
     and the counts the ingest made.
 
@@ -561,7 +581,7 @@ def measure_drift(batch: Batch, services: IngestContext, snapshot: StagedVersion
         services, contract.dataset, files, batch.stored_rows, contract.drift, known, sampled
     )
     batch.timings["drift"] = time.perf_counter() - started
-    if found["report"]["status"] == "reject":
+    if found is not None and found["report"]["status"] == "reject":
         comparisons = found["report"]["comparisons"]
         drifted = sorted({c for comp in comparisons for c in comp["drifted"]})
         raise DriftRejected(

@@ -230,3 +230,21 @@ def test_the_sample_kept_part_by_part_is_evenly_spaced() -> None:
     assert sample is not None
     assert sampler.step == 8  # 10,007 rows, at most 2,000 kept
     assert sample["n"].to_list() == whole.gather_every(8)["n"].to_list()
+
+
+def test_values_at_the_float_limits_are_measured_without_infinities(tmp_path: Path) -> None:
+    """Found by the format round-trip suite: an ingest of huge floats failed in its drift."""
+    import json
+
+    data = pl.DataFrame(
+        {
+            "x": [1.7e308, -1.7e308, 1e308, None],
+            "d": pl.Series([1, 2, None, 4], dtype=pl.Decimal(38, 2)),
+            "t": [None, None, None, None],
+        }
+    )
+    base, counts = profiled(tmp_path, "huge", data)
+    json.dumps(base, allow_nan=False)  # storable as JSON, on PostgreSQL too
+    assert "quantiles" not in base["columns"]["x"]  # overflowing figures are left out
+    found = report(base, [("previous", 1, base)], DriftPolicy(), counts)
+    json.dumps(found, allow_nan=False)
