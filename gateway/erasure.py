@@ -38,6 +38,7 @@ from gateway.models import (
     ModelFlag,
     utcnow,
 )
+from gateway.review import erase_held, held_subject_rows
 from gateway.snapshots import StagedVersion, publish_version, version_files
 from gateway.stages import version_drift
 from gateway.store import dataset_by_name, lock_dataset, version_by_hash
@@ -45,7 +46,7 @@ from gateway.subjects import identifier_variants, pseudonyms, search_subjects
 from privacy import RedactionKey
 
 if TYPE_CHECKING:
-    from gateway.context import IngestContext
+    from gateway.context import IngestContext, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class ErasureOutcome:
     datasets: list[DatasetErasure] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     previous: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)  # batch, dataset, rows
 
     def as_dict(self) -> dict[str, Any]:
         """As JSON."""
@@ -102,12 +104,13 @@ class ErasureOutcome:
             "dry_run": self.dry_run,
             "datasets": [d.as_dict() for d in self.datasets],
             "models": self.models,
+            "quarantine": self.quarantine,
             "previous_requests": self.previous,
         }
 
 
 def erase_subject(
-    services: IngestContext,
+    services: WorkerContext,
     identifiers: Sequence[str],
     actor: str,
     *,
@@ -162,6 +165,13 @@ def erase_subject(
                     )
                     entry["inputs"].append({"dataset": affected.dataset, "version": number})
         outcome.models = [models[k] for k in sorted(models, key=lambda k: (k[0], str(k[1])))]
+    wanted = pl.Series(pseudonyms(identifiers, key), dtype=pl.String)
+    # Rows held for review are raw: the subject's are found (and removed) there too.
+    held_rows = held_subject_rows(services, wanted)
+    outcome.quarantine = [
+        {"batch": batch.id, "dataset": batch.dataset, "rows": int(marked.sum())}
+        for batch, _, marked in held_rows
+    ]
     held_names = [f"{d.dataset}@{v}" for d in outcome.datasets for v in d.held]
     if held_names and not override_holds and not dry_run:
         raise Conflict(
@@ -171,9 +181,10 @@ def erase_subject(
         )
     if dry_run:
         return outcome
-    wanted = pl.Series(pseudonyms(identifiers, key), dtype=pl.String)
     for affected in outcome.datasets:
         _erase_in(services, affected, wanted, actor, outcome, override_holds)
+    for batch, rows_held, marked in held_rows:
+        erase_held(services, batch, rows_held, marked, outcome.id)
     with unit_of_work(services.engine) as session:
         for model in outcome.models:
             already = session.exec(

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -26,7 +27,7 @@ from sqlmodel import Session, col, func, select
 
 from gateway import metrics
 from gateway.audit_log import AuditRecord
-from gateway.context import IngestContext
+from gateway.context import IngestContext, WorkerContext
 from gateway.contracts import Contract, QuarantinePolicy
 from gateway.db import unit_of_work
 from gateway.decoding import DecodeLimits, unwrap
@@ -91,6 +92,7 @@ from lineage import (
     version_input,
 )
 from privacy import DetectionMemo, merge_outcomes, scan_texts, scrub_column_names
+from privacy.actions import keyed_pseudonym
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
@@ -941,3 +943,94 @@ def read_corrections(
         frame, services.pii_engine, contract.detection, keep=contract.dtypes
     )
     return Corrections(frame=frame, format=fmt)
+
+
+def held_subject_rows(
+    services: IngestContext, wanted: pl.Series
+) -> list[tuple[QuarantineBatch, pl.DataFrame, pl.Series]]:
+    """Open batches holding rows whose ``hash`` columns (as the contract declares them now)
+    hold one of the ``wanted`` pseudonyms: each batch, its held rows, and which of them. The
+    held rows are raw, so they are pseudonymised here as an ingest would have stored them."""
+    with Session(services.engine) as session:
+        batches = session.exec(
+            select(QuarantineBatch).where(QuarantineBatch.status == "open")
+        ).all()
+    found = []
+    for batch in batches:
+        contract = services.catalog.get(batch.dataset)
+        if contract is None:
+            continue
+        hashed = [p.column for p in contract.policies if p.action == "hash"]
+        if not hashed or batch.storage_key is None:
+            continue
+        held = open_held(services.snapshots, batch, services.redaction_key)
+        columns = [c for c in hashed if c in held.columns]
+        if not columns or held.is_empty():
+            continue
+        key = services.redaction_key
+        matches = held.select(
+            pl.any_horizontal(
+                keyed_pseudonym(pl.col(c).cast(pl.String), key)
+                .is_in(wanted.implode())
+                .fill_null(False)
+                for c in columns
+            ).alias("match")
+        ).get_column("match")
+        if matches.any():
+            found.append((batch, held, matches))
+    return found
+
+
+def erase_held(
+    services: WorkerContext,
+    batch: QuarantineBatch,
+    held: pl.DataFrame,
+    matches: pl.Series,
+    erasure_id: str,
+) -> int:
+    """Remove the held rows ``matches`` marks from an open batch (an erasure): the others are
+    sealed again under a new seed, the old object and seed destroyed; with none left the
+    batch is closed. Returns the rows removed.
+
+    Raises:
+        Conflict: the batch changed meanwhile (a replay, a correction, a discard).
+    """
+    removed = int(matches.sum())
+    remaining = held.filter(~matches)
+    reason = f"erasure {erasure_id}: every held row held the subject"
+    if remaining.is_empty():
+        closed = _close(services, batch.id, status="discarded", actor="erasure", reason=reason)
+        if closed is None:
+            raise Conflict(f"quarantine batch {batch.id} closed while the erasure ran")
+        return removed
+    spool = UploadSpool(services.work_dir)
+    run_id = str(uuid.uuid4())
+    try:
+        holding = Holding(services.redaction_key, spool, batch.id)
+        holding.add(remaining)
+        new_object = held_key(batch.dataset, batch.id, batch.revision + 1, run_id)
+        services.snapshots.put_file(new_object, holding.close())
+    finally:
+        spool.close()
+    try:
+        with unit_of_work(services.engine) as session:
+            row = session.exec(
+                select(QuarantineBatch).where(QuarantineBatch.id == batch.id).with_for_update()
+            ).one()
+            if row.status != "open" or row.revision != batch.revision:
+                raise Conflict(f"quarantine batch {batch.id} changed while the erasure ran")
+            old = row.storage_key
+            row.storage_key, row.key_seed = new_object, holding.seed
+            row.rows_held = remaining.height
+            row.rows_discarded += removed
+            row.held_failures = failure_counts(remaining)
+            row.revision += 1
+            row.updated_at = utcnow()
+            session.add(row)
+    except BaseException:
+        services.snapshots.delete(new_object)
+        raise
+    if old is not None:
+        services.snapshots.delete(old)
+    metrics.QUARANTINE_ROWS.labels(batch.dataset, "discarded").inc(removed)
+    return removed

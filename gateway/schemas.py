@@ -933,6 +933,10 @@ class ErasureOut(_Out):
     dry_run: bool
     datasets: list[DatasetErasureOut]
     models: list[FlaggedModel] = Field(description="Flagged as needing retraining.")
+    quarantine: list[dict[str, Any]] = Field(
+        description="Open quarantine batches holding the subject's rows (batch, dataset, rows): "
+        "those rows are removed, the others stay held."
+    )
     previous_requests: list[dict[str, Any]] = Field(
         description="Earlier erasures of the same subject (id, at, by)."
     )

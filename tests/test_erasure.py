@@ -222,3 +222,54 @@ def test_only_admins_erase(gateway: TestClient) -> None:
         "/api/v1/privacy/subjects/erase", json={"identifiers": [SUBJECT]}, headers=auditor
     )
     assert answer.status_code == 403
+
+
+QUARANTINING = """
+import pandera.polars as pa
+
+
+class Signups(pa.DataFrameModel):
+    signup_id: int = pa.Field(unique=True)
+    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"})
+    age: int = pa.Field(ge=0)
+
+    class Config:
+        name = "signups"
+        metadata = {"version": "1.0.0", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}
+"""
+
+
+def test_the_subjects_rows_held_for_review_are_erased_too(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING))
+    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    rows = "signup_id,email,age\n1,ann@example.com,30\n2,bob@example.com,-1\n"
+    rows += f"3,{SUBJECT.lower()},-5\n4,cy@example.com,41\n"
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        stored = client.post("/api/v1/datasets/signups/uploads?format=csv", content=rows)
+        assert stored.status_code == 201, stored.text
+        batch = stored.json()["quarantine"]["id"]
+        assert stored.json()["quarantine"]["rows"] == 2
+        services = services_of(client)
+        with Session(services.engine) as session:
+            from gateway.models import QuarantineBatch
+
+            before = session.get(QuarantineBatch, batch)
+            assert before is not None
+            old_object = before.storage_key
+        plan = erase(client).json()
+        assert plan["quarantine"] == [{"batch": batch, "dataset": "signups", "rows": 1}]
+        assert plan["datasets"] == []  # the stored version does not hold the subject
+        done = erase(client, dry_run=False)
+        assert done.status_code == 200, done.text
+        shown = client.get(f"/api/v1/quarantine/{batch}").json()
+        assert shown["batch"]["rows_held"] == 1
+        assert [r["row"] for r in shown["rows"]] == [2]  # bob's row stays held
+        assert old_object is not None
+        with pytest.raises(FileNotFoundError):
+            services.snapshots.get_bytes(old_object)
+        again = erase(client).json()
+        assert again["quarantine"] == []
