@@ -21,6 +21,7 @@ DatagateError
 ├── InvalidLineageEvent           (400, the reason names the offending field)
 ├── Conflict                      (409, e.g. a lineage run id that belongs to another job)
 ├── VersionGone                   (410, the version's data was deleted: retention, erasure)
+├── TooBusy                       (429, too much of this work already waits)
 ├── ContractUnavailable           (503, the dataset's contract is broken or ambiguous)
 ├── InvalidRequest                (400)
 └── StageFailed                   (500, an unexpected error inside one pipeline stage)
@@ -54,6 +55,10 @@ class Forbidden(DatagateError):
 
 class NotFound(DatagateError):
     """The named resource does not exist."""
+
+
+class TooBusy(DatagateError):
+    """Too much of this work already waits for a worker; ask again later."""
 
 
 class VersionGone(DatagateError):

@@ -63,6 +63,7 @@ PROBLEMS: tuple[tuple[type[errors.DatagateError], Problem], ...] = (
     (errors.BodyTooLarge, Problem(413, "body-too-large", "Request body too large")),
     (errors.Conflict, Problem(409, "conflict", "Conflict")),
     (errors.VersionGone, Problem(410, "version-gone", "Version data deleted")),
+    (errors.TooBusy, Problem(429, "too-busy", "Too much work waiting")),
     (
         errors.ContractUnavailable,
         Problem(503, "contract-unavailable", "Contract unavailable"),
@@ -101,6 +102,8 @@ def problem_response(
 async def _datagate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DatagateError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, errors.Unauthorized) else None
+    if isinstance(exc, errors.TooBusy):
+        headers = {"Retry-After": str(exc.extensions.get("retry_after", 30))}
     return problem_response(problem_for(exc), exc.detail, headers=headers, **exc.extensions)
 
 

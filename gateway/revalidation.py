@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
 from gateway.contracts import ColumnSpec, Contract
 from gateway.db import unit_of_work
-from gateway.errors import Conflict, DatagateError
+from gateway.errors import Conflict, DatagateError, TooBusy
 from gateway.models import ContractVersion, DatasetVersion, Revalidation, as_utc, utcnow
 from gateway.problems import problem_for
 from gateway.snapshots import version_files
-from gateway.store import dataset_by_name, live_version, restore_contract
+from gateway.store import dataset_by_name, live_version, lock_dataset, restore_contract
 from gateway.validation import ChunkedValidation
 from privacy import PiiEngine, scan_texts
 
@@ -168,6 +168,9 @@ def revalidate_version(
 # --- Revalidations too large to answer at once: recorded, then run by a worker. ---
 
 MAX_ATTEMPTS = 3
+# Revalidations of one dataset waiting or running at once: more are refused (429), so that
+# no key can fill the queue with work.
+MAX_PENDING = 4
 # How long a revalidation run by a process this one has never seen may stay "running".
 UNKNOWN_OWNER_GRACE = timedelta(hours=1)
 
@@ -184,6 +187,21 @@ def start_revalidation(
     assert services.queue is not None, "services without a job queue"
     queue = services.queue
     with unit_of_work(services.engine) as session:
+        lock_dataset(session, dataset)  # counted and added one at a time
+        pending = session.exec(
+            select(func.count())
+            .select_from(Revalidation)
+            .where(
+                Revalidation.dataset == dataset,
+                col(Revalidation.status).in_(("queued", "running")),
+            )
+        ).one()
+        if pending >= MAX_PENDING:
+            raise TooBusy(
+                f"{pending} revalidations of {dataset} are waiting or running; ask again when "
+                "one has finished",
+                retry_after=30,
+            )
         row = Revalidation(
             id=str(uuid.uuid4()),
             dataset=dataset,

@@ -488,6 +488,23 @@ def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]])
     worker_runs(large.json()["id"])
     finished = client.get(large.headers["Location"], params={"wait": 30}).json()
     assert finished["status"] == "done"
+    # No key fills the queue: a few may wait per dataset, more are refused until one ends.
+    from gateway.revalidation import MAX_PENDING
+
+    with Session(services.engine) as session:
+        template = session.get(Revalidation, job["id"])
+        assert template is not None
+        for n in range(MAX_PENDING):  # as if no worker had taken these yet
+            session.add(
+                Revalidation(**{**template.model_dump(), "id": f"waiting-{n}", "status": "queued"})
+            )
+        session.commit()
+    busy = client.post(
+        "/api/v1/contracts/orders/revalidate", json={}, headers={"Prefer": "respond-async"}
+    )
+    assert busy.status_code == 429
+    assert busy.json()["type"].endswith("/too-busy")
+    assert busy.headers["Retry-After"] == "30"
 
 
 EXTRA = """

@@ -149,7 +149,8 @@ def get_contract_diff(
             "model": RevalidationJobOut,
             "description": "Run by a worker (asked with 'Prefer: respond-async', or more "
             "stored rows than DATAGATE_REVALIDATE_SYNC_ROWS): follow Location.",
-        }
+        },
+        429: {"description": "Four revalidations of the dataset already wait or run."},
     },
     openapi_extra=documented_body(RevalidateIn),
 )
