@@ -52,7 +52,10 @@ def rows(first: int, count: int = 3) -> str:
 def gateway(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterator[TestClient]:
     folder = tmp_path / "contracts"
     write_contract(folder)
-    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    # No heartbeat (and so no periodic retention) races the retention the test applies.
+    settings = settings_for(
+        tmp_path / "home", folder, database_url=database_url, heartbeat_seconds=3600
+    )
     client = admin_client(create_app(settings, pii_engine=pii_engine))
     with client:
         yield client
