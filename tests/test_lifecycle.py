@@ -275,3 +275,17 @@ def test_a_bad_retention_is_a_load_error(tmp_path: Path, retention: str) -> None
     assert "events" not in catalog.contracts
     (error,) = catalog.errors
     assert "retention" in error.reason
+
+
+def test_the_periodic_duty_applies_retention(tmp_path: Path, pii_engine: PiiEngine) -> None:
+    from gateway.services import _retention_duty
+
+    folder = tmp_path / "contracts"
+    write_contract(folder, '{"keep_last": 1}')
+    settings = settings_for(tmp_path / "home", folder, heartbeat_seconds=3600)
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        upload(client, rows(1))
+        upload(client, rows(10))
+        _retention_duty(services_of(client))  # what the heartbeat runs every so often
+        assert client.get("/api/v1/datasets/events/versions/1").json()["state"] == "deleted"
+        assert client.get("/api/v1/datasets/events/versions/2").json()["state"] == "live"
