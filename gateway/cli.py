@@ -492,7 +492,7 @@ def retention_apply(
         typer.echo(f"{verb}: {expiry.dataset}@{expiry.version} ({expiry.reason})")
     for kept in outcome.kept:
         typer.echo(f"kept: {kept.dataset}@{kept.version} ({kept.reason})")
-    typer.echo(f"{len(outcome.expired)} version(s) {verb}, {len(outcome.kept)} kept", err=True)
+    typer.echo(f"{verb} {len(outcome.expired)} version(s), kept {len(outcome.kept)}", err=True)
 
 
 def _pattern_engine() -> Any:
