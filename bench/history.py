@@ -92,20 +92,14 @@ def bench_diff(rows: int, work: Path) -> dict[str, Any]:
 def bench_drift_cost(rows: int, work: Path) -> dict[str, Any]:
     from sqlmodel import Session
 
+    from bench.ingest import bench_settings
     from gateway.pipeline import run_pipeline
     from gateway.runs import start_run
     from gateway.services import build_services
-    from gateway.settings import Settings
     from gateway.store import run_by_id
     from gateway.uploads import ReceivedUpload, UploadSpool
 
-    repo = Path(__file__).resolve().parents[1]
-    settings = Settings(
-        home=work / "home",
-        contracts_dir=repo / "contracts",
-        pii_key="bench-pii-key-" + "b" * 40,
-        max_upload_bytes=1 << 34,
-    )
+    settings = bench_settings(work)
     services = build_services(settings)
     contract = services.catalog.contracts["customers"]
     timings: dict[str, float] = {}

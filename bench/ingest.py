@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).parent / "out"
 THROUGHPUT_TARGET = 0.42
@@ -32,20 +33,25 @@ def _baseline(csv: Path, work: Path) -> dict[str, float]:
     return {"seconds": time.perf_counter() - started, "rows": frame.height}
 
 
+def bench_settings(work: Path) -> Any:
+    """A gateway's settings for a benchmark: the example contracts, a home in ``work``."""
+    from gateway.settings import Settings
+
+    return Settings(
+        home=work / "home",
+        contracts_dir=Path(__file__).resolve().parents[1] / "contracts",
+        pii_key="bench-pii-key-" + "b" * 40,
+        max_upload_bytes=1 << 34,
+    )
+
+
 def _pipeline(csv: Path, work: Path) -> dict[str, float]:
     from gateway.pipeline import run_pipeline
     from gateway.runs import start_run
     from gateway.services import build_services
-    from gateway.settings import Settings
     from gateway.uploads import ReceivedUpload, UploadSpool
 
-    repo = Path(__file__).resolve().parents[1]
-    settings = Settings(
-        home=work / "home",
-        contracts_dir=repo / "contracts",
-        pii_key="bench-pii-key-" + "b" * 40,
-        max_upload_bytes=1 << 34,
-    )
+    settings = bench_settings(work)
     services = build_services(settings)
     contract = services.catalog.contracts["customers"]
     spool = UploadSpool(settings.tmp_dir)

@@ -36,7 +36,7 @@ import polars as pl
 from privacy import RedactionKey
 from privacy.actions import keyed_pseudonym
 
-SAMPLE_ROWS = 100_000
+SAMPLE_ROWS = 50_000
 QUANTILES = 101
 TOP_VALUES = 200
 # Values of the sample named (by pseudonym) for comparisons: the most common, seen twice or

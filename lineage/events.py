@@ -245,7 +245,7 @@ def _held_output(job: IngestJob, held: HeldOutput) -> OutputDataset:
     )
 
 
-def _job(job: IngestJob) -> Job:
+def _job(job: IngestJob | LifecycleJob) -> Job:
     return Job(
         namespace=job.namespace,
         name=job.job_name,
@@ -630,18 +630,7 @@ def lifecycle_event(job: LifecycleJob, at: datetime) -> RunEvent:
         eventType=RunState.COMPLETE,
         eventTime=at.isoformat(),
         run=Run(runId=job.run_id),
-        job=Job(
-            namespace=job.namespace,
-            name=job.job_name,
-            facets={
-                "jobType": job_type_job.JobTypeJobFacet(
-                    processingType="BATCH",
-                    integration="DATAGATE",
-                    jobType=job.kind.upper(),
-                    producer=PRODUCER,
-                )
-            },
-        ),
+        job=_job(job),
         producer=PRODUCER,
         inputs=inputs,
         outputs=outputs,
