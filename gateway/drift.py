@@ -124,8 +124,8 @@ def drift_policy(declared: Any, columns: Sequence[str]) -> DriftPolicy:
 
 class Sampler:
     """An evenly spaced sample of the rows of a version as its parts go by (every ``step``-th
-    row, the step doubling whenever the sample passes twice ``limit``), so the profile needs
-    no second read of what was just written."""
+    row, the step doubling whenever the sample passes ``limit``), so the profile needs no
+    second read of what was just written."""
 
     def __init__(self, limit: int = SAMPLE_ROWS) -> None:
         self.limit = limit
@@ -142,7 +142,7 @@ class Sampler:
             picked = frame.slice(first).gather_every(self.step)
             self.frames.append(picked)
             self.rows += picked.height
-        while self.rows > 2 * self.limit:
+        while self.rows > self.limit:
             whole = pl.concat(self.frames, how="vertical_relaxed").gather_every(2)
             self.frames, self.rows, self.step = [whole], whole.height, self.step * 2
 
@@ -197,23 +197,46 @@ def measure(
         return {"format": PROFILE_FORMAT, "rows": rows, "columns": columns}, everything
     known = known or {}
     unknown = [n for n in counted if n not in known]
-    totals = scan.select(
-        *(pl.col(n).null_count().alias(f"n:{n}") for n in unknown),
-        *(pl.col(n).approx_n_unique().alias(f"d:{n}") for n in unknown),
-    ).collect(engine="streaming")
-    counts_of = {
-        **known,
-        **{
-            n: (int(totals.get_column(f"n:{n}")[0]), int(totals.get_column(f"d:{n}")[0]))
-            for n in unknown
-        },
-    }
+    counts_of = dict(known)
+    if unknown:
+        totals = scan.select(
+            *(pl.col(n).null_count().alias(f"n:{n}") for n in unknown),
+            *(pl.col(n).approx_n_unique().alias(f"d:{n}") for n in unknown),
+        ).collect(engine="streaming")
+        for n in unknown:
+            counts_of[n] = (
+                int(totals.get_column(f"n:{n}")[0]),
+                int(totals.get_column(f"d:{n}")[0]),
+            )
     if sampled is not None and set(counted) <= set(sampled.columns):
         sample = sampled.select(counted)
     else:
         step = max(1, math.ceil(rows / SAMPLE_ROWS))
         spaced = scan.gather_every(step) if step > 1 else scan
         sample = spaced.select(counted).collect(engine="streaming")
+    numeric = [n for n in counted if kinds[n] == "numeric"]
+    numbers = sample.select(_as_number(n, schema[n]).alias(n) for n in numeric)
+    # Each categorical column's frequent values, pseudonymised in one pass for all columns.
+    tallies: list[pl.DataFrame] = []
+    sampled_of: dict[str, int] = {}
+    for index, name in enumerate(n for n in counted if kinds[n] != "numeric"):
+        text = sample.get_column(name).cast(pl.String).drop_nulls().rename("value")
+        sampled_of[name] = text.len()
+        tallied = text.value_counts(sort=True, name="count").head(COUNTED_VALUES)
+        frequent = tallied.filter((pl.col("count") > 1) | (pl.int_range(pl.len()) < TOP_VALUES))
+        tallies.append(frequent.with_columns(pl.lit(index).alias("column")))
+    named = (
+        pl.concat(tallies).with_columns(
+            keyed_pseudonym(pl.col("value"), secret).str.slice(0, 16).alias("value")
+        )
+        if tallies
+        else None
+    )
+    for index, name in enumerate(n for n in counted if kinds[n] != "numeric"):
+        assert named is not None
+        mine = named.filter(pl.col("column") == index)
+        every = dict(zip(mine["value"].to_list(), mine["count"].to_list(), strict=True))
+        everything[name] = every
     for name in counted:
         entry: dict[str, Any] = {
             "kind": kinds[name],
@@ -221,7 +244,7 @@ def measure(
             "distinct": counts_of[name][1],
         }
         if kinds[name] == "numeric":
-            values = sample.select(_as_number(name, schema[name])).to_series().drop_nulls()
+            values = numbers.get_column(name).drop_nulls()
             values = values.filter(values.is_finite())
             if values.len():
                 # Values near the float limits overflow in between: such figures are left out
@@ -235,19 +258,8 @@ def measure(
                 if math.isfinite(mean) and math.isfinite(std):
                     entry["mean"], entry["std"] = mean, std
         else:
-            text = sample.get_column(name).cast(pl.String).drop_nulls()
-            tallied = text.value_counts(sort=True, name="count")
-            frequent = tallied.head(COUNTED_VALUES).filter(
-                (pl.col("count") > 1) | (pl.int_range(pl.len()) < TOP_VALUES)
-            )
-            named = frequent.select(
-                keyed_pseudonym(pl.col(name), secret).str.slice(0, 16).alias("value"), "count"
-            )
-            values, counts = named.get_column("value"), named.get_column("count")
-            every = dict(zip(values.to_list(), counts.to_list(), strict=True))
-            entry["sampled"] = int(text.len())
-            entry["top"] = dict(list(every.items())[:TOP_VALUES])
-            everything[name] = every
+            entry["sampled"] = int(sampled_of[name])
+            entry["top"] = dict(list(everything[name].items())[:TOP_VALUES])
         columns[name] = entry
     return {"format": PROFILE_FORMAT, "rows": rows, "columns": columns}, everything
 

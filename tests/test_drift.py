@@ -228,8 +228,8 @@ def test_the_sample_kept_part_by_part_is_evenly_spaced() -> None:
         start += size
     sample = sampler.sample()
     assert sample is not None
-    assert sampler.step == 8  # 10,007 rows, at most 2,000 kept
-    assert sample["n"].to_list() == whole.gather_every(8)["n"].to_list()
+    assert sampler.step == 16  # 10,007 rows, at most 1,000 kept
+    assert sample["n"].to_list() == whole.gather_every(16)["n"].to_list()
 
 
 def test_values_at_the_float_limits_are_measured_without_infinities(tmp_path: Path) -> None:
