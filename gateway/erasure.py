@@ -186,26 +186,6 @@ def erase_subject(
     for batch, rows_held, marked in held_rows:
         erase_held(services, batch, rows_held, marked, outcome.id)
     with unit_of_work(services.engine) as session:
-        for model in outcome.models:
-            already = session.exec(
-                select(ModelFlag).where(
-                    ModelFlag.model == model["model"],
-                    ModelFlag.model_version == model["version"],
-                    ModelFlag.reason == "erasure",
-                )
-            ).all()
-            if any((f.detail or {}).get("subject") == digest for f in already):
-                continue  # flagged by an earlier run of this erasure
-            session.add(
-                ModelFlag(
-                    model=model["model"],
-                    model_version=model["version"],
-                    reason="erasure",
-                    detail={"subject": digest, "inputs": model["inputs"]},
-                    erasure_id=outcome.id,
-                    created_at=utcnow(),
-                )
-            )
         session.add(
             ErasureRequest(
                 id=outcome.id,
@@ -218,6 +198,42 @@ def erase_subject(
         )
     services.lineage.notify()
     return outcome
+
+
+def _flag_models(session: Session, outcome: ErasureOutcome, dataset: str) -> None:
+    """Flag the models trained on ``dataset``'s affected versions, in the transaction that
+    erases them (so an erasure stopped half-way has flagged what it erased). One flag per
+    model version and subject: a later dataset of the same erasure, or a later run of it,
+    adds its inputs to it."""
+    for model in outcome.models:
+        inputs = [i for i in model["inputs"] if i["dataset"] == dataset]
+        if not inputs:
+            continue
+        flags = session.exec(
+            select(ModelFlag).where(
+                ModelFlag.model == model["model"],
+                ModelFlag.model_version == model["version"],
+                ModelFlag.reason == "erasure",
+            )
+        ).all()
+        mine = [f for f in flags if (f.detail or {}).get("subject") == outcome.digest]
+        if mine:
+            known = mine[0].detail.get("inputs", [])
+            added = [i for i in inputs if i not in known]
+            if added:
+                mine[0].detail = {**mine[0].detail, "inputs": [*known, *added]}
+                session.add(mine[0])
+            continue
+        session.add(
+            ModelFlag(
+                model=model["model"],
+                model_version=model["version"],
+                reason="erasure",
+                detail={"subject": outcome.digest, "inputs": inputs},
+                erasure_id=outcome.id,
+                created_at=utcnow(),
+            )
+        )
 
 
 def _hashed_columns(version: DatasetVersion) -> list[str]:
@@ -311,6 +327,7 @@ def _erase_in(
                 read=(latest.number,) if affected.new_version is not None else (),
                 detail={"erasure": outcome.id, "replaced_by": replaced_by},
             )
+            _flag_models(session, outcome, affected.dataset)
             overridden = [v for v in versions if v.hold is not None]
             for version in overridden:  # only with override_holds: recorded on the tombstone
                 version.tombstone = {**(version.tombstone or {}), "hold_overridden": version.hold}

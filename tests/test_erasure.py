@@ -273,3 +273,34 @@ def test_the_subjects_rows_held_for_review_are_erased_too(
             services.snapshots.get_bytes(old_object)
         again = erase(client).json()
         assert again["quarantine"] == []
+
+
+def test_an_erasure_stopped_half_way_has_flagged_what_it_erased(
+    gateway: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second dataset's erasure fails (a dataset changed meanwhile, say): the first one's
+    models are flagged already, and asking again finishes the rest."""
+    import gateway.erasure as erasure
+    from gateway.errors import Conflict
+
+    assert upload(gateway, "patients", body(1, [SUBJECT.lower(), *OTHERS])) == 1
+    assert upload(gateway, "visits", body(1, [SUBJECT.lower(), OTHERS[0]])) == 1
+    train(gateway, "readmission", [("patients", 1)])
+    train(gateway, "cost", [("visits", 1)])
+    real = erasure._erase_in
+
+    def stop_at_visits(services: Any, affected: Any, *args: Any) -> None:
+        if affected.dataset == "visits":
+            raise Conflict("visits got a new version while the erasure ran; ask again")
+        real(services, affected, *args)
+
+    monkeypatch.setattr(erasure, "_erase_in", stop_at_visits)
+    assert erase(gateway, dry_run=False).status_code == 409
+    flagged = gateway.get("/api/v1/audit/models/readmission/provenance?version=1").json()
+    assert len(flagged["needs_retraining"]) == 1
+    monkeypatch.setattr(erasure, "_erase_in", real)
+    done = erase(gateway, dry_run=False).json()
+    assert [d["dataset"] for d in done["datasets"]] == ["visits"]
+    for model in ("readmission", "cost"):
+        provenance = gateway.get(f"/api/v1/audit/models/{model}/provenance?version=1").json()
+        assert len(provenance["needs_retraining"]) == 1
