@@ -106,14 +106,15 @@ def _revalidate_latest(
     engine: PiiEngine,
     chunk_rows: int,
 ) -> list[dict[str, Any]]:
-    """The candidate run on the dataset's ``count`` latest stored versions."""
+    """The candidate run on the dataset's ``count`` latest versions whose data is stored."""
     try:
         stored = client.versions(contract.dataset)
     except DatagateError as error:
         if _missing(error):
             return []
         raise
-    latest = sorted(stored, key=lambda v: v.version)[-count:] if count > 0 else []
+    live = sorted((v for v in stored if v.state == "live"), key=lambda v: v.version)
+    latest = live[-count:] if count > 0 else []  # a deleted version's data is gone
     results = []
     with tempfile.TemporaryDirectory(prefix="datagate-check-") as folder:
         for version in latest:
