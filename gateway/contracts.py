@@ -203,6 +203,18 @@ class Contract:
                     if self.quarantine is not None
                     else {}
                 ),
+                "primary_key": list(self.primary_key),
+                "retention": None
+                if self.retention is None
+                else {
+                    "keep_last": self.retention.keep_last,
+                    "max_age_days": self.retention.max_age_days,
+                },
+                "drift": {
+                    "action": self.drift.action,
+                    "default": dict(self.drift.default) if self.drift.default else None,
+                    "columns": {c: dict(t) for c, t in self.drift.columns.items()},
+                },
             },
             "strict": self.definition["strict"],
             "columns": [c.describe() for c in self.columns],

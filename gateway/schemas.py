@@ -319,6 +319,15 @@ class ContractPolicies(_Out):
     pii_entities: list[str]
     pii_phone_regions: list[str]
     quarantine: QuarantinePolicyOut | None = None
+    primary_key: list[str] = Field(
+        default_factory=list, description="The columns that identify a row (diff, corrections)."
+    )
+    retention: dict[str, float | None] | None = Field(
+        None, description="keep_last and max_age_days; None: versions are kept."
+    )
+    drift: dict[str, Any] | None = Field(
+        None, description="action, default thresholds, per-column thresholds."
+    )
 
 
 class ContractOut(_Out):

@@ -163,6 +163,8 @@ def test_each_new_version_gets_a_drift_report_and_reject_refuses(gateway: TestCl
     def post(body: str) -> Any:
         return gateway.post("/api/v1/datasets/payments/uploads?format=csv", content=body)
 
+    policies = gateway.get("/api/v1/contracts/payments").json()["policies"]
+    assert policies["drift"]["columns"] == {"amount": {"wasserstein": 0.2, "action": "reject"}}
     assert post(payments(1)).status_code == 201
     first = gateway.get("/api/v1/datasets/payments/versions/1").json()
     assert first["drift"] == {"status": "none", "drifted": [], "against": {}}

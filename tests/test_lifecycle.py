@@ -75,6 +75,8 @@ def test_retention_keeps_the_newest_held_and_trained_on_versions_until_released(
     gateway: TestClient,
 ) -> None:
     services = services_of(gateway)
+    policies = gateway.get("/api/v1/contracts/events").json()["policies"]
+    assert policies["retention"] == {"keep_last": 2, "max_age_days": None}
     for start in (1, 10, 20, 30):
         upload(gateway, rows(start))
     trained = gateway.post(
