@@ -124,16 +124,17 @@ def delete_objects(store: SnapshotStore, keys: Iterable[str]) -> None:
             log.warning("could not delete %s now (%s); recovery will", key, type(exc).__name__)
 
 
-def purge_cached(store: SnapshotStore, engine: Any, since: datetime) -> int:
-    """Remove this process's cached copies of data deleted since ``since`` (another replica
-    may have deleted it: each keeps a cache of its own)."""
+def purge_cached(store: SnapshotStore, engine: Any, since: datetime | None) -> int:
+    """Remove this process's cached copies of data deleted since ``since`` (None: ever) —
+    another replica may have deleted it, and each keeps a cache of its own."""
     purge = getattr(store, "purge_cached", None)
     if purge is None:
         return 0
+    query = select(DatasetVersion.tombstone).where(col(DatasetVersion.deleted_at).is_not(None))
+    if since is not None:
+        query = query.where(col(DatasetVersion.deleted_at) >= since)
     with Session(engine) as session:
-        gone = session.exec(
-            select(DatasetVersion.tombstone).where(col(DatasetVersion.deleted_at) >= since)
-        ).all()
+        gone = session.exec(query).all()
     keys = [key for stone in gone for key in (stone or {}).get("keys", [])]
     return int(purge(keys))
 

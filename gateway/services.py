@@ -132,6 +132,8 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     )
     services.queue = build_queue(services)
     Recovery(services).run(orphans=True)
+    # Whatever was deleted while this process was away leaves its cache too.
+    purge_cached(snapshots, engine, since=None)
     services.heartbeat = Heartbeat(
         services,
         periodic=(

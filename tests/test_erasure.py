@@ -158,6 +158,14 @@ def test_erasure_reaches_every_version_and_every_model(gateway: TestClient) -> N
             services.snapshots.get_bytes(key)
         if cache is not None:
             assert not (cache / key).exists()
+    if cache is not None:  # a replica that was away when it happened clears its cache at start
+        from gateway.lifecycle import purge_cached
+
+        stale = cache / sorted(erased_keys)[0]
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"cached before the erasure")
+        assert purge_cached(services.snapshots, services.engine, since=None) == 1
+        assert not stale.exists()
     assert (
         gateway.post("/api/v1/privacy/subjects/search", json={"identifiers": [SUBJECT]}).json()[
             "matches"
