@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway import ui
 from gateway.api import api_router, health
 from gateway.api.docs import install_docs
 from gateway.api.openapi import install_openapi
@@ -49,6 +50,7 @@ def create_app(
     app.add_middleware(RequestContext, services=services)
     app.include_router(health.router)
     app.include_router(api_router)
+    app.include_router(ui.router)
     install_openapi(app)
     install_docs(app)
     return app

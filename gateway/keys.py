@@ -145,6 +145,29 @@ def authenticate(engine: Engine, header: str | None, admin_key: str | None) -> P
         raise Unauthorized("unknown or revoked API key")
     if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
         raise Unauthorized("expired API key")
+    return _principal(row)
+
+
+def principal_of_key(engine: Engine, key_id: str | None, admin_key: str | None) -> Principal:
+    """The principal of a key by its id (None: ``DATAGATE_ADMIN_KEY``, while it is set).
+
+    Raises:
+        Unauthorized: the key is gone, revoked or expired (or the admin key unset).
+    """
+    if key_id is None:
+        if not admin_key:
+            raise Unauthorized("the admin key is no longer set")
+        return Principal(name=ADMIN_PRINCIPAL, role="admin", key_id=None)
+    with Session(engine) as session:
+        row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("unknown or revoked API key")
+    if row.expires_at is not None and as_utc(row.expires_at) <= utcnow():
+        raise Unauthorized("expired API key")
+    return _principal(row)
+
+
+def _principal(row: ApiKey) -> Principal:
     return Principal(
         name=row.name,
         role=row.role,

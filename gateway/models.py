@@ -390,3 +390,17 @@ class Revalidation(SQLModel, table=True):
     finished_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True)
     )
+
+
+class UiSession(SQLModel, table=True):
+    """A web console session, signed in with an API key: the cookie holds a random token, the
+    row only its SHA-256. The key is looked up on every request, so revoking it (or its
+    expiry) ends the session."""
+
+    __tablename__ = "ui_session"
+
+    id: str = Field(primary_key=True, max_length=64)  # SHA-256 of the cookie's token
+    key_id: str | None = Field(default=None, max_length=32)  # None: DATAGATE_ADMIN_KEY
+    csrf: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))

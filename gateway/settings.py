@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     quarantine_sweep_seconds: float = Field(
         300, gt=0, description="How often a gateway process looks for expired quarantine batches."
     )
+    ui_session_hours: float = Field(
+        8, gt=0, le=24 * 30, description="How long a web console session lasts."
+    )
     retention_sweep_seconds: float = Field(
         3600,
         gt=0,

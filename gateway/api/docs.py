@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,8 +22,10 @@ def install_docs(app: FastAPI) -> None:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_class=RedirectResponse)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    def root(request: Request) -> RedirectResponse:
+        # A browser (it asks for HTML) goes to the console, anything else to the API docs.
+        wants_html = "text/html" in request.headers.get("accept", "")
+        return RedirectResponse("/ui" if wants_html else "/docs")
 
     @router.get("/docs", response_class=HTMLResponse)
     def swagger_ui() -> HTMLResponse:

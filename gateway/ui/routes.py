@@ -1,0 +1,233 @@
+"""The console's pages and forms (see ``gateway.ui``)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from gateway.api.bodies import read_body
+from gateway.api.dependencies import DatasetPath, ServicesDep
+from gateway.api.views import dataset_view
+from gateway.audit_log import AuditRecord
+from gateway.errors import BodyTooLarge, DatasetNotFound, Unauthorized
+from gateway.keys import ROLES, Principal
+from gateway.services import Services
+from gateway.store import (
+    dataset_by_name,
+    list_datasets,
+    version_by_number,
+    version_count,
+    versions_of,
+)
+from gateway.ui.sessions import COOKIE, SignedIn, current, same_token, sign_in, sign_out
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+
+SIGNIN_COOKIE = "datagate_signin"
+FORM_LIMIT = 4096  # a sign-in or sign-out form: a key and a token
+# No inline script or style, nothing from another host, no framing.
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _secure(services: Services) -> bool:
+    return services.settings.env == "production"
+
+
+def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(HEADERS)
+    return response
+
+
+def _redirect(to: str) -> RedirectResponse:
+    response = RedirectResponse(to, status_code=303)
+    response.headers.update(HEADERS)
+    return response
+
+
+def _admin_key(services: Services) -> str | None:
+    secret = services.settings.admin_key
+    return secret.get_secret_value() if secret else None
+
+
+async def _signed_in(request: Request, services: Services) -> SignedIn | None:
+    return await run_in_threadpool(
+        current, services.engine, request.cookies.get(COOKIE), _admin_key(services)
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    try:
+        raw = await read_body(request, FORM_LIMIT)
+    except BodyTooLarge:
+        return {}
+    fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
+    return {k: v[0] for k, v in fields.items() if v}
+
+
+def _audit(services: Services, request: Request, principal: Principal | None, action: str) -> None:
+    services.audit.record(
+        AuditRecord(
+            actor=principal.name if principal else "anonymous",
+            role=principal.role if principal else None,
+            action=action,
+            target="/ui",
+            dataset=None,
+            outcome=200 if principal else 401,
+            request_id=getattr(request.state, "request_id", None) or secrets.token_hex(8),
+            client=request.client.host[:100] if request.client else None,
+        ),
+        anonymous=principal is None,
+    )
+
+
+@router.get("/signin", response_class=HTMLResponse)
+async def signin_page(request: Request, services: ServicesDep) -> Response:
+    """The sign-in form (a double-submit token guards it before there is a session)."""
+    token = secrets.token_urlsafe(24)
+    response = _page(request, "signin.html", csrf=token, error=None)
+    response.set_cookie(
+        SIGNIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(services),
+        path="/ui",
+        max_age=900,
+    )
+    return response
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin(request: Request, services: ServicesDep) -> Response:
+    """Exchange an API key for a session; the key itself is never stored or shown."""
+    form = await _form(request)
+    if not same_token(form.get("csrf"), request.cookies.get(SIGNIN_COOKIE)):
+        return _page(request, "signin.html", 403, csrf="", error="The form expired: reload it.")
+    try:
+        token, principal = await run_in_threadpool(
+            sign_in,
+            services.engine,
+            form.get("key", ""),
+            _admin_key(services),
+            services.settings.ui_session_hours,
+        )
+    except Unauthorized:
+        await run_in_threadpool(_audit, services, request, None, "SIGNIN /ui")
+        fresh = secrets.token_urlsafe(24)
+        refused = _page(
+            request, "signin.html", 401, csrf=fresh, error="Unknown, revoked or expired key."
+        )
+        refused.set_cookie(
+            SIGNIN_COOKIE,
+            fresh,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(services),
+            path="/ui",
+        )
+        return refused
+    await run_in_threadpool(_audit, services, request, principal, "SIGNIN /ui")
+    signed = _redirect("/ui")
+    signed.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(services),
+        path="/ui",
+        max_age=int(services.settings.ui_session_hours * 3600),
+    )
+    signed.delete_cookie(SIGNIN_COOKIE, path="/ui")
+    return signed
+
+
+@router.post("/signout")
+async def signout(request: Request, services: ServicesDep) -> Response:
+    """End the session (its form carries the session's CSRF token)."""
+    signed_in = await _signed_in(request, services)
+    form = await _form(request)
+    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
+        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
+    await run_in_threadpool(sign_out, services.engine, signed_in)
+    await run_in_threadpool(_audit, services, request, signed_in.principal, "SIGNOUT /ui")
+    out = _redirect("/ui/signin")
+    out.delete_cookie(COOKIE, path="/ui")
+    return out
+
+
+def _datasets(services: Services, principal: Principal) -> list[dict[str, Any]]:
+    with Session(services.engine) as session:
+        shown = []
+        for row in list_datasets(session):
+            if not principal.may_use_dataset(row.name):
+                continue
+            latest = (
+                version_by_number(session, row, row.latest_version) if row.latest_version else None
+            )
+            shown.append(
+                dataset_view(
+                    row, services.catalog.get(row.name), latest, version_count(session, row)
+                )
+            )
+    return shown
+
+
+@router.get("", response_class=HTMLResponse)
+async def datasets_page(request: Request, services: ServicesDep) -> Response:
+    """Every dataset the key may read: contract, latest version, drift status."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    shown = await run_in_threadpool(_datasets, services, signed_in.principal)
+    return _page(
+        request, "datasets.html", me=signed_in.principal, csrf=signed_in.csrf, datasets=shown
+    )
+
+
+def _dataset(services: Services, name: str) -> dict[str, Any]:
+    from gateway.api.views import version_view
+
+    with Session(services.engine) as session:
+        row = dataset_by_name(session, name)
+        versions = [version_view(name, v) for v in reversed(versions_of(session, row))]
+    contract = services.catalog.get(name)
+    return {
+        "name": name,
+        "contract": None if contract is None else contract.describe(),
+        "versions": versions,
+    }
+
+
+@router.get("/datasets/{dataset}", response_class=HTMLResponse)
+async def dataset_page(dataset: DatasetPath, request: Request, services: ServicesDep) -> Response:
+    """One dataset: its contract and its versions, newest first, with drift and tombstones."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me = signed_in.principal
+    if me.role not in (*ROLES, "admin") or not me.may_use_dataset(dataset):
+        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
+    try:
+        found = await run_in_threadpool(_dataset, services, dataset)
+    except DatasetNotFound:
+        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
+    return _page(request, "dataset.html", me=me, csrf=signed_in.csrf, dataset=found)

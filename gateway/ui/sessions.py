@@ -1,0 +1,89 @@
+"""Console sessions: an API key exchanged for a random token kept in a cookie."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, delete, select
+
+from gateway.db import unit_of_work
+from gateway.errors import Unauthorized
+from gateway.keys import Principal, authenticate, principal_of_key
+from gateway.models import UiSession, as_utc, utcnow
+
+COOKIE = "datagate_session"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A live session: who, and the token its forms must carry."""
+
+    principal: Principal
+    csrf: str
+    session_id: str
+
+
+def sign_in(engine: Engine, key: str, admin_key: str | None, hours: float) -> tuple[str, Principal]:
+    """A new session for ``key``; returns the cookie's token and who it is.
+
+    Raises:
+        Unauthorized: an unknown, revoked or expired key.
+    """
+    principal = authenticate(engine, f"Bearer {key.strip()}", admin_key)
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with unit_of_work(engine) as session:
+        session.exec(delete(UiSession).where(col(UiSession.expires_at) <= now))
+        session.add(
+            UiSession(
+                id=_digest(token),
+                key_id=principal.key_id,
+                csrf=secrets.token_urlsafe(32),
+                created_at=now,
+                expires_at=now + timedelta(hours=hours),
+            )
+        )
+    return token, principal
+
+
+def current(engine: Engine, token: str | None, admin_key: str | None) -> SignedIn | None:
+    """The session behind a cookie's token, if it is live and its key still valid."""
+    if not token:
+        return None
+    with Session(engine) as session:
+        row = session.get(UiSession, _digest(token))
+    if row is None or as_utc(row.expires_at) <= utcnow():
+        return None
+    try:
+        principal = principal_of_key(engine, row.key_id, admin_key)
+    except Unauthorized:
+        return None
+    return SignedIn(principal, row.csrf, row.id)
+
+
+def sign_out(engine: Engine, signed_in: SignedIn) -> None:
+    """End the session."""
+    with unit_of_work(engine) as session:
+        session.exec(delete(UiSession).where(col(UiSession.id) == signed_in.session_id))
+
+
+def same_token(sent: str | None, expected: str | None) -> bool:
+    """A form's CSRF token matches (compared in constant time)."""
+    return bool(sent) and bool(expected) and hmac.compare_digest(str(sent), str(expected))
+
+
+def active_sessions(engine: Engine) -> int:
+    """Live sessions (for tests and health)."""
+    with Session(engine) as session:
+        return len(
+            session.exec(select(UiSession.id).where(col(UiSession.expires_at) > utcnow())).all()
+        )
