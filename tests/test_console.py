@@ -140,3 +140,23 @@ def test_a_scoped_key_sees_its_datasets_only_and_revoking_it_ends_the_session(
     assert browser.get("/ui/datasets/other").status_code == 404
     assert console.delete(f"/api/v1/keys/{created['id']}").status_code in (200, 204)
     assert browser.get("/ui", follow_redirects=False).headers["location"] == "/ui/signin"
+
+
+def test_a_version_page_shows_its_story_and_loads_its_changes(console: TestClient) -> None:
+    second = console.post("/api/v1/datasets/notes/uploads?format=csv", content="note_id\n1\n2\n")
+    assert second.status_code == 201
+    auditor = console.post("/api/v1/keys", json={"role": "auditor", "name": "audit"}).json()
+    for key, downloads in ((TEST_ADMIN_KEY, True), (auditor["key"], False)):
+        browser = TestClient(console.app)
+        assert sign_in(browser, key).status_code == 303
+        page = browser.get("/ui/datasets/notes/versions/2")
+        assert page.status_code == 200
+        assert "<td>note_id</td><td>Int64</td>" in page.text
+        assert "Against the previous version, v1" in page.text
+        assert ("?format=parquet" in page.text) is downloads  # an auditor never gets data
+        assert 'hx-get="/ui/datasets/notes/versions/2/changes"' in page.text
+        changes = browser.get("/ui/datasets/notes/versions/2/changes")
+        assert "1 added, 0 removed" in changes.text
+    first = browser.get("/ui/datasets/notes/versions/1/changes")
+    assert "The first version." in first.text
+    assert browser.get("/ui/datasets/notes/versions/9").status_code == 404

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import documented_body, json_body
@@ -111,6 +112,18 @@ def diff(
     (matched by the contract's primary_key, else by whole-row hashes), changed cells per
     column, and a sample of keys as keyed pseudonyms. Computed on the stored data."""
     require(principal, ROLES, dataset)
+    return diff_of(services, session, dataset, version, other)
+
+
+def diff_of(
+    services: Services, session: Session, dataset: str, version: int, other: int
+) -> dict[str, Any]:
+    """What changed from ``version`` to ``other`` of ``dataset`` (both live).
+
+    Raises:
+        DatasetNotFound, VersionNotFound: no such version.
+        VersionGone: a version's data was deleted.
+    """
     row = dataset_by_name(session, dataset)
     sides = [_side(services, live_version(session, row, n)) for n in (version, other)]
     contract = services.catalog.get(dataset)

@@ -14,10 +14,16 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.bodies import read_body
-from gateway.api.dependencies import DatasetPath, ServicesDep
+from gateway.api.dependencies import DatasetPath, ServicesDep, VersionPath
 from gateway.api.views import dataset_view
 from gateway.audit_log import AuditRecord
-from gateway.errors import BodyTooLarge, DatasetNotFound, Unauthorized
+from gateway.errors import (
+    BodyTooLarge,
+    DatasetNotFound,
+    Unauthorized,
+    VersionGone,
+    VersionNotFound,
+)
 from gateway.keys import ROLES, Principal
 from gateway.services import Services
 from gateway.store import (
@@ -231,3 +237,60 @@ async def dataset_page(dataset: DatasetPath, request: Request, services: Service
     except DatasetNotFound:
         return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
     return _page(request, "dataset.html", me=me, csrf=signed_in.csrf, dataset=found)
+
+
+def _version(services: Services, name: str, number: int) -> dict[str, Any]:
+    from gateway.api.views import version_view
+
+    with Session(services.engine) as session:
+        row = version_by_number(session, dataset_by_name(session, name), number)
+        shown = version_view(name, row)
+        report = (row.drift or {}).get("report")
+    return {"version": shown, "drift": report}
+
+
+@router.get("/datasets/{dataset}/versions/{version}", response_class=HTMLResponse)
+async def version_page(
+    dataset: DatasetPath, version: VersionPath, request: Request, services: ServicesDep
+) -> Response:
+    """One version: schema, validation, PII handling per column, drift, and (loaded when the
+    page is) what changed since the previous version; the data's download links for the
+    roles that may read data."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if not me.may_use_dataset(dataset):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=dataset)
+    try:
+        found = await run_in_threadpool(_version, services, dataset, version)
+    except (DatasetNotFound, VersionNotFound):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{dataset} v{version}")
+    reads_data = me.role in ("admin", "consumer")
+    return _page(
+        request, "version.html", me=me, csrf=csrf, dataset=dataset, reads_data=reads_data, **found
+    )
+
+
+@router.get("/datasets/{dataset}/versions/{version}/changes", response_class=HTMLResponse)
+async def version_changes(
+    dataset: DatasetPath, version: VersionPath, request: Request, services: ServicesDep
+) -> Response:
+    """The diff against the previous version, as a fragment (htmx loads it into the page)."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None or not signed_in.principal.may_use_dataset(dataset):
+        return _page(request, "fragment_missing.html", 404)
+    if version <= 1:
+        return _page(request, "changes.html", diff=None, previous=None)
+    try:
+        found = await run_in_threadpool(_changes, services, dataset, version)
+    except (DatasetNotFound, VersionNotFound, VersionGone):
+        return _page(request, "changes.html", diff=None, previous=version - 1)
+    return _page(request, "changes.html", diff=found, previous=version - 1)
+
+
+def _changes(services: Services, name: str, number: int) -> dict[str, Any]:
+    from gateway.api.versions import diff_of
+
+    with Session(services.engine) as session:
+        return diff_of(services, session, name, number - 1, number)
