@@ -160,3 +160,22 @@ def test_a_version_page_shows_its_story_and_loads_its_changes(console: TestClien
     first = browser.get("/ui/datasets/notes/versions/1/changes")
     assert "The first version." in first.text
     assert browser.get("/ui/datasets/notes/versions/9").status_code == 404
+
+
+def test_runs_are_listed_by_status_with_refused_reports_as_tables(console: TestClient) -> None:
+    refused = console.post(
+        "/api/v1/datasets/notes/uploads?format=csv", content="note_id\nnot-a-number\n"
+    )
+    assert refused.status_code == 422
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    page = browser.get("/ui/runs", params={"status": "rejected"})
+    assert page.status_code == 200
+    assert page.text.count('class="run"') == 1
+    assert "<td>note_id</td><td>dtype(&#39;Int64&#39;)</td><td>1</td>" in page.text
+    every = browser.get("/ui/runs")
+    assert every.text.count('class="run"') == 3  # two stored, one refused
+    scoped = console.post("/api/v1/keys", json={"role": "producer", "datasets": ["other"]})
+    other = TestClient(console.app)
+    assert sign_in(other, scoped.json()["key"]).status_code == 303
+    assert other.get("/ui/runs").text.count('class="run"') == 1  # other's upload only

@@ -17,6 +17,7 @@ from gateway.api.bodies import read_body
 from gateway.api.dependencies import DatasetPath, ServicesDep, VersionPath
 from gateway.api.views import dataset_view
 from gateway.audit_log import AuditRecord
+from gateway.contracts import DATASET_NAME
 from gateway.errors import (
     BodyTooLarge,
     DatasetNotFound,
@@ -294,3 +295,59 @@ def _changes(services: Services, name: str, number: int) -> dict[str, Any]:
 
     with Session(services.engine) as session:
         return diff_of(services, session, name, number - 1, number)
+
+
+RUN_STATUSES = ("queued", "running", "accepted", "quarantined", "rejected", "failed")
+RUNS_PER_PAGE = 50
+
+
+def _runs(
+    services: Services, principal: Principal, status: str | None, dataset: str | None, page: int
+) -> list[dict[str, Any]]:
+    from sqlmodel import col, select
+
+    from gateway.api.views import run_view
+    from gateway.models import IngestRun
+
+    query = select(IngestRun).order_by(col(IngestRun.started_at).desc())
+    if status:
+        query = query.where(IngestRun.status == status)
+    if dataset:
+        query = query.where(IngestRun.dataset == dataset)
+    if principal.role != "admin" and principal.datasets is not None:
+        query = query.where(col(IngestRun.dataset).in_(sorted(principal.datasets)))
+    query = query.offset(page * RUNS_PER_PAGE).limit(RUNS_PER_PAGE)
+    with Session(services.engine) as session:
+        return [run_view(run) for run in session.exec(query).all()]
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def runs_page(
+    request: Request,
+    services: ServicesDep,
+    status: str | None = None,
+    dataset: str | None = None,
+    page: int = 0,
+) -> Response:
+    """Ingest runs, newest first, filtered by status and dataset; a refused run's report as a
+    table (values as the API shows them: PII as placeholders)."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    status = status if status in RUN_STATUSES else None
+    dataset = dataset if dataset and DATASET_NAME.match(dataset) else None
+    page = max(0, min(page, 10_000))
+    shown = await run_in_threadpool(_runs, services, me, status, dataset, page)
+    return _page(
+        request,
+        "runs.html",
+        me=me,
+        csrf=csrf,
+        runs=shown,
+        chosen=status,
+        dataset=dataset,
+        statuses=RUN_STATUSES,
+        page=page,
+        more=len(shown) == RUNS_PER_PAGE,
+    )
