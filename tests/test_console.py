@@ -179,3 +179,35 @@ def test_runs_are_listed_by_status_with_refused_reports_as_tables(console: TestC
     other = TestClient(console.app)
     assert sign_in(other, scoped.json()["key"]).status_code == 303
     assert other.get("/ui/runs").text.count('class="run"') == 1  # other's upload only
+
+
+def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient) -> None:
+    trained = console.post(
+        "/api/v1/training-runs",
+        json={
+            "model": {"name": "triage", "version": "4"},
+            "inputs": [{"dataset": "notes", "version": 1}],
+        },
+    )
+    assert trained.status_code == 201
+    auditor = console.post("/api/v1/keys", json={"role": "auditor", "name": "audit"}).json()
+    browser = TestClient(console.app)
+    assert sign_in(browser, auditor["key"]).status_code == 303
+    impact = browser.get("/ui/datasets/notes/versions/1/impact")
+    assert impact.status_code == 200
+    assert 'href="/ui/models/triage?version=4"' in impact.text
+    provenance = browser.get("/ui/models/triage", params={"version": "4"})
+    assert provenance.status_code == 200
+    assert "<td>notes</td><td>1</td>" in provenance.text
+    markdown = browser.get("/ui/models/triage/provenance.md", params={"version": "4"})
+    assert markdown.headers["content-type"].startswith("text/markdown")
+    assert "# Provenance of model triage version 4" in markdown.text
+    assert browser.get("/ui/models/triage", params={"version": "9"}).status_code == 404
+    audit = browser.get("/ui/audit", params={"actor": "audit"})
+    assert "SIGNIN /ui" in audit.text
+    # A producer sees none of it.
+    producer = console.post("/api/v1/keys", json={"role": "producer", "datasets": ["notes"]})
+    other = TestClient(console.app)
+    assert sign_in(other, producer.json()["key"]).status_code == 303
+    assert other.get("/ui/audit").status_code == 404
+    assert other.get("/ui/models/triage", params={"version": "4"}).status_code == 404

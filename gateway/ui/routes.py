@@ -17,14 +17,17 @@ from gateway.api.bodies import read_body
 from gateway.api.dependencies import DatasetPath, ServicesDep, VersionPath
 from gateway.api.views import dataset_view
 from gateway.audit_log import AuditRecord
+from gateway.audit_log import search as audit_search
 from gateway.contracts import DATASET_NAME
 from gateway.errors import (
     BodyTooLarge,
     DatasetNotFound,
+    NotFound,
     Unauthorized,
     VersionGone,
     VersionNotFound,
 )
+from gateway.graph import model_provenance, provenance_markdown, version_impact
 from gateway.keys import ROLES, Principal
 from gateway.services import Services
 from gateway.store import (
@@ -351,3 +354,109 @@ async def runs_page(
         page=page,
         more=len(shown) == RUNS_PER_PAGE,
     )
+
+
+def _auditor(signed_in: SignedIn | None) -> bool:
+    return signed_in is not None and signed_in.principal.role in ("auditor", "admin")
+
+
+@router.get("/models/{model}", response_class=HTMLResponse)
+async def provenance_page(
+    model: str, request: Request, services: ServicesDep, version: str = ""
+) -> Response:
+    """Everything behind a model version (auditors and admins): its training runs' inputs,
+    their uploads, contracts, PII handling, deleted inputs named as such, and whether it
+    needs retraining. Printable; the Markdown export beside it."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if not _auditor(signed_in):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=model)
+    try:
+        report = await run_in_threadpool(_provenance, services, model, version)
+    except NotFound:
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{model} {version}")
+    return _page(request, "provenance.html", me=me, csrf=csrf, report=report)
+
+
+@router.get("/models/{model}/provenance.md")
+async def provenance_markdown_export(
+    model: str, request: Request, services: ServicesDep, version: str = ""
+) -> Response:
+    """The provenance as Markdown, for a ticket."""
+    signed_in = await _signed_in(request, services)
+    if not _auditor(signed_in):
+        return _redirect("/ui/signin")
+    try:
+        report = await run_in_threadpool(_provenance, services, model, version)
+    except NotFound:
+        return Response("not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
+    return Response(provenance_markdown(report), media_type="text/markdown", headers=HEADERS)
+
+
+def _provenance(services: Services, model: str, version: str) -> dict[str, Any]:
+    with Session(services.engine) as session:
+        return model_provenance(session, services.settings.namespace, model, version)
+
+
+@router.get("/datasets/{dataset}/versions/{version}/impact", response_class=HTMLResponse)
+async def impact_page(
+    dataset: DatasetPath, version: VersionPath, request: Request, services: ServicesDep
+) -> Response:
+    """Every model, job and dataset downstream of a version (auditors and admins), models
+    needing retraining marked."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if not _auditor(signed_in):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=dataset)
+    try:
+        report = await run_in_threadpool(_impact, services, dataset, version)
+    except (DatasetNotFound, VersionNotFound):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{dataset} v{version}")
+    return _page(request, "impact.html", me=me, csrf=csrf, report=report)
+
+
+def _impact(services: Services, dataset: str, version: int) -> dict[str, Any]:
+    with Session(services.engine) as session:
+        version_by_number(session, dataset_by_name(session, dataset), version)
+        return version_impact(session, services.settings.namespace, dataset, version)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(
+    request: Request,
+    services: ServicesDep,
+    actor: str | None = None,
+    dataset: str | None = None,
+) -> Response:
+    """The audit trail, newest first (auditors and admins), by actor and dataset."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if not _auditor(signed_in):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="audit trail")
+    actor = (actor or "")[:200] or None
+    dataset = dataset if dataset and DATASET_NAME.match(dataset) else None
+    entries, total = await run_in_threadpool(_audit_entries, services, actor, dataset)
+    return _page(
+        request,
+        "audit.html",
+        me=me,
+        csrf=csrf,
+        entries=entries,
+        total=total,
+        actor=actor,
+        dataset=dataset,
+    )
+
+
+def _audit_entries(
+    services: Services, actor: str | None, dataset: str | None
+) -> tuple[list[Any], int]:
+    with Session(services.engine) as session:
+        entries, total = audit_search(session, actor, None, dataset, None, None, 200)
+        return list(entries), int(total)
