@@ -211,3 +211,69 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
     assert sign_in(other, producer.json()["key"]).status_code == 303
     assert other.get("/ui/audit").status_code == 404
     assert other.get("/ui/models/triage", params={"version": "4"}).status_code == 404
+
+
+REVIEWED = """
+import pandera.polars as pa
+
+
+class Signups(pa.DataFrameModel):
+    signup_id: int = pa.Field(unique=True)
+    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"})
+    age: int = pa.Field(ge=0)
+
+    class Config:
+        name = "signups"
+        metadata = {"version": "1.0.0", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}
+"""
+
+
+def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "signups.py").write_text(textwrap.dedent(REVIEWED))
+    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    body = "signup_id,email,age\n1,ann@example.com,30\n2,held.person@example.org,-1\n"
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as api:
+        stored = api.post("/api/v1/datasets/signups/uploads?format=csv", content=body)
+        assert stored.status_code == 201, stored.text
+        batch = stored.json()["quarantine"]["id"]
+        producer = api.post("/api/v1/keys", json={"role": "producer", "datasets": ["signups"]})
+        auditor = api.post("/api/v1/keys", json={"role": "auditor"})
+        watcher = TestClient(api.app)
+        assert sign_in(watcher, auditor.json()["key"]).status_code == 303
+        seen = watcher.get(f"/ui/quarantine/{batch}")
+        assert seen.status_code == 200
+        assert "held.person@example.org" not in seen.text
+        assert "&lt;EMAIL_ADDRESS&gt;" in seen.text
+        assert "Replay under the current contract" not in seen.text  # auditors only look
+        reviewer = TestClient(api.app)
+        assert sign_in(reviewer, producer.json()["key"]).status_code == 303
+        listed = reviewer.get("/ui/quarantine")
+        assert f'href="/ui/quarantine/{batch}"' in listed.text
+        page = reviewer.get(f"/ui/quarantine/{batch}")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        forged = reviewer.post(f"/ui/quarantine/{batch}/discard", data={"csrf": "x", "reason": "r"})
+        assert forged.status_code == 403
+        replayed = reviewer.post(f"/ui/quarantine/{batch}/replay", data={"csrf": csrf.group(1)})
+        assert "Replayed: 0 row(s) released, 1 still held." in replayed.text
+        discarded = reviewer.post(
+            f"/ui/quarantine/{batch}/discard",
+            data={"csrf": csrf.group(1), "reason": "bad ages, asked held.person@example.org"},
+        )
+        assert "Discarded" in discarded.text
+        assert "held.person@example.org" not in discarded.text
+        services = api.app.state.services  # type: ignore[attr-defined]
+        with Session(services.engine) as session:
+            audited = session.exec(
+                select(AuditEntry.action, AuditEntry.outcome).where(
+                    AuditEntry.target.like(f"/api/v1/quarantine/{batch}/%")  # type: ignore[union-attr]
+                )
+            ).all()
+        assert sorted(audited) == [
+            ("POST /api/v1/quarantine/{batch_id}/discard", 200),
+            ("POST /api/v1/quarantine/{batch_id}/replay", 200),
+        ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,6 +22,7 @@ from gateway.audit_log import search as audit_search
 from gateway.contracts import DATASET_NAME
 from gateway.errors import (
     BodyTooLarge,
+    DatagateError,
     DatasetNotFound,
     NotFound,
     Unauthorized,
@@ -29,6 +31,7 @@ from gateway.errors import (
 )
 from gateway.graph import model_provenance, provenance_markdown, version_impact
 from gateway.keys import ROLES, Principal
+from gateway.problems import problem_for
 from gateway.services import Services
 from gateway.store import (
     dataset_by_name,
@@ -460,3 +463,140 @@ def _audit_entries(
     with Session(services.engine) as session:
         entries, total = audit_search(session, actor, None, dataset, None, None, 200)
         return list(entries), int(total)
+
+
+# -- quarantine review -------------------------------------------------------------------------
+
+REVIEWERS = ("producer", "auditor", "admin")
+ACTORS = ("producer", "admin")
+
+
+def _batch(services: Services, principal: Principal, batch_id: str) -> Any:
+    from gateway.review import get_batch
+
+    with Session(services.engine) as session:
+        batch = get_batch(session, batch_id[:64])
+    if principal.role not in REVIEWERS or not principal.may_use_dataset(batch.dataset):
+        raise NotFound("no such batch")  # ids are not probed
+    return batch
+
+
+def _batches(services: Services, principal: Principal) -> list[Any]:
+    from gateway.review import list_batches
+
+    scope = None if principal.role in ("admin", "auditor") else principal.datasets
+    with Session(services.engine) as session:
+        batches, _ = list_batches(
+            session, dataset=None, status=None, datasets=scope, limit=200, offset=0
+        )
+        return list(batches)
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+async def quarantine_page(request: Request, services: ServicesDep) -> Response:
+    """Quarantine batches the key may review, newest first."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if me.role not in REVIEWERS:
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="quarantine")
+    batches = await run_in_threadpool(_batches, services, me)
+    return _page(request, "quarantine.html", me=me, csrf=csrf, batches=batches)
+
+
+async def _batch_page(
+    request: Request,
+    services: Services,
+    signed_in: SignedIn,
+    batch_id: str,
+    status: int = 200,
+    message: str | None = None,
+) -> Response:
+    from gateway.review import shown_rows
+
+    me, csrf = signed_in.principal, signed_in.csrf
+    try:
+        batch = await run_in_threadpool(_batch, services, me, batch_id)
+    except NotFound:
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="batch")
+    rows = await run_in_threadpool(partial(shown_rows, services, batch, offset=0, limit=100))
+    columns = list(rows[0]["values"]) if rows else []
+    return _page(
+        request,
+        "batch.html",
+        status,
+        me=me,
+        csrf=csrf,
+        batch=batch,
+        rows=rows,
+        columns=columns,
+        acts=me.role in ACTORS and batch.status == "open",
+        message=message,
+        status_code=status,
+    )
+
+
+@router.get("/quarantine/{batch_id}", response_class=HTMLResponse)
+async def batch_page(batch_id: str, request: Request, services: ServicesDep) -> Response:
+    """A batch: why its rows were held, and its held rows with their failures (personal
+    data as placeholders); replay and discard for those who may act."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    return await _batch_page(request, services, signed_in, batch_id)
+
+
+@router.post("/quarantine/{batch_id}/{action}", response_class=HTMLResponse)
+async def batch_action(
+    batch_id: str, action: str, request: Request, services: ServicesDep
+) -> Response:
+    """Replay or discard a batch, as its API twin does (and audited as it is)."""
+    from gateway.review import discard, release
+    from gateway.uploads import UploadSpool
+
+    signed_in = await _signed_in(request, services)
+    form = await _form(request)
+    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
+        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
+    me = signed_in.principal
+    if action not in ("replay", "discard") or me.role not in ACTORS:
+        return await _batch_page(request, services, signed_in, batch_id, 403, "Not allowed.")
+    try:
+        batch = await run_in_threadpool(_batch, services, me, batch_id)
+    except NotFound:
+        return await _batch_page(request, services, signed_in, batch_id)
+    request_id = getattr(request.state, "request_id", None)
+    outcome = 200
+    try:
+        if action == "replay":
+            spool = UploadSpool(services.work_dir)
+            try:
+                done = await run_in_threadpool(
+                    release, services, batch.id, me.name, spool, request_id
+                )
+            finally:
+                spool.close()
+            message = f"Replayed: {done.released} row(s) released, {done.still_held} still held."
+        else:
+            reason = (form.get("reason") or "").strip() or "discarded in the console"
+            await run_in_threadpool(discard, services, batch.id, me.name, reason)
+            message = "Discarded: the held rows and their key are destroyed."
+    except DatagateError as error:
+        outcome = problem_for(error).status
+        message = f"{problem_for(error).title}: {error.detail}"
+    await run_in_threadpool(
+        lambda: services.audit.record(
+            AuditRecord(
+                actor=me.name,
+                role=me.role,
+                action=f"POST /api/v1/quarantine/{{batch_id}}/{action}",
+                target=f"/api/v1/quarantine/{batch.id}/{action}",
+                dataset=batch.dataset,
+                outcome=outcome,
+                request_id=request_id or secrets.token_hex(8),
+                client=request.client.host[:100] if request.client else None,
+            )
+        )
+    )
+    return await _batch_page(request, services, signed_in, batch.id, outcome, message)
