@@ -277,3 +277,52 @@ def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(
             ("POST /api/v1/quarantine/{batch_id}/discard", 200),
             ("POST /api/v1/quarantine/{batch_id}/replay", 200),
         ]
+
+
+def test_admins_manage_keys_and_erase_a_subject_dry_run_first(console: TestClient) -> None:
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    page = browser.get("/ui/keys")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    made = browser.post(
+        "/ui/keys",
+        data={"csrf": csrf.group(1), "role": "consumer", "name": "reader", "datasets": "notes"},
+    )
+    assert made.status_code == 200
+    secret = re.search(r"<code>(dg_[^<]+)</code>", made.text)
+    assert secret is not None  # shown this once
+    assert "dg_" not in browser.get("/ui/keys").text  # and never again
+    reader = TestClient(console.app)
+    assert sign_in(reader, secret.group(1)).status_code == 303
+    assert reader.get("/ui/keys").status_code == 404  # admins only
+    key_id = re.search(r"<code>([0-9a-f]{16})</code></td><td>reader</td>", made.text)
+    assert key_id is not None
+    revoked = browser.post("/ui/keys", data={"csrf": csrf.group(1), "revoke": key_id.group(1)})
+    assert "revoked" in revoked.text
+    assert reader.get("/ui", follow_redirects=False).status_code == 303  # its session ended
+    # Erasure: a dry run by default, the identifiers never shown back.
+    subject = "someone.private@example.org"
+    dry = browser.post("/ui/privacy", data={"csrf": csrf.group(1), "identifiers": subject})
+    assert dry.status_code == 200
+    assert "Would be erased (dry run)" in dry.text
+    assert "Nothing stored holds this subject." in dry.text
+    assert subject not in dry.text
+    services = console.app.state.services  # type: ignore[attr-defined]
+    with Session(services.engine) as session:
+        actions = session.exec(
+            select(AuditEntry.action, AuditEntry.target).where(
+                AuditEntry.action.in_(  # type: ignore[attr-defined]
+                    (
+                        "POST /api/v1/keys",
+                        "DELETE /api/v1/keys/{key_id}",
+                        "POST /api/v1/privacy/subjects/erase",
+                    )
+                )
+            )
+        ).all()
+    assert ("DELETE /api/v1/keys/{key_id}", f"/api/v1/keys/{key_id.group(1)}") in actions
+    erase = [str(t) for a, t in actions if a == "POST /api/v1/privacy/subjects/erase"]
+    assert len(erase) == 1
+    assert erase[0].startswith("subject:")
+    assert erase[0].endswith("(dry run)")

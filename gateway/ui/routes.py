@@ -30,7 +30,7 @@ from gateway.errors import (
     VersionNotFound,
 )
 from gateway.graph import model_provenance, provenance_markdown, version_impact
-from gateway.keys import ROLES, Principal
+from gateway.keys import ROLES, Principal, create_key, list_keys, revoke_key
 from gateway.problems import problem_for
 from gateway.services import Services
 from gateway.store import (
@@ -600,3 +600,160 @@ async def batch_action(
         )
     )
     return await _batch_page(request, services, signed_in, batch.id, outcome, message)
+
+
+# -- administration: keys, subject erasure -----------------------------------------------------
+
+
+def _audit_twin(
+    services: Services,
+    request: Request,
+    me: Principal,
+    action: str,
+    target: str,
+    outcome: int,
+    dataset: str | None = None,
+) -> None:
+    services.audit.record(
+        AuditRecord(
+            actor=me.name,
+            role=me.role,
+            action=action,
+            target=target,
+            dataset=dataset,
+            outcome=outcome,
+            request_id=getattr(request.state, "request_id", None) or secrets.token_hex(8),
+            client=request.client.host[:100] if request.client else None,
+        )
+    )
+
+
+async def _admin_page(
+    request: Request, services: Services, name: str, status: int = 200, **context: Any
+) -> Response:
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if me.role != "admin":
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="page")
+    return _page(request, name, status, me=me, csrf=csrf, **context)
+
+
+@router.get("/keys", response_class=HTMLResponse)
+async def keys_page(request: Request, services: ServicesDep) -> Response:
+    """API keys (admins): every key with its role, datasets and state; create and revoke."""
+    keys = await run_in_threadpool(list_keys, services.engine)
+    return await _admin_page(request, services, "keys.html", keys=keys, created=None, error=None)
+
+
+@router.post("/keys", response_class=HTMLResponse)
+async def keys_action(request: Request, services: ServicesDep) -> Response:
+    """Create a key (shown once, on this answer only) or revoke one, as the API does."""
+    signed_in = await _signed_in(request, services)
+    form = await _form(request)
+    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
+        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
+    me = signed_in.principal
+    if me.role != "admin":
+        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what="page")
+    created, error, status = None, None, 200
+    if form.get("revoke"):
+        key_id = form["revoke"][:32]
+        try:
+            await run_in_threadpool(revoke_key, services.engine, key_id)
+        except NotFound as exc:
+            error, status = exc.detail, 404
+        await run_in_threadpool(
+            _audit_twin,
+            services,
+            request,
+            me,
+            "DELETE /api/v1/keys/{key_id}",
+            f"/api/v1/keys/{key_id}",
+            status,
+        )
+    else:
+        names = [d.strip() for d in (form.get("datasets") or "").split(",") if d.strip()]
+        try:
+            row, secret = await run_in_threadpool(
+                create_key,
+                services.engine,
+                form.get("role", ""),
+                (form.get("name") or "console-key")[:200],
+                names or None,
+            )
+            created = {"id": row.id, "name": row.name, "role": row.role, "key": secret}
+            status = 201
+        except DatagateError as exc:
+            error, status = exc.detail, problem_for(exc).status
+        await run_in_threadpool(
+            _audit_twin, services, request, me, "POST /api/v1/keys", "/api/v1/keys", status
+        )
+    keys = await run_in_threadpool(list_keys, services.engine)
+    return await _admin_page(
+        request,
+        services,
+        "keys.html",
+        200 if status < 400 else status,
+        keys=keys,
+        created=created,
+        error=error,
+    )
+
+
+@router.get("/privacy", response_class=HTMLResponse)
+async def privacy_page(request: Request, services: ServicesDep) -> Response:
+    """Subject search and erasure (admins): a dry run first."""
+    return await _admin_page(request, services, "privacy.html", outcome=None, error=None)
+
+
+@router.post("/privacy", response_class=HTMLResponse)
+async def privacy_action(request: Request, services: ServicesDep) -> Response:
+    """Find (dry run) or erase one subject. The identifiers are never shown back, stored or
+    logged; the answer is counts and version numbers."""
+    from gateway.erasure import erase_subject, subject_digest
+
+    signed_in = await _signed_in(request, services)
+    form = await _form(request)
+    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
+        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
+    me = signed_in.principal
+    if me.role != "admin":
+        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what="page")
+    identifiers = [i.strip() for i in (form.get("identifiers") or "").splitlines() if i.strip()]
+    identifiers = [i[:1000] for i in identifiers[:100]]
+    if not identifiers:
+        return await _admin_page(
+            request, services, "privacy.html", 400, outcome=None, error="Give an identifier."
+        )
+    dry_run = form.get("erase") != "yes"
+    override = form.get("override_holds") == "yes"
+    digest = subject_digest(identifiers, services.redaction_key)
+    outcome, error, status = None, None, 200
+    try:
+        found = await run_in_threadpool(
+            partial(
+                erase_subject,
+                services,
+                identifiers,
+                me.name,
+                dry_run=dry_run,
+                override_holds=override,
+            )
+        )
+        outcome = found.as_dict()
+    except DatagateError as exc:
+        error, status = exc.detail, problem_for(exc).status
+    await run_in_threadpool(
+        _audit_twin,
+        services,
+        request,
+        me,
+        "POST /api/v1/privacy/subjects/erase",
+        f"subject:{digest}" + (" (dry run)" if dry_run else ""),
+        status,
+    )
+    return await _admin_page(
+        request, services, "privacy.html", status, outcome=outcome, error=error
+    )
