@@ -31,14 +31,14 @@ def _split(node: str) -> tuple[str, str, str]:
     return kind, namespace, name
 
 
-def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
-    """Marquez's graph shape around ``start``: nodes within ``depth`` job hops, with their edges.
+def lineage_edges(session: Session, start: str, depth: int) -> dict[tuple[str, str], set[str]]:
+    """The edges (origin, destination) within ``depth`` job hops of ``start``, each with the
+    dataset versions it carried.
 
     Raises:
         NotFound: no event mentions the node.
     """
-    edges: set[tuple[str, str]] = set()
-    versions: dict[str, set[str]] = {}
+    edges: dict[tuple[str, str], set[str]] = {}
     seen = {start}
     frontier = {start}
     # Like Marquez, depth counts jobs: each job hop is two node hops (dataset → job → dataset).
@@ -59,9 +59,10 @@ def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
         ).all()
         found: set[str] = set()
         for job, dataset, direction, version in rows:
-            edges.add((dataset, job) if direction == "in" else (job, dataset))
+            edge = (dataset, job) if direction == "in" else (job, dataset)
+            carried = edges.setdefault(edge, set())
             if version is not None:
-                versions.setdefault(dataset, set()).add(version)
+                carried.add(version)
             found.update((job, dataset))
         frontier = found - seen
         seen |= found
@@ -74,6 +75,21 @@ def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
         ).first()
     ):
         raise NotFound(f"no lineage mentions {start!r}")
+    return edges
+
+
+def lineage_graph(session: Session, start: str, depth: int) -> dict[str, Any]:
+    """Marquez's graph shape around ``start``: nodes within ``depth`` job hops, with their edges.
+
+    Raises:
+        NotFound: no event mentions the node.
+    """
+    carried = lineage_edges(session, start, depth)
+    edges = set(carried)
+    versions: dict[str, set[str]] = {}
+    for (origin, destination), seen_versions in carried.items():
+        dataset = origin if origin.startswith("dataset:") else destination
+        versions.setdefault(dataset, set()).update(seen_versions)
     nodes = sorted({n for edge in edges for n in edge} | {start})
     graph = []
     for node in nodes:

@@ -326,3 +326,47 @@ def test_admins_manage_keys_and_erase_a_subject_dry_run_first(console: TestClien
     assert len(erase) == 1
     assert erase[0].startswith("subject:")
     assert erase[0].endswith("(dry run)")
+
+
+def test_the_lineage_explorer_escapes_what_producers_wrote(console: TestClient) -> None:
+    hostile_job = "<script>alert('job')</script>"
+    posted = console.post(
+        "/api/v1/lineage",
+        json={
+            "eventType": "COMPLETE",
+            "eventTime": "2026-12-08T10:00:00.000Z",
+            "producer": "https://example.com/pipeline",
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+            "run": {"runId": "01900000-0000-7000-8000-0000000000aa", "facets": {}},
+            "job": {"namespace": "etl", "name": hostile_job, "facets": {}},
+            "inputs": [{"namespace": "datagate", "name": "notes", "facets": {}}],
+            "outputs": [{"namespace": "etl", "name": HOSTILE, "facets": {}}],
+        },
+    )
+    assert posted.status_code in (200, 201), posted.text
+    trained = console.post(
+        "/api/v1/training-runs",
+        json={
+            "model": {"name": "ranker", "version": "2"},
+            "inputs": [{"dataset": "notes", "version": 1}],
+        },
+    )
+    assert trained.status_code == 201
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    page = browser.get("/ui/lineage", params={"node": "dataset:datagate:notes", "depth": 2})
+    assert page.status_code == 200
+    assert hostile_job not in page.text
+    assert HOSTILE not in page.text
+    assert "&lt;script&gt;alert(&#39;job&#39;)&lt;/script&gt;" in page.text
+    assert "<td>1</td>" in page.text  # the version an edge carried
+    for asset in ("/static/cytoscape/cytoscape.min.js", "/static/ui/lineage.js"):
+        assert f'src="{asset}"' in page.text
+        assert browser.get(asset).status_code == 200
+    graph = browser.get(
+        "/ui/lineage/graph.json", params={"node": "dataset:datagate:notes", "depth": 2}
+    ).json()
+    kinds = {n["label"]: n["kind"] for n in graph["nodes"]}
+    assert kinds["ranker"] == "model"
+    assert kinds[hostile_job] == "job"  # data for the script: set as text, never as markup
+    assert browser.get("/ui/lineage", params={"node": "dataset:x:nothing"}).status_code == 404

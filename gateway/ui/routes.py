@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import partial
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +30,12 @@ from gateway.errors import (
     VersionGone,
     VersionNotFound,
 )
-from gateway.graph import model_provenance, provenance_markdown, version_impact
+from gateway.graph import (
+    lineage_edges,
+    model_provenance,
+    provenance_markdown,
+    version_impact,
+)
 from gateway.keys import ROLES, Principal, create_key, list_keys, revoke_key
 from gateway.problems import problem_for
 from gateway.services import Services
@@ -41,6 +47,7 @@ from gateway.store import (
     versions_of,
 )
 from gateway.ui.sessions import COOKIE, SignedIn, current, same_token, sign_in, sign_out
+from lineage import MODEL_NAMESPACE
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -757,3 +764,68 @@ async def privacy_action(request: Request, services: ServicesDep) -> Response:
     return await _admin_page(
         request, services, "privacy.html", status, outcome=outcome, error=error
     )
+
+
+# -- lineage explorer --------------------------------------------------------------------------
+
+NODE = re.compile(r"^(dataset|job):.+:.+$")
+
+
+def _elements(services: Services, node: str, depth: int) -> dict[str, Any]:
+    with Session(services.engine) as session:
+        carried = lineage_edges(session, node, depth)
+    names = {n for edge in carried for n in edge} | {node}
+    nodes = []
+    for name in sorted(names):
+        kind, _, rest = name.partition(":")
+        namespace, _, label = rest.rpartition(":")
+        nodes.append(
+            {
+                "id": name,
+                "label": label,
+                "kind": "model" if namespace == MODEL_NAMESPACE else kind,
+                "start": name == node,
+            }
+        )
+    edges = [
+        {"source": origin, "target": destination, "versions": sorted(versions)}
+        for (origin, destination), versions in sorted(carried.items())
+    ]
+    return {"nodes": nodes, "edges": edges}
+
+
+@router.get("/lineage", response_class=HTMLResponse)
+async def lineage_page(
+    request: Request, services: ServicesDep, node: str = "", depth: int = 2
+) -> Response:
+    """The lineage around a dataset, job or model: a graph to click through (layered, the
+    versions on its edges, models marked), and the same edges as a table."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    depth = max(0, min(depth, 10))
+    if not NODE.match(node) or len(node) > 2000:
+        return _page(request, "lineage.html", me=me, csrf=csrf, node=node, graph=None, depth=depth)
+    try:
+        graph = await run_in_threadpool(_elements, services, node, depth)
+    except NotFound:
+        return _page(
+            request, "lineage.html", 404, me=me, csrf=csrf, node=node, graph=None, depth=depth
+        )
+    return _page(request, "lineage.html", me=me, csrf=csrf, node=node, graph=graph, depth=depth)
+
+
+@router.get("/lineage/graph.json")
+async def lineage_json(
+    request: Request, services: ServicesDep, node: str = "", depth: int = 1
+) -> Response:
+    """The graph's elements around a node, for the explorer to draw or expand."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None or not NODE.match(node) or len(node) > 2000:
+        return JSONResponse({"nodes": [], "edges": []}, status_code=404, headers=HEADERS)
+    try:
+        graph = await run_in_threadpool(_elements, services, node, max(0, min(depth, 10)))
+    except NotFound:
+        return JSONResponse({"nodes": [], "edges": []}, status_code=404, headers=HEADERS)
+    return JSONResponse(graph, headers=HEADERS)
