@@ -56,8 +56,9 @@ SIGNIN_COOKIE = "datagate_signin"
 FORM_LIMIT = 4096  # a sign-in or sign-out form: a key and a token
 # No inline script or style, nothing from another host, no framing.
 POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": POLICY,

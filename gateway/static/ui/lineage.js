@@ -44,6 +44,8 @@
     ],
   });
 
+  box.explorer = cy; // reachable for browser tests (and the devtools)
+
   function add(graph) {
     const fresh = elements(graph).filter(function (el) {
       return cy.getElementById(el.data.id).empty();
