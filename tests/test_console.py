@@ -370,3 +370,22 @@ def test_the_lineage_explorer_escapes_what_producers_wrote(console: TestClient) 
     assert kinds["ranker"] == "model"
     assert kinds[hostile_job] == "job"  # data for the script: set as text, never as markup
     assert browser.get("/ui/lineage", params={"node": "dataset:x:nothing"}).status_code == 404
+
+
+def test_a_long_history_is_paged(console: TestClient) -> None:
+    from gateway.ui.routes import VERSIONS_PER_PAGE
+
+    for n in range(2, VERSIONS_PER_PAGE + 3):  # 52 versions in all
+        stored = console.post(
+            "/api/v1/datasets/notes/uploads?format=csv", content=f"note_id\n{n}\n"
+        )
+        assert stored.status_code == 201
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    first = browser.get("/ui/datasets/notes")
+    assert "52 versions, newest first" in first.text
+    assert first.text.count("/ui/datasets/notes/versions/") == VERSIONS_PER_PAGE
+    assert 'href="/ui/datasets/notes?page=1">Older' in first.text
+    second = browser.get("/ui/datasets/notes", params={"page": 1})
+    assert second.text.count("/ui/datasets/notes/versions/") == 2
+    assert ">v1</a>" in second.text

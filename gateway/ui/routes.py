@@ -44,7 +44,6 @@ from gateway.store import (
     list_datasets,
     version_by_number,
     version_count,
-    versions_of,
 )
 from gateway.ui.sessions import COOKIE, SignedIn, current, same_token, sign_in, sign_out
 from lineage import MODEL_NAMESPACE
@@ -224,22 +223,41 @@ async def datasets_page(request: Request, services: ServicesDep) -> Response:
     )
 
 
-def _dataset(services: Services, name: str) -> dict[str, Any]:
+VERSIONS_PER_PAGE = 50
+
+
+def _dataset(services: Services, name: str, page: int) -> dict[str, Any]:
+    from sqlmodel import col, select
+
     from gateway.api.views import version_view
+    from gateway.models import DatasetVersion
 
     with Session(services.engine) as session:
         row = dataset_by_name(session, name)
-        versions = [version_view(name, v) for v in reversed(versions_of(session, row))]
+        rows = session.exec(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == row.id)
+            .order_by(col(DatasetVersion.number).desc())
+            .offset(page * VERSIONS_PER_PAGE)
+            .limit(VERSIONS_PER_PAGE)
+        ).all()
+        versions = [version_view(name, v) for v in rows]
+        total = version_count(session, row)
     contract = services.catalog.get(name)
     return {
         "name": name,
         "contract": None if contract is None else contract.describe(),
         "versions": versions,
+        "total": total,
+        "page": page,
+        "more": (page + 1) * VERSIONS_PER_PAGE < total,
     }
 
 
 @router.get("/datasets/{dataset}", response_class=HTMLResponse)
-async def dataset_page(dataset: DatasetPath, request: Request, services: ServicesDep) -> Response:
+async def dataset_page(
+    dataset: DatasetPath, request: Request, services: ServicesDep, page: int = 0
+) -> Response:
     """One dataset: its contract and its versions, newest first, with drift and tombstones."""
     signed_in = await _signed_in(request, services)
     if signed_in is None:
@@ -248,7 +266,7 @@ async def dataset_page(dataset: DatasetPath, request: Request, services: Service
     if me.role not in (*ROLES, "admin") or not me.may_use_dataset(dataset):
         return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
     try:
-        found = await run_in_threadpool(_dataset, services, dataset)
+        found = await run_in_threadpool(_dataset, services, dataset, max(0, min(page, 100_000)))
     except DatasetNotFound:
         return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
     return _page(request, "dataset.html", me=me, csrf=signed_in.csrf, dataset=found)
