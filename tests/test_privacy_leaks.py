@@ -20,6 +20,7 @@ from gateway.logs import formatter
 from gateway.settings import Settings
 from privacy import PiiEngine
 from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, settings_for
+from tests.test_console import sign_in
 
 CONTRACT = """
 import pandera.polars as pa
@@ -146,6 +147,22 @@ def test_planted_pii_appears_nowhere(
             response = client.get(path)
             assert response.status_code == 200, path
             bodies.append(response.text)
+        # The console's pages, as an admin sees them (the most any key sees).
+        browser = TestClient(client.app)
+        assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+        for page in [
+            "/ui",
+            "/ui/datasets/support_tickets",
+            "/ui/datasets/support_tickets/versions/1",
+            "/ui/datasets/support_tickets/versions/2",
+            "/ui/datasets/support_tickets/versions/2/changes",
+            "/ui/runs",
+            "/ui/audit",
+            "/ui/lineage?node=dataset:datagate:support_tickets",
+        ]:
+            shown = browser.get(page)
+            assert shown.status_code == 200, page
+            bodies.append(shown.text)
         subject = str(valid["email"].drop_nulls()[0])
         erasure = client.post("/api/v1/privacy/subjects/erase", json={"identifiers": [subject]})
         assert erasure.status_code == 200, erasure.text
@@ -610,6 +627,10 @@ def test_quarantined_pii_appears_nowhere(
         assert detail.status_code == 200
         assert len(detail.json()["rows"]) == held["rows"]
         assert {r["row"] for r in detail.json()["rows"]} >= {12, 251}  # both duplicates
+        browser = TestClient(client.app)
+        assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+        console_pages = [browser.get(f"/ui/quarantine/{held['id']}"), browser.get("/ui/quarantine")]
+        assert all(p.status_code == 200 for p in console_pages)
         fixed = (
             invalid.filter(pl.col("amount") < 0).head(3).with_columns(pl.lit(1.0).alias("amount"))
         )
@@ -621,6 +642,7 @@ def test_quarantined_pii_appears_nowhere(
         discarded = client.post(f"{batch}/discard", json={"reason": reason})
         assert discarded.status_code == 200, discarded.text
         bodies += [answer.text, detail.text, corrected.text, replayed.text, discarded.text]
+        bodies += [page.text for page in console_pages]
         for path in [
             "/api/v1/quarantine",
             batch,
