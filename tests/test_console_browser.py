@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_HEADERS, TEST_ADMIN_KEY, csv_bytes
+from tests.conftest import ADMIN_HEADERS, CONTRACTS, TEST_ADMIN_KEY, csv_bytes
 from tests.serve import ServeProcess
+from tests.test_console import REVIEWED
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,7 +42,15 @@ def live(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[st
     from gateway.samples import customers
 
     home = tmp_path_factory.mktemp("console")
-    process = ServeProcess(home / "home", f"sqlite:///{home / 'db.sqlite'}", home / "server.log")
+    contracts = home / "contracts"
+    shutil.copytree(CONTRACTS, contracts)
+    (contracts / "signups.py").write_text(REVIEWED)
+    process = ServeProcess(
+        home / "home",
+        f"sqlite:///{home / 'db.sqlite'}",
+        home / "server.log",
+        env={"DATAGATE_CONTRACTS_DIR": str(contracts)},
+    )
     try:
         base = process.wait_ready().base
         with httpx.Client(base_url=base, headers=ADMIN_HEADERS, timeout=60) as api:
@@ -74,6 +83,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[st
                 },
             )
             assert posted.status_code in (200, 201), posted.text
+            held = api.post(
+                "/api/v1/datasets/signups/uploads",
+                content=b"signup_id,email,age\n1,ann@example.com,30\n2,bo@example.org,-1\n",
+                headers={"Content-Type": "text/csv"},
+            )
+            assert held.status_code == 201, held.text
         yield base
     finally:
         process.stop()
@@ -200,3 +215,20 @@ def test_a_scoped_key_is_denied_beyond_its_scope(live: str, browser: Any) -> Non
     assert page.goto("/ui/audit").status == 404
     page.click("text=Sign out")
     page.wait_for_url("**/ui/signin")
+
+
+def test_each_role_signs_in_and_a_reviewer_replays_held_rows(live: str, browser: Any) -> None:
+    for role, datasets in (("auditor", None), ("producer", ["signups"])):
+        page = _signed_in(browser, live, _key(live, role, datasets))
+        assert page.locator("text=Sign out").count() == 1
+        page.goto("/ui/quarantine")
+        page.click("a[href^='/ui/quarantine/']")
+        if role == "auditor":  # looks, never acts
+            assert page.locator("text=Replay under the current contract").count() == 0
+            continue
+        assert "bo@example.org" not in page.content()  # the held row's PII as a placeholder
+        page.click("button:has-text('Replay')")
+        page.wait_for_selector("text=Replayed: 0 row(s) released, 1 still held.")
+        page.fill("#reason", "ages below zero")
+        page.click("button:has-text('Discard')")
+        page.wait_for_selector("text=Discarded: the held rows and their key are destroyed.")
