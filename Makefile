@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-scale bench-privacy bench-lineage bench-history load clean
+.PHONY: run test lint bench bench-scale bench-privacy bench-lineage bench-history bench-console load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "make: installing Datagate and its dependencies into $(VENV) (first run, or after a dependency change; a few minutes)"
@@ -44,6 +44,9 @@ $(EVIDENTLY): bench/evidently-requirements.txt
 
 bench-history: $(STAMP) $(EVIDENTLY)
 	$(BIN)/python -m bench.history --evidently .venv-evidently/bin/python
+
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console
 
 bench-lineage: $(STAMP)
 	$(BIN)/python -m bench.lineage
