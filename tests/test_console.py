@@ -389,3 +389,48 @@ def test_a_long_history_is_paged(console: TestClient) -> None:
     second = browser.get("/ui/datasets/notes", params={"page": 1})
     assert second.text.count("/ui/datasets/notes/versions/") == 2
     assert ">v1</a>" in second.text
+
+
+def test_search_health_contract_history_and_the_audit_chain(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "notes.py").write_text(textwrap.dedent(CONTRACT))
+    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as first:
+        assert (
+            first.post(
+                "/api/v1/datasets/notes/uploads?format=csv", content="note_id\n1\n"
+            ).status_code
+            == 201
+        )
+    wider = (
+        textwrap.dedent(CONTRACT)
+        .replace(
+            "    note_id: int\n",
+            "    note_id: int\n    topic: str | None = pa.Field(nullable=True)\n",
+        )
+        .replace('"version": "1.0.0"', '"version": "1.1.0"')
+    )
+    (folder / "notes.py").write_text(wider)
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as api:
+        browser = TestClient(api.app)
+        assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+        found = browser.get("/ui", params={"q": "not"})
+        assert 'href="/ui/datasets/notes"' in found.text
+        assert "<td>accepted</td>" in found.text  # the last run's outcome
+        assert 'href="/ui/datasets/notes"' not in browser.get("/ui", params={"q": "zzz"}).text
+        page = browser.get("/ui/datasets/notes")
+        assert "Contract history" in page.text
+        link = re.search(r'href="(/ui/contracts/notes/diff\?[^"]+)"', page.text)
+        assert link is not None
+        diff = browser.get(link.group(1).replace("&amp;", "&"))
+        assert diff.status_code == 200
+        assert "Contract notes: 1.0.0 → 1.1.0" in diff.text
+        assert "<td>column_added</td><td>topic</td>" in diff.text
+        audit = browser.get("/ui/audit")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', audit.text)
+        assert csrf is not None
+        verified = browser.post("/ui/audit/verify", data={"csrf": csrf.group(1)})
+        assert "Audit trail intact" in verified.text

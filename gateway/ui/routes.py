@@ -195,6 +195,10 @@ async def signout(request: Request, services: ServicesDep) -> Response:
 
 
 def _datasets(services: Services, principal: Principal) -> list[dict[str, Any]]:
+    from sqlmodel import col, select
+
+    from gateway.models import IngestRun
+
     with Session(services.engine) as session:
         shown = []
         for row in list_datasets(session):
@@ -203,24 +207,30 @@ def _datasets(services: Services, principal: Principal) -> list[dict[str, Any]]:
             latest = (
                 version_by_number(session, row, row.latest_version) if row.latest_version else None
             )
-            shown.append(
-                dataset_view(
-                    row, services.catalog.get(row.name), latest, version_count(session, row)
-                )
-            )
+            contract = services.catalog.get(row.name)
+            found = dataset_view(row, contract, latest, version_count(session, row))
+            found["last_run"] = session.exec(
+                select(IngestRun.status)
+                .where(IngestRun.dataset == row.name)
+                .order_by(col(IngestRun.started_at).desc())
+            ).first()
+            found["unavailable"] = services.catalog.unavailable.get(row.name)
+            shown.append(found)
     return shown
 
 
 @router.get("", response_class=HTMLResponse)
-async def datasets_page(request: Request, services: ServicesDep) -> Response:
-    """Every dataset the key may read: contract, latest version, drift status."""
+async def datasets_page(request: Request, services: ServicesDep, q: str = "") -> Response:
+    """Every dataset the key may read (``q``: whose name holds it): contract (or why it does
+    not load), latest version, drift status, the last run's outcome."""
     signed_in = await _signed_in(request, services)
     if signed_in is None:
         return _redirect("/ui/signin")
+    query = q.strip().lower()[:200]
     shown = await run_in_threadpool(_datasets, services, signed_in.principal)
-    return _page(
-        request, "datasets.html", me=signed_in.principal, csrf=signed_in.csrf, datasets=shown
-    )
+    shown = [d for d in shown if query in d["name"]]
+    me, csrf = signed_in.principal, signed_in.csrf
+    return _page(request, "datasets.html", me=me, csrf=csrf, datasets=shown, q=query)
 
 
 VERSIONS_PER_PAGE = 50
@@ -230,7 +240,7 @@ def _dataset(services: Services, name: str, page: int) -> dict[str, Any]:
     from sqlmodel import col, select
 
     from gateway.api.views import version_view
-    from gateway.models import DatasetVersion
+    from gateway.models import ContractVersion, DatasetVersion
 
     with Session(services.engine) as session:
         row = dataset_by_name(session, name)
@@ -243,10 +253,26 @@ def _dataset(services: Services, name: str, page: int) -> dict[str, Any]:
         ).all()
         versions = [version_view(name, v) for v in rows]
         total = version_count(session, row)
+        history = session.exec(
+            select(ContractVersion)
+            .where(ContractVersion.name == name)
+            .order_by(col(ContractVersion.first_seen_at), col(ContractVersion.id))
+        ).all()
     contract = services.catalog.get(name)
+    loaded = None if contract is None else contract.fingerprint
     return {
         "name": name,
         "contract": None if contract is None else contract.describe(),
+        "unavailable": services.catalog.unavailable.get(name),
+        "history": [
+            {
+                "version": h.version,
+                "fingerprint": h.fingerprint,
+                "first_seen_at": h.first_seen_at.isoformat(),
+                "active": h.fingerprint == loaded,
+            }
+            for h in reversed(history)
+        ],
         "versions": versions,
         "total": total,
         "page": page,
@@ -848,3 +874,63 @@ async def lineage_json(
     except NotFound:
         return JSONResponse({"nodes": [], "edges": []}, status_code=404, headers=HEADERS)
     return JSONResponse(graph, headers=HEADERS)
+
+
+@router.get("/contracts/{name}/diff", response_class=HTMLResponse)
+async def contract_diff_page(
+    name: str, request: Request, services: ServicesDep, old: str = "", new: str = ""
+) -> Response:
+    """Every change between two recorded versions of a contract, labelled for backward and
+    forward compatibility under the newer one's mode."""
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        return _redirect("/ui/signin")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if not me.may_use_dataset(name):
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=name)
+    try:
+        verdict = await run_in_threadpool(_contract_diff, services, name, old, new)
+    except NotFound:
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{name} {old} {new}")
+    return _page(request, "contract_diff.html", me=me, csrf=csrf, contract=name, verdict=verdict)
+
+
+def _contract_diff(services: Services, name: str, old: str, new: str) -> dict[str, Any]:
+    from sqlmodel import select
+
+    from gateway.evolution import judge
+    from gateway.models import ContractVersion
+
+    with Session(services.engine) as session:
+        rows = {
+            r.fingerprint: r
+            for r in session.exec(select(ContractVersion).where(ContractVersion.name == name))
+        }
+    if old not in rows or new not in rows:
+        raise NotFound(f"no such versions of contract {name!r}")
+    return judge(rows[old].definition, rows[new].definition).as_dict()
+
+
+@router.post("/audit/verify", response_class=HTMLResponse)
+async def audit_verify(request: Request, services: ServicesDep) -> Response:
+    """Recompute the audit trail's keyed chain (admins), as ``datagate audit verify`` does."""
+    signed_in = await _signed_in(request, services)
+    form = await _form(request)
+    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
+        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
+    me, csrf = signed_in.principal, signed_in.csrf
+    if me.role != "admin":
+        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="page")
+    result = await run_in_threadpool(services.audit.verify)
+    entries, total = await run_in_threadpool(_audit_entries, services, None, None)
+    return _page(
+        request,
+        "audit.html",
+        me=me,
+        csrf=csrf,
+        entries=entries,
+        total=total,
+        actor=None,
+        dataset=None,
+        verified=result,
+    )
