@@ -94,6 +94,21 @@ def live(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[st
         process.stop()
 
 
+PAGES = {
+    "datasets": "/ui",
+    "dataset": "/ui/datasets/customers",
+    "version": "/ui/datasets/customers/versions/2",
+    "runs": "/ui/runs",
+    "lineage": "/ui/lineage?node=dataset:datagate:customers&depth=2",
+    "provenance": "/ui/models/churn?version=1",
+    "impact": "/ui/datasets/customers/versions/2/impact",
+    "audit": "/ui/audit",
+    "quarantine": "/ui/quarantine",
+    "keys": "/ui/keys",
+    "privacy": "/ui/privacy",
+}
+
+
 def _key(base: str, role: str, datasets: list[str] | None = None) -> str:
     body: dict[str, Any] = {"role": role, "name": f"browser-{role}"}
     if datasets is not None:
@@ -138,20 +153,7 @@ def test_every_page_in_a_real_browser(live: str, browser: Any, tmp_path: Path) -
     shots = tmp_path / "screenshots"
     shots.mkdir()
     page = _signed_in(browser, live, TEST_ADMIN_KEY)
-    pages = {
-        "datasets": "/ui",
-        "dataset": "/ui/datasets/customers",
-        "version": "/ui/datasets/customers/versions/2",
-        "runs": "/ui/runs",
-        "lineage": "/ui/lineage?node=dataset:datagate:customers&depth=2",
-        "provenance": "/ui/models/churn?version=1",
-        "impact": "/ui/datasets/customers/versions/2/impact",
-        "audit": "/ui/audit",
-        "quarantine": "/ui/quarantine",
-        "keys": "/ui/keys",
-        "privacy": "/ui/privacy",
-    }
-    for name, path in pages.items():
+    for name, path in PAGES.items():
         response = page.goto(path)
         assert response is not None
         assert response.status == 200, (name, response.status)
@@ -176,7 +178,7 @@ def test_every_page_in_a_real_browser(live: str, browser: Any, tmp_path: Path) -
     assert not [p for p in page.problems if "Content Security Policy" in p or "dialog" in p], (
         page.problems
     )
-    assert len(list(shots.glob("*.png"))) == len(pages)
+    assert len(list(shots.glob("*.png"))) == len(PAGES)
 
 
 def test_pages_pass_axe_at_desktop_and_phone_width(live: str, browser: Any) -> None:
