@@ -72,7 +72,9 @@ def main() -> None:
             pages = {
                 "/ui": "/api/v1/datasets",
                 "/ui/datasets/customers": "/api/v1/datasets/customers/versions",
-                f"/ui/datasets/customers?page={last // 50}": "/api/v1/datasets/customers/versions",
+                f"/ui/datasets/customers?page={(last - 1) // 50}": (
+                    "/api/v1/datasets/customers/versions"
+                ),
                 f"/ui/datasets/customers/versions/{last}": (
                     f"/api/v1/datasets/customers/versions/{last}"
                 ),
