@@ -434,3 +434,20 @@ def test_search_health_contract_history_and_the_audit_chain(
         assert csrf is not None
         verified = browser.post("/ui/audit/verify", data={"csrf": csrf.group(1)})
         assert "Audit trail intact" in verified.text
+
+
+def test_odd_forms_are_refused_never_a_server_error(console: TestClient) -> None:
+    crowded = {f"f{i}": "x" for i in range(20)}
+    assert console.post("/ui/signin", data=crowded, follow_redirects=False).status_code == 403
+    huge = console.post("/ui/signin", content=b"key=" + b"a" * 10_000, follow_redirects=False)
+    assert huge.status_code == 403
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    page = browser.get("/ui/keys")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    made = browser.post(
+        "/ui/keys", data={"csrf": csrf.group(1), "role": "auditor", "name": "nul\x00name"}
+    )
+    assert made.status_code == 200  # the field with a NUL is dropped: the default name
+    assert "console-key (auditor)" in made.text

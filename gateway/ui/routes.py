@@ -99,24 +99,16 @@ async def _form(request: Request) -> dict[str, str]:
         raw = await read_body(request, FORM_LIMIT)
     except BodyTooLarge:
         return {}
-    fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
-    return {k: v[0] for k, v in fields.items() if v}
+    try:
+        fields = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:  # more fields than any console form has
+        return {}
+    # No NUL anywhere (PostgreSQL cannot store one in text): such a field is no field.
+    return {k: v[0] for k, v in fields.items() if v and "\x00" not in k + v[0]}
 
 
 def _audit(services: Services, request: Request, principal: Principal | None, action: str) -> None:
-    services.audit.record(
-        AuditRecord(
-            actor=principal.name if principal else "anonymous",
-            role=principal.role if principal else None,
-            action=action,
-            target="/ui",
-            dataset=None,
-            outcome=200 if principal else 401,
-            request_id=getattr(request.state, "request_id", None) or secrets.token_hex(8),
-            client=request.client.host[:100] if request.client else None,
-        ),
-        anonymous=principal is None,
-    )
+    _audit_twin(services, request, principal, action, "/ui", 200 if principal else 401)
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -638,18 +630,14 @@ async def batch_action(
         outcome = problem_for(error).status
         message = f"{problem_for(error).title}: {error.detail}"
     await run_in_threadpool(
-        lambda: services.audit.record(
-            AuditRecord(
-                actor=me.name,
-                role=me.role,
-                action=f"POST /api/v1/quarantine/{{batch_id}}/{action}",
-                target=f"/api/v1/quarantine/{batch.id}/{action}",
-                dataset=batch.dataset,
-                outcome=outcome,
-                request_id=request_id or secrets.token_hex(8),
-                client=request.client.host[:100] if request.client else None,
-            )
-        )
+        _audit_twin,
+        services,
+        request,
+        me,
+        f"POST /api/v1/quarantine/{{batch_id}}/{action}",
+        f"/api/v1/quarantine/{batch.id}/{action}",
+        outcome,
+        batch.dataset,
     )
     return await _batch_page(request, services, signed_in, batch.id, outcome, message)
 
@@ -660,23 +648,26 @@ async def batch_action(
 def _audit_twin(
     services: Services,
     request: Request,
-    me: Principal,
+    me: Principal | None,
     action: str,
     target: str,
     outcome: int,
     dataset: str | None = None,
 ) -> None:
+    """An audit entry for a console action, named as its API twin's (anonymous refusals are
+    counted, as the API's are)."""
     services.audit.record(
         AuditRecord(
-            actor=me.name,
-            role=me.role,
+            actor=me.name if me else "anonymous",
+            role=me.role if me else None,
             action=action,
             target=target,
             dataset=dataset,
             outcome=outcome,
             request_id=getattr(request.state, "request_id", None) or secrets.token_hex(8),
             client=request.client.host[:100] if request.client else None,
-        )
+        ),
+        anonymous=me is None,
     )
 
 
