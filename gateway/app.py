@@ -50,7 +50,7 @@ def create_app(
     app.add_middleware(RequestContext, services=services)
     app.include_router(health.router)
     app.include_router(api_router)
-    app.include_router(ui.router)
+    ui.install(app)
     install_openapi(app)
     install_docs(app)
     return app

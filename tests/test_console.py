@@ -1,6 +1,6 @@
-"""The web console's foundation (issue 18, in progress): sign-in with an API key for a
-server-side session, CSRF on every form, a Content-Security-Policy without inline code, scopes
-as in the API, everything escaped. Checked through the ASGI app; browser tests are to come."""
+"""The web console through the ASGI app: sign-in with an API key for a server-side session,
+CSRF on every form, a Content-Security-Policy without inline code, scopes as in the API,
+everything escaped, every page and action (the browser tests: test_console_browser.py)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,7 @@ def test_a_browser_signs_in_with_a_key_for_a_session(console: TestClient) -> Non
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     assert "Path=/ui" in cookie
+    assert "secure" not in cookie.lower()  # plain http in development (production: below)
     assert TEST_ADMIN_KEY not in cookie
     services = console.app.state.services  # type: ignore[attr-defined]
     token = console.cookies.get("datagate_session")
@@ -124,6 +125,25 @@ def test_a_browser_signs_in_with_a_key_for_a_session(console: TestClient) -> Non
             )
         ).all()
     assert sorted(actions) == [("SIGNIN /ui", 200), ("SIGNIN /ui", 401), ("SIGNOUT /ui", 200)]
+
+
+@pytest.mark.postgres
+def test_in_production_the_console_cookies_are_secure(
+    tmp_path: Path, fresh_postgres_url: str, pii_engine: PiiEngine
+) -> None:
+    settings = settings_for(tmp_path / "home", database_url=fresh_postgres_url, env="production")
+    with TestClient(create_app(settings, pii_engine=pii_engine), base_url="https://dg") as browser:
+        form_cookie = browser.get("/ui/signin").headers["set-cookie"]
+        assert "datagate_signin=" in form_cookie
+        assert "; Secure" in form_cookie
+        signed = sign_in(browser, TEST_ADMIN_KEY)
+        assert signed.status_code == 303
+        (session_cookie,) = [
+            c for c in signed.headers.get_list("set-cookie") if "datagate_session=" in c
+        ]
+        assert "; Secure" in session_cookie
+        assert "HttpOnly" in session_cookie
+        assert browser.get("/ui").status_code == 200  # sent back over https
 
 
 def test_a_scoped_key_sees_its_datasets_only_and_revoking_it_ends_the_session(

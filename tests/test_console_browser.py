@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's chromium driven by Playwright against a live
 `datagate serve`. Sign in per role, visit every page, click through the lineage graph, check
 scope denials, escaped payloads (no script runs, no markup renders), axe-core's accessibility
-checks, phone width and the keyboard; a screenshot of each page is kept under the test's folder.
+checks, phone width and the keyboard. A screenshot of each page is kept, per role, under
+``test-artifacts/screenshots/`` (or ``$DATAGATE_TEST_ARTIFACTS/screenshots/``).
 
 Without chromium the tests skip with the reason (never when CI is set: `.ci/run` installs it)."""
 
@@ -23,6 +24,10 @@ from tests.test_console import REVIEWED
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).parent / "data" / "axe" / "axe.min.js"
+ARTIFACTS = Path(
+    os.environ.get("DATAGATE_TEST_ARTIFACTS") or Path(__file__).parents[1] / "test-artifacts"
+)
+SCREENSHOTS = ARTIFACTS / "screenshots"
 HOSTILE_JOB = "<script>window.__pwned = 1</script>"
 HOSTILE_DATASET = '<img src=x onerror="window.__pwned = 2">'
 
@@ -149,9 +154,16 @@ def _axe(page: Any) -> list[str]:
     return [f"{v['id']}: {v['help']}" for v in result["violations"]]
 
 
-def test_every_page_in_a_real_browser(live: str, browser: Any, tmp_path: Path) -> None:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+def _shots(role: str) -> Path:
+    """A fresh folder for one role's screenshots (kept after the run, for people to look at)."""
+    shots = SCREENSHOTS / role
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    return shots
+
+
+def test_every_page_in_a_real_browser(live: str, browser: Any) -> None:
+    shots = _shots("admin")
     page = _signed_in(browser, live, TEST_ADMIN_KEY)
     for name, path in PAGES.items():
         response = page.goto(path)
@@ -208,11 +220,14 @@ def test_pages_pass_axe_at_desktop_and_phone_width(live: str, browser: Any) -> N
 
 
 def test_a_scoped_key_is_denied_beyond_its_scope(live: str, browser: Any) -> None:
+    shots = _shots("consumer")
     page = _signed_in(browser, live, _key(live, "consumer", ["transactions"]))
     assert page.locator("a[href='/ui/datasets/customers']").count() == 0
+    page.screenshot(path=str(shots / "datasets.png"), full_page=True)
     denied = page.goto("/ui/datasets/customers")
     assert denied is not None
     assert denied.status == 404
+    page.screenshot(path=str(shots / "denied.png"), full_page=True)
     assert page.goto("/ui/keys").status == 404
     assert page.goto("/ui/audit").status == 404
     page.click("text=Sign out")
@@ -221,10 +236,12 @@ def test_a_scoped_key_is_denied_beyond_its_scope(live: str, browser: Any) -> Non
 
 def test_each_role_signs_in_and_a_reviewer_replays_held_rows(live: str, browser: Any) -> None:
     for role, datasets in (("auditor", None), ("producer", ["signups"])):
+        shots = _shots(role)
         page = _signed_in(browser, live, _key(live, role, datasets))
         assert page.locator("text=Sign out").count() == 1
         page.goto("/ui/quarantine")
         page.click("a[href^='/ui/quarantine/']")
+        page.screenshot(path=str(shots / "batch.png"), full_page=True)
         if role == "auditor":  # looks, never acts
             assert page.locator("text=Replay under the current contract").count() == 0
             continue
@@ -234,3 +251,4 @@ def test_each_role_signs_in_and_a_reviewer_replays_held_rows(live: str, browser:
         page.fill("#reason", "ages below zero")
         page.click("button:has-text('Discard')")
         page.wait_for_selector("text=Discarded: the held rows and their key are destroyed.")
+        page.screenshot(path=str(shots / "discarded.png"), full_page=True)

@@ -10,6 +10,6 @@ with an API key exchanged for a server-side session.
 - Roles and dataset scopes apply exactly as in the API: a page shows what the key could read.
 """
 
-from gateway.ui.routes import router
+from gateway.ui.routes import install, router
 
-__all__ = ["router"]
+__all__ = ["install", "router"]

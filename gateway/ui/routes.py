@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
@@ -36,7 +38,7 @@ from gateway.graph import (
     provenance_markdown,
     version_impact,
 )
-from gateway.keys import ROLES, Principal, create_key, list_keys, revoke_key
+from gateway.keys import Principal, create_key, list_keys, revoke_key
 from gateway.problems import problem_for
 from gateway.services import Services
 from gateway.store import (
@@ -111,6 +113,101 @@ def _audit(services: Services, request: Request, principal: Principal | None, ac
     _audit_twin(services, request, principal, action, "/ui", 200 if principal else 401)
 
 
+class EarlyAnswer(Exception):
+    """A console answer given before a route's own work: the sign-in redirect, a refused
+    form, a page the key may not see (``install`` makes the app send it)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console from ``app``."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EarlyAnswer)
+        return exc.response
+
+    app.add_exception_handler(EarlyAnswer, answer)
+    app.include_router(router)
+
+
+@dataclass(frozen=True)
+class Console:
+    """A signed-in request: who asks, and pages rendered for them."""
+
+    request: Request
+    services: Services
+    signed_in: SignedIn
+
+    @property
+    def me(self) -> Principal:
+        return self.signed_in.principal
+
+    @property
+    def csrf(self) -> str:
+        return self.signed_in.csrf
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return _page(self.request, name, status, me=self.me, csrf=self.csrf, **context)
+
+    def missing(self, what: str) -> HTMLResponse:
+        """The answer for what does not exist and for what the key may not see alike."""
+        return self.page("missing.html", 404, what=what)
+
+    def need(
+        self, roles: Sequence[str] | None = None, dataset: str | None = None, what: str = "page"
+    ) -> None:
+        """Go on only for one of ``roles`` (any, if None) that may use ``dataset``; else the
+        page is missing (as the API's 404s, nothing says whether it exists)."""
+        if (roles is not None and self.me.role not in roles) or (
+            dataset is not None and not self.me.may_use_dataset(dataset)
+        ):
+            raise EarlyAnswer(self.missing(what))
+
+    def audit(
+        self, action: str, target: str, outcome: int, dataset: str | None = None
+    ) -> Awaitable[None]:
+        """Record a console action under its API twin's name."""
+        return run_in_threadpool(
+            _audit_twin, self.services, self.request, self.me, action, target, outcome, dataset
+        )
+
+
+async def _console(request: Request, services: ServicesDep) -> Console:
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:
+        raise EarlyAnswer(_redirect("/ui/signin"))
+    return Console(request, services, signed_in)
+
+
+def _not_signed_in(request: Request) -> EarlyAnswer:
+    return EarlyAnswer(_page(request, "signin.html", 403, csrf="", error="Not signed in."))
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A form sent in a live session with the session's CSRF token."""
+
+    console: Console
+    form: dict[str, str]
+
+
+async def _submitted(request: Request, services: ServicesDep) -> Submitted:
+    signed_in = await _signed_in(request, services)
+    if signed_in is None:  # the body is read only once the session is known
+        raise _not_signed_in(request)
+    form = await _form(request)
+    if not same_token(form.get("csrf"), signed_in.csrf):
+        raise _not_signed_in(request)
+    return Submitted(Console(request, services, signed_in), form)
+
+
+ConsoleDep = Annotated[Console, Depends(_console)]
+SubmittedDep = Annotated[Submitted, Depends(_submitted)]
+
+
 @router.get("/signin", response_class=HTMLResponse)
 async def signin_page(request: Request, services: ServicesDep) -> Response:
     """The sign-in form (a double-submit token guards it before there is a session)."""
@@ -173,14 +270,11 @@ async def signin(request: Request, services: ServicesDep) -> Response:
 
 
 @router.post("/signout")
-async def signout(request: Request, services: ServicesDep) -> Response:
+async def signout(sent: SubmittedDep) -> Response:
     """End the session (its form carries the session's CSRF token)."""
-    signed_in = await _signed_in(request, services)
-    form = await _form(request)
-    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
-        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
-    await run_in_threadpool(sign_out, services.engine, signed_in)
-    await run_in_threadpool(_audit, services, request, signed_in.principal, "SIGNOUT /ui")
+    console = sent.console
+    await run_in_threadpool(sign_out, console.services.engine, console.signed_in)
+    await run_in_threadpool(_audit, console.services, console.request, console.me, "SIGNOUT /ui")
     out = _redirect("/ui/signin")
     out.delete_cookie(COOKIE, path="/ui")
     return out
@@ -212,17 +306,13 @@ def _datasets(services: Services, principal: Principal) -> list[dict[str, Any]]:
 
 
 @router.get("", response_class=HTMLResponse)
-async def datasets_page(request: Request, services: ServicesDep, q: str = "") -> Response:
+async def datasets_page(console: ConsoleDep, q: str = "") -> Response:
     """Every dataset the key may read (``q``: whose name holds it): contract (or why it does
     not load), latest version, drift status, the last run's outcome."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
     query = q.strip().lower()[:200]
-    shown = await run_in_threadpool(_datasets, services, signed_in.principal)
+    shown = await run_in_threadpool(_datasets, console.services, console.me)
     shown = [d for d in shown if query in d["name"]]
-    me, csrf = signed_in.principal, signed_in.csrf
-    return _page(request, "datasets.html", me=me, csrf=csrf, datasets=shown, q=query)
+    return console.page("datasets.html", datasets=shown, q=query)
 
 
 VERSIONS_PER_PAGE = 50
@@ -273,21 +363,16 @@ def _dataset(services: Services, name: str, page: int) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset}", response_class=HTMLResponse)
-async def dataset_page(
-    dataset: DatasetPath, request: Request, services: ServicesDep, page: int = 0
-) -> Response:
+async def dataset_page(dataset: DatasetPath, console: ConsoleDep, page: int = 0) -> Response:
     """One dataset: its contract and its versions, newest first, with drift and tombstones."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me = signed_in.principal
-    if me.role not in (*ROLES, "admin") or not me.may_use_dataset(dataset):
-        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
+    console.need(dataset=dataset, what=dataset)
     try:
-        found = await run_in_threadpool(_dataset, services, dataset, max(0, min(page, 100_000)))
+        found = await run_in_threadpool(
+            _dataset, console.services, dataset, max(0, min(page, 100_000))
+        )
     except DatasetNotFound:
-        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what=dataset)
-    return _page(request, "dataset.html", me=me, csrf=signed_in.csrf, dataset=found)
+        return console.missing(dataset)
+    return console.page("dataset.html", dataset=found)
 
 
 def _version(services: Services, name: str, number: int) -> dict[str, Any]:
@@ -301,26 +386,17 @@ def _version(services: Services, name: str, number: int) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset}/versions/{version}", response_class=HTMLResponse)
-async def version_page(
-    dataset: DatasetPath, version: VersionPath, request: Request, services: ServicesDep
-) -> Response:
+async def version_page(dataset: DatasetPath, version: VersionPath, console: ConsoleDep) -> Response:
     """One version: schema, validation, PII handling per column, drift, and (loaded when the
     page is) what changed since the previous version; the data's download links for the
     roles that may read data."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if not me.may_use_dataset(dataset):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=dataset)
+    console.need(dataset=dataset, what=dataset)
     try:
-        found = await run_in_threadpool(_version, services, dataset, version)
+        found = await run_in_threadpool(_version, console.services, dataset, version)
     except (DatasetNotFound, VersionNotFound):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{dataset} v{version}")
-    reads_data = me.role in ("admin", "consumer")
-    return _page(
-        request, "version.html", me=me, csrf=csrf, dataset=dataset, reads_data=reads_data, **found
-    )
+        return console.missing(f"{dataset} v{version}")
+    reads_data = console.me.role in ("admin", "consumer")
+    return console.page("version.html", dataset=dataset, reads_data=reads_data, **found)
 
 
 @router.get("/datasets/{dataset}/versions/{version}/changes", response_class=HTMLResponse)
@@ -373,27 +449,16 @@ def _runs(
 
 @router.get("/runs", response_class=HTMLResponse)
 async def runs_page(
-    request: Request,
-    services: ServicesDep,
-    status: str | None = None,
-    dataset: str | None = None,
-    page: int = 0,
+    console: ConsoleDep, status: str | None = None, dataset: str | None = None, page: int = 0
 ) -> Response:
     """Ingest runs, newest first, filtered by status and dataset; a refused run's report as a
     table (values as the API shows them: PII as placeholders)."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
     status = status if status in RUN_STATUSES else None
     dataset = dataset if dataset and DATASET_NAME.match(dataset) else None
     page = max(0, min(page, 10_000))
-    shown = await run_in_threadpool(_runs, services, me, status, dataset, page)
-    return _page(
-        request,
+    shown = await run_in_threadpool(_runs, console.services, console.me, status, dataset, page)
+    return console.page(
         "runs.html",
-        me=me,
-        csrf=csrf,
         runs=shown,
         chosen=status,
         dataset=dataset,
@@ -403,40 +468,30 @@ async def runs_page(
     )
 
 
-def _auditor(signed_in: SignedIn | None) -> bool:
-    return signed_in is not None and signed_in.principal.role in ("auditor", "admin")
+AUDITORS = ("auditor", "admin")
 
 
 @router.get("/models/{model}", response_class=HTMLResponse)
-async def provenance_page(
-    model: str, request: Request, services: ServicesDep, version: str = ""
-) -> Response:
+async def provenance_page(model: str, console: ConsoleDep, version: str = "") -> Response:
     """Everything behind a model version (auditors and admins): its training runs' inputs,
     their uploads, contracts, PII handling, deleted inputs named as such, and whether it
     needs retraining. Printable; the Markdown export beside it."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if not _auditor(signed_in):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=model)
+    console.need(AUDITORS, what=model)
     try:
-        report = await run_in_threadpool(_provenance, services, model, version)
+        report = await run_in_threadpool(_provenance, console.services, model, version)
     except NotFound:
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{model} {version}")
-    return _page(request, "provenance.html", me=me, csrf=csrf, report=report)
+        return console.missing(f"{model} {version}")
+    return console.page("provenance.html", report=report)
 
 
 @router.get("/models/{model}/provenance.md")
 async def provenance_markdown_export(
-    model: str, request: Request, services: ServicesDep, version: str = ""
+    model: str, console: ConsoleDep, version: str = ""
 ) -> Response:
     """The provenance as Markdown, for a ticket."""
-    signed_in = await _signed_in(request, services)
-    if not _auditor(signed_in):
-        return _redirect("/ui/signin")
+    console.need(AUDITORS, what=model)
     try:
-        report = await run_in_threadpool(_provenance, services, model, version)
+        report = await run_in_threadpool(_provenance, console.services, model, version)
     except NotFound:
         return Response("not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
     return Response(provenance_markdown(report), media_type="text/markdown", headers=HEADERS)
@@ -448,22 +503,15 @@ def _provenance(services: Services, model: str, version: str) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset}/versions/{version}/impact", response_class=HTMLResponse)
-async def impact_page(
-    dataset: DatasetPath, version: VersionPath, request: Request, services: ServicesDep
-) -> Response:
+async def impact_page(dataset: DatasetPath, version: VersionPath, console: ConsoleDep) -> Response:
     """Every model, job and dataset downstream of a version (auditors and admins), models
     needing retraining marked."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if not _auditor(signed_in):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=dataset)
+    console.need(AUDITORS, what=dataset)
     try:
-        report = await run_in_threadpool(_impact, services, dataset, version)
+        report = await run_in_threadpool(_impact, console.services, dataset, version)
     except (DatasetNotFound, VersionNotFound):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{dataset} v{version}")
-    return _page(request, "impact.html", me=me, csrf=csrf, report=report)
+        return console.missing(f"{dataset} v{version}")
+    return console.page("impact.html", report=report)
 
 
 def _impact(services: Services, dataset: str, version: int) -> dict[str, Any]:
@@ -474,31 +522,14 @@ def _impact(services: Services, dataset: str, version: int) -> dict[str, Any]:
 
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(
-    request: Request,
-    services: ServicesDep,
-    actor: str | None = None,
-    dataset: str | None = None,
+    console: ConsoleDep, actor: str | None = None, dataset: str | None = None
 ) -> Response:
     """The audit trail, newest first (auditors and admins), by actor and dataset."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if not _auditor(signed_in):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="audit trail")
+    console.need(AUDITORS, what="audit trail")
     actor = (actor or "")[:200] or None
     dataset = dataset if dataset and DATASET_NAME.match(dataset) else None
-    entries, total = await run_in_threadpool(_audit_entries, services, actor, dataset)
-    return _page(
-        request,
-        "audit.html",
-        me=me,
-        csrf=csrf,
-        entries=entries,
-        total=total,
-        actor=actor,
-        dataset=dataset,
-    )
+    entries, total = await run_in_threadpool(_audit_entries, console.services, actor, dataset)
+    return console.page("audit.html", entries=entries, total=total, actor=actor, dataset=dataset)
 
 
 def _audit_entries(
@@ -537,80 +568,60 @@ def _batches(services: Services, principal: Principal) -> list[Any]:
 
 
 @router.get("/quarantine", response_class=HTMLResponse)
-async def quarantine_page(request: Request, services: ServicesDep) -> Response:
+async def quarantine_page(console: ConsoleDep) -> Response:
     """Quarantine batches the key may review, newest first."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if me.role not in REVIEWERS:
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="quarantine")
-    batches = await run_in_threadpool(_batches, services, me)
-    return _page(request, "quarantine.html", me=me, csrf=csrf, batches=batches)
+    console.need(REVIEWERS, what="quarantine")
+    batches = await run_in_threadpool(_batches, console.services, console.me)
+    return console.page("quarantine.html", batches=batches)
 
 
 async def _batch_page(
-    request: Request,
-    services: Services,
-    signed_in: SignedIn,
-    batch_id: str,
-    status: int = 200,
-    message: str | None = None,
+    console: Console, batch_id: str, status: int = 200, message: str | None = None
 ) -> Response:
     from gateway.review import shown_rows
 
-    me, csrf = signed_in.principal, signed_in.csrf
     try:
-        batch = await run_in_threadpool(_batch, services, me, batch_id)
+        batch = await run_in_threadpool(_batch, console.services, console.me, batch_id)
     except NotFound:
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="batch")
-    rows = await run_in_threadpool(partial(shown_rows, services, batch, offset=0, limit=100))
+        return console.missing("batch")
+    rows = await run_in_threadpool(
+        partial(shown_rows, console.services, batch, offset=0, limit=100)
+    )
     columns = list(rows[0]["values"]) if rows else []
-    return _page(
-        request,
+    return console.page(
         "batch.html",
         status,
-        me=me,
-        csrf=csrf,
         batch=batch,
         rows=rows,
         columns=columns,
-        acts=me.role in ACTORS and batch.status == "open",
+        acts=console.me.role in ACTORS and batch.status == "open",
         message=message,
         status_code=status,
     )
 
 
 @router.get("/quarantine/{batch_id}", response_class=HTMLResponse)
-async def batch_page(batch_id: str, request: Request, services: ServicesDep) -> Response:
+async def batch_page(batch_id: str, console: ConsoleDep) -> Response:
     """A batch: why its rows were held, and its held rows with their failures (personal
     data as placeholders); replay and discard for those who may act."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    return await _batch_page(request, services, signed_in, batch_id)
+    return await _batch_page(console, batch_id)
 
 
 @router.post("/quarantine/{batch_id}/{action}", response_class=HTMLResponse)
-async def batch_action(
-    batch_id: str, action: str, request: Request, services: ServicesDep
-) -> Response:
+async def batch_action(batch_id: str, action: str, sent: SubmittedDep) -> Response:
     """Replay or discard a batch, as its API twin does (and audited as it is)."""
     from gateway.review import discard, release
     from gateway.uploads import UploadSpool
 
-    signed_in = await _signed_in(request, services)
-    form = await _form(request)
-    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
-        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
-    me = signed_in.principal
+    console, form = sent.console, sent.form
+    me, services = console.me, console.services
     if action not in ("replay", "discard") or me.role not in ACTORS:
-        return await _batch_page(request, services, signed_in, batch_id, 403, "Not allowed.")
+        return await _batch_page(console, batch_id, 403, "Not allowed.")
     try:
         batch = await run_in_threadpool(_batch, services, me, batch_id)
     except NotFound:
-        return await _batch_page(request, services, signed_in, batch_id)
-    request_id = getattr(request.state, "request_id", None)
+        return console.missing("batch")
+    request_id = getattr(console.request.state, "request_id", None)
     outcome = 200
     try:
         if action == "replay":
@@ -629,17 +640,13 @@ async def batch_action(
     except DatagateError as error:
         outcome = problem_for(error).status
         message = f"{problem_for(error).title}: {error.detail}"
-    await run_in_threadpool(
-        _audit_twin,
-        services,
-        request,
-        me,
+    await console.audit(
         f"POST /api/v1/quarantine/{{batch_id}}/{action}",
         f"/api/v1/quarantine/{batch.id}/{action}",
         outcome,
         batch.dataset,
     )
-    return await _batch_page(request, services, signed_in, batch.id, outcome, message)
+    return await _batch_page(console, batch.id, outcome, message)
 
 
 # -- administration: keys, subject erasure -----------------------------------------------------
@@ -671,35 +678,23 @@ def _audit_twin(
     )
 
 
-async def _admin_page(
-    request: Request, services: Services, name: str, status: int = 200, **context: Any
-) -> Response:
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if me.role != "admin":
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="page")
-    return _page(request, name, status, me=me, csrf=csrf, **context)
+ADMINS = ("admin",)
 
 
 @router.get("/keys", response_class=HTMLResponse)
-async def keys_page(request: Request, services: ServicesDep) -> Response:
+async def keys_page(console: ConsoleDep) -> Response:
     """API keys (admins): every key with its role, datasets and state; create and revoke."""
-    keys = await run_in_threadpool(list_keys, services.engine)
-    return await _admin_page(request, services, "keys.html", keys=keys, created=None, error=None)
+    console.need(ADMINS)
+    keys = await run_in_threadpool(list_keys, console.services.engine)
+    return console.page("keys.html", keys=keys, created=None, error=None)
 
 
 @router.post("/keys", response_class=HTMLResponse)
-async def keys_action(request: Request, services: ServicesDep) -> Response:
+async def keys_action(sent: SubmittedDep) -> Response:
     """Create a key (shown once, on this answer only) or revoke one, as the API does."""
-    signed_in = await _signed_in(request, services)
-    form = await _form(request)
-    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
-        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
-    me = signed_in.principal
-    if me.role != "admin":
-        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what="page")
+    console, form = sent.console, sent.form
+    console.need(ADMINS)
+    services = console.services
     created, error, status = None, None, 200
     if form.get("revoke"):
         key_id = form["revoke"][:32]
@@ -707,15 +702,7 @@ async def keys_action(request: Request, services: ServicesDep) -> Response:
             await run_in_threadpool(revoke_key, services.engine, key_id)
         except NotFound as exc:
             error, status = exc.detail, 404
-        await run_in_threadpool(
-            _audit_twin,
-            services,
-            request,
-            me,
-            "DELETE /api/v1/keys/{key_id}",
-            f"/api/v1/keys/{key_id}",
-            status,
-        )
+        await console.audit("DELETE /api/v1/keys/{key_id}", f"/api/v1/keys/{key_id}", status)
     else:
         names = [d.strip() for d in (form.get("datasets") or "").split(",") if d.strip()]
         try:
@@ -730,46 +717,33 @@ async def keys_action(request: Request, services: ServicesDep) -> Response:
             status = 201
         except DatagateError as exc:
             error, status = exc.detail, problem_for(exc).status
-        await run_in_threadpool(
-            _audit_twin, services, request, me, "POST /api/v1/keys", "/api/v1/keys", status
-        )
+        await console.audit("POST /api/v1/keys", "/api/v1/keys", status)
     keys = await run_in_threadpool(list_keys, services.engine)
-    return await _admin_page(
-        request,
-        services,
-        "keys.html",
-        200 if status < 400 else status,
-        keys=keys,
-        created=created,
-        error=error,
+    return console.page(
+        "keys.html", 200 if status < 400 else status, keys=keys, created=created, error=error
     )
 
 
 @router.get("/privacy", response_class=HTMLResponse)
-async def privacy_page(request: Request, services: ServicesDep) -> Response:
+async def privacy_page(console: ConsoleDep) -> Response:
     """Subject search and erasure (admins): a dry run first."""
-    return await _admin_page(request, services, "privacy.html", outcome=None, error=None)
+    console.need(ADMINS)
+    return console.page("privacy.html", outcome=None, error=None)
 
 
 @router.post("/privacy", response_class=HTMLResponse)
-async def privacy_action(request: Request, services: ServicesDep) -> Response:
+async def privacy_action(sent: SubmittedDep) -> Response:
     """Find (dry run) or erase one subject. The identifiers are never shown back, stored or
     logged; the answer is counts and version numbers."""
     from gateway.erasure import erase_subject, subject_digest
 
-    signed_in = await _signed_in(request, services)
-    form = await _form(request)
-    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
-        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
-    me = signed_in.principal
-    if me.role != "admin":
-        return _page(request, "missing.html", 404, me=me, csrf=signed_in.csrf, what="page")
+    console, form = sent.console, sent.form
+    console.need(ADMINS)
+    services, me = console.services, console.me
     identifiers = [i.strip() for i in (form.get("identifiers") or "").splitlines() if i.strip()]
     identifiers = [i[:1000] for i in identifiers[:100]]
     if not identifiers:
-        return await _admin_page(
-            request, services, "privacy.html", 400, outcome=None, error="Give an identifier."
-        )
+        return console.page("privacy.html", 400, outcome=None, error="Give an identifier.")
     dry_run = form.get("erase") != "yes"
     override = form.get("override_holds") == "yes"
     digest = subject_digest(identifiers, services.redaction_key)
@@ -788,18 +762,12 @@ async def privacy_action(request: Request, services: ServicesDep) -> Response:
         outcome = found.as_dict()
     except DatagateError as exc:
         error, status = exc.detail, problem_for(exc).status
-    await run_in_threadpool(
-        _audit_twin,
-        services,
-        request,
-        me,
+    await console.audit(
         "POST /api/v1/privacy/subjects/erase",
         f"subject:{digest}" + (" (dry run)" if dry_run else ""),
         status,
     )
-    return await _admin_page(
-        request, services, "privacy.html", status, outcome=outcome, error=error
-    )
+    return console.page("privacy.html", status, outcome=outcome, error=error)
 
 
 # -- lineage explorer --------------------------------------------------------------------------
@@ -831,25 +799,17 @@ def _elements(services: Services, node: str, depth: int) -> dict[str, Any]:
 
 
 @router.get("/lineage", response_class=HTMLResponse)
-async def lineage_page(
-    request: Request, services: ServicesDep, node: str = "", depth: int = 2
-) -> Response:
+async def lineage_page(console: ConsoleDep, node: str = "", depth: int = 2) -> Response:
     """The lineage around a dataset, job or model: a graph to click through (layered, the
     versions on its edges, models marked), and the same edges as a table."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
     depth = max(0, min(depth, 10))
-    if not NODE.match(node) or len(node) > 2000:
-        return _page(request, "lineage.html", me=me, csrf=csrf, node=node, graph=None, depth=depth)
-    try:
-        graph = await run_in_threadpool(_elements, services, node, depth)
-    except NotFound:
-        return _page(
-            request, "lineage.html", 404, me=me, csrf=csrf, node=node, graph=None, depth=depth
-        )
-    return _page(request, "lineage.html", me=me, csrf=csrf, node=node, graph=graph, depth=depth)
+    graph, status = None, 200
+    if NODE.match(node) and len(node) <= 2000:
+        try:
+            graph = await run_in_threadpool(_elements, console.services, node, depth)
+        except NotFound:
+            status = 404
+    return console.page("lineage.html", status, node=node, graph=graph, depth=depth)
 
 
 @router.get("/lineage/graph.json")
@@ -869,21 +829,16 @@ async def lineage_json(
 
 @router.get("/contracts/{name}/diff", response_class=HTMLResponse)
 async def contract_diff_page(
-    name: str, request: Request, services: ServicesDep, old: str = "", new: str = ""
+    name: str, console: ConsoleDep, old: str = "", new: str = ""
 ) -> Response:
     """Every change between two recorded versions of a contract, labelled for backward and
     forward compatibility under the newer one's mode."""
-    signed_in = await _signed_in(request, services)
-    if signed_in is None:
-        return _redirect("/ui/signin")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if not me.may_use_dataset(name):
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=name)
+    console.need(dataset=name, what=name)
     try:
-        verdict = await run_in_threadpool(_contract_diff, services, name, old, new)
+        verdict = await run_in_threadpool(_contract_diff, console.services, name, old, new)
     except NotFound:
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what=f"{name} {old} {new}")
-    return _page(request, "contract_diff.html", me=me, csrf=csrf, contract=name, verdict=verdict)
+        return console.missing(f"{name} {old} {new}")
+    return console.page("contract_diff.html", contract=name, verdict=verdict)
 
 
 def _contract_diff(services: Services, name: str, old: str, new: str) -> dict[str, Any]:
@@ -903,25 +858,12 @@ def _contract_diff(services: Services, name: str, old: str, new: str) -> dict[st
 
 
 @router.post("/audit/verify", response_class=HTMLResponse)
-async def audit_verify(request: Request, services: ServicesDep) -> Response:
+async def audit_verify(sent: SubmittedDep) -> Response:
     """Recompute the audit trail's keyed chain (admins), as ``datagate audit verify`` does."""
-    signed_in = await _signed_in(request, services)
-    form = await _form(request)
-    if signed_in is None or not same_token(form.get("csrf"), signed_in.csrf):
-        return _page(request, "signin.html", 403, csrf="", error="Not signed in.")
-    me, csrf = signed_in.principal, signed_in.csrf
-    if me.role != "admin":
-        return _page(request, "missing.html", 404, me=me, csrf=csrf, what="page")
-    result = await run_in_threadpool(services.audit.verify)
-    entries, total = await run_in_threadpool(_audit_entries, services, None, None)
-    return _page(
-        request,
-        "audit.html",
-        me=me,
-        csrf=csrf,
-        entries=entries,
-        total=total,
-        actor=None,
-        dataset=None,
-        verified=result,
+    console = sent.console
+    console.need(ADMINS)
+    result = await run_in_threadpool(console.services.audit.verify)
+    entries, total = await run_in_threadpool(_audit_entries, console.services, None, None)
+    return console.page(
+        "audit.html", entries=entries, total=total, actor=None, dataset=None, verified=result
     )
