@@ -245,3 +245,34 @@ def server(tmp_path: Path, database_url: str) -> Iterator[str]:
         yield process.wait_ready().base
     finally:
         process.stop()
+
+
+# A contract that holds invalid rows for review (quarantine), with a hashed PII column.
+QUARANTINING_SIGNUPS = """
+import pandera.polars as pa
+
+
+class Signups(pa.DataFrameModel):
+    signup_id: int = pa.Field(unique=True)
+    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"})
+    age: int = pa.Field(ge=0)
+
+    class Config:
+        name = "signups"
+        metadata = {"version": "1.0.0", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}
+"""
+
+
+def producer_event(job: str, reads: str, writes: str, run_id: str) -> dict[str, Any]:
+    """A producer's COMPLETE event: job ``job`` reads Datagate's ``reads`` and writes ``writes``
+    (names of any text, e.g. markup a page must show as text)."""
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": "2026-12-08T10:00:00.000Z",
+        "producer": "https://example.com/pipeline",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id, "facets": {}},
+        "job": {"namespace": "etl", "name": job, "facets": {}},
+        "inputs": [{"namespace": "datagate", "name": reads, "facets": {}}],
+        "outputs": [{"namespace": "etl", "name": writes, "facets": {}}],
+    }

@@ -18,7 +18,13 @@ from sqlmodel import Session, select
 from gateway.app import create_app
 from gateway.models import AuditEntry, UiSession
 from privacy import PiiEngine
-from tests.conftest import TEST_ADMIN_KEY, admin_client, settings_for
+from tests.conftest import (
+    QUARANTINING_SIGNUPS,
+    TEST_ADMIN_KEY,
+    admin_client,
+    producer_event,
+    settings_for,
+)
 
 ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']""")
 HOSTILE = '<img src=x onerror="alert(1)">'
@@ -233,27 +239,12 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
     assert other.get("/ui/models/triage", params={"version": "4"}).status_code == 404
 
 
-REVIEWED = """
-import pandera.polars as pa
-
-
-class Signups(pa.DataFrameModel):
-    signup_id: int = pa.Field(unique=True)
-    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"})
-    age: int = pa.Field(ge=0)
-
-    class Config:
-        name = "signups"
-        metadata = {"version": "1.0.0", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}
-"""
-
-
 def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(
     tmp_path: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
     folder = tmp_path / "contracts"
     folder.mkdir()
-    (folder / "signups.py").write_text(textwrap.dedent(REVIEWED))
+    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING_SIGNUPS))
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     body = "signup_id,email,age\n1,ann@example.com,30\n2,held.person@example.org,-1\n"
     with admin_client(create_app(settings, pii_engine=pii_engine)) as api:
@@ -352,16 +343,7 @@ def test_the_lineage_explorer_escapes_what_producers_wrote(console: TestClient) 
     hostile_job = "<script>alert('job')</script>"
     posted = console.post(
         "/api/v1/lineage",
-        json={
-            "eventType": "COMPLETE",
-            "eventTime": "2026-12-08T10:00:00.000Z",
-            "producer": "https://example.com/pipeline",
-            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-            "run": {"runId": "01900000-0000-7000-8000-0000000000aa", "facets": {}},
-            "job": {"namespace": "etl", "name": hostile_job, "facets": {}},
-            "inputs": [{"namespace": "datagate", "name": "notes", "facets": {}}],
-            "outputs": [{"namespace": "etl", "name": HOSTILE, "facets": {}}],
-        },
+        json=producer_event(hostile_job, "notes", HOSTILE, "01900000-0000-7000-8000-0000000000aa"),
     )
     assert posted.status_code in (200, 201), posted.text
     trained = console.post(
@@ -471,3 +453,17 @@ def test_odd_forms_are_refused_never_a_server_error(console: TestClient) -> None
     )
     assert made.status_code == 200  # the field with a NUL is dropped: the default name
     assert "console-key (auditor)" in made.text
+
+
+def test_a_key_signing_in_again_and_again_keeps_ten_sessions(engine: Any) -> None:
+    from gateway.keys import create_key
+    from gateway.ui.sessions import SESSIONS_PER_KEY, current, sign_in
+
+    _, key = create_key(engine, "auditor", "often", None)
+    tokens = [sign_in(engine, key, TEST_ADMIN_KEY, 8)[0] for _ in range(SESSIONS_PER_KEY + 3)]
+    admin = [sign_in(engine, TEST_ADMIN_KEY, TEST_ADMIN_KEY, 8)[0] for _ in range(2)]
+    live = [t for t in tokens if current(engine, t, TEST_ADMIN_KEY) is not None]
+    assert live == tokens[3:]  # the oldest ended
+    assert all(current(engine, t, TEST_ADMIN_KEY) is not None for t in admin)  # another key's
+    with Session(engine) as session:
+        assert len(session.exec(select(UiSession)).all()) == SESSIONS_PER_KEY + 2

@@ -17,9 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_HEADERS, CONTRACTS, TEST_ADMIN_KEY, csv_bytes
+from tests.conftest import (
+    ADMIN_HEADERS,
+    CONTRACTS,
+    QUARANTINING_SIGNUPS,
+    TEST_ADMIN_KEY,
+    csv_bytes,
+    producer_event,
+)
 from tests.serve import ServeProcess
-from tests.test_console import REVIEWED
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,6 +35,7 @@ ARTIFACTS = Path(
 )
 SCREENSHOTS = ARTIFACTS / "screenshots"
 HOSTILE_JOB = "<script>window.__pwned = 1</script>"
+RUN_ID = "01900000-0000-7000-8000-0000000000bb"
 HOSTILE_DATASET = '<img src=x onerror="window.__pwned = 2">'
 
 
@@ -49,7 +56,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[st
     home = tmp_path_factory.mktemp("console")
     contracts = home / "contracts"
     shutil.copytree(CONTRACTS, contracts)
-    (contracts / "signups.py").write_text(REVIEWED)
+    (contracts / "signups.py").write_text(QUARANTINING_SIGNUPS)
     process = ServeProcess(
         home / "home",
         f"sqlite:///{home / 'db.sqlite'}",
@@ -76,16 +83,12 @@ def live(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[st
             assert trained.status_code == 201
             posted = api.post(
                 "/api/v1/lineage",
-                json={
-                    "eventType": "COMPLETE",
-                    "eventTime": "2026-12-08T10:00:00.000Z",
-                    "producer": "https://example.com/pipeline",
-                    "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-                    "run": {"runId": "01900000-0000-7000-8000-0000000000bb", "facets": {}},
-                    "job": {"namespace": "etl", "name": HOSTILE_JOB, "facets": {}},
-                    "inputs": [{"namespace": "datagate", "name": "customers", "facets": {}}],
-                    "outputs": [{"namespace": "etl", "name": HOSTILE_DATASET, "facets": {}}],
-                },
+                json=producer_event(
+                    HOSTILE_JOB,
+                    "customers",
+                    HOSTILE_DATASET,
+                    "01900000-0000-7000-8000-0000000000bb",
+                ),
             )
             assert posted.status_code in (200, 201), posted.text
             held = api.post(

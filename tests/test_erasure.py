@@ -23,7 +23,7 @@ from gateway.services import Services
 from gateway.store import dataset_by_name, version_by_number
 from gateway.subjects import pseudonyms
 from privacy import PiiEngine, RedactionKey
-from tests.conftest import TEST_PII_KEY, admin_client, settings_for
+from tests.conftest import QUARANTINING_SIGNUPS, TEST_PII_KEY, admin_client, settings_for
 
 CONTRACT = """
 import pandera.polars as pa
@@ -232,27 +232,12 @@ def test_only_admins_erase(gateway: TestClient) -> None:
     assert answer.status_code == 403
 
 
-QUARANTINING = """
-import pandera.polars as pa
-
-
-class Signups(pa.DataFrameModel):
-    signup_id: int = pa.Field(unique=True)
-    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"})
-    age: int = pa.Field(ge=0)
-
-    class Config:
-        name = "signups"
-        metadata = {"version": "1.0.0", "on_invalid": "quarantine", "max_invalid_fraction": 0.6}
-"""
-
-
 def test_the_subjects_rows_held_for_review_are_erased_too(
     tmp_path: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
     folder = tmp_path / "contracts"
     folder.mkdir()
-    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING))
+    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING_SIGNUPS))
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     rows = "signup_id,email,age\n1,ann@example.com,30\n2,bob@example.com,-1\n"
     rows += f"3,{SUBJECT.lower()},-5\n4,cy@example.com,41\n"

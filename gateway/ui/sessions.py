@@ -17,6 +17,9 @@ from gateway.keys import Principal, authenticate, principal_of_key
 from gateway.models import UiSession, as_utc, utcnow
 
 COOKIE = "datagate_session"
+# Live sessions one key may hold: signing in again ends its oldest, so no key (however often it
+# signs in) grows the table beyond this.
+SESSIONS_PER_KEY = 10
 
 
 def _digest(token: str) -> str:
@@ -41,8 +44,20 @@ def sign_in(engine: Engine, key: str, admin_key: str | None, hours: float) -> tu
     principal = authenticate(engine, f"Bearer {key.strip()}", admin_key)
     token = secrets.token_urlsafe(32)
     now = utcnow()
+    same_key = (
+        col(UiSession.key_id).is_(None)
+        if principal.key_id is None
+        else col(UiSession.key_id) == principal.key_id
+    )
     with unit_of_work(engine) as session:
         session.exec(delete(UiSession).where(col(UiSession.expires_at) <= now))
+        kept = session.exec(
+            select(UiSession.id)
+            .where(same_key)
+            .order_by(col(UiSession.created_at).desc(), col(UiSession.id))
+            .limit(SESSIONS_PER_KEY - 1)
+        ).all()
+        session.exec(delete(UiSession).where(same_key, col(UiSession.id).not_in(kept)))
         session.add(
             UiSession(
                 id=_digest(token),
