@@ -7,11 +7,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
 from gateway.snapshots import ROW_GROUP_SIZE, write_parquet
 
+ExportFormat = Literal["parquet", "csv", "ndjson"]
 EXPORT_MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
     "csv": "text/csv; charset=utf-8",

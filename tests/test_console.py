@@ -63,14 +63,18 @@ def console(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterato
 
 def sign_in(client: TestClient, key: str) -> Any:
     page = client.get("/ui/signin")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None
     return client.post(
         "/ui/signin",
-        data={"csrf": token.group(1), "key": key},
+        data={"csrf": _csrf(page.text), "key": key},
         follow_redirects=False,
         headers={"Authorization": ""},
     )
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
 
 
 def test_a_browser_signs_in_with_a_key_for_a_session(console: TestClient) -> None:
@@ -117,11 +121,10 @@ def test_a_browser_signs_in_with_a_key_for_a_session(console: TestClient) -> Non
     assert "&lt;img src=x onerror=" in notes.text
     assert "v1" in notes.text
     # Signing out needs the session's CSRF token.
-    csrf = re.search(r'name="csrf" value="([^"]+)"', home.text)
-    assert csrf is not None
+    csrf = _csrf(home.text)
     forged = console.post("/ui/signout", data={"csrf": "forged"}, follow_redirects=False)
     assert forged.status_code == 403
-    out = console.post("/ui/signout", data={"csrf": csrf.group(1)}, follow_redirects=False)
+    out = console.post("/ui/signout", data={"csrf": csrf}, follow_redirects=False)
     assert out.headers["location"] == "/ui/signin"
     assert console.get("/ui", follow_redirects=False).status_code == 303
     with Session(services.engine) as session:
@@ -183,6 +186,40 @@ def test_a_version_page_shows_its_story_and_loads_its_changes(console: TestClien
         assert 'hx-get="/ui/datasets/notes/versions/2/changes"' in page.text
         changes = browser.get("/ui/datasets/notes/versions/2/changes")
         assert "1 added, 0 removed" in changes.text
+    # Data is downloaded with the session (a link cannot carry a bearer key), audited as the
+    # API's download is; an auditor gets none.
+    admin = TestClient(console.app)
+    assert sign_in(admin, TEST_ADMIN_KEY).status_code == 303
+    link = "/ui/datasets/notes/versions/2/data"
+    assert f'href="{link}?format=csv"' in admin.get("/ui/datasets/notes/versions/2").text
+    csv = admin.get(link, params={"format": "csv"})
+    assert csv.status_code == 200
+    assert csv.text == console.get("/api/v1/datasets/notes/versions/2/data?format=csv").text
+    assert "attachment" in csv.headers["content-disposition"]
+    parquet = admin.get(link)
+    assert parquet.content.startswith(b"PAR1")
+    assert admin.get(link, params={"format": "xlsx"}).status_code == 404
+    assert admin.get("/ui/datasets/notes/versions/7/data").status_code == 404
+    assert browser.get(link).status_code == 404  # the auditor
+    assert "note_id" not in browser.get(link).text
+    services = console.app.state.services  # type: ignore[attr-defined]
+    with Session(services.engine) as session:
+        fetched = session.exec(
+            select(AuditEntry.role, AuditEntry.target, AuditEntry.outcome).where(
+                AuditEntry.action == "GET /api/v1/datasets/{dataset}/versions/{version}/data"
+            )
+        ).all()
+    assert sorted(fetched) == sorted(
+        [
+            ("admin", "/api/v1/datasets/notes/versions/2/data", 200),  # the API's own
+            ("admin", "/api/v1/datasets/notes/versions/2/data", 200),
+            ("admin", "/api/v1/datasets/notes/versions/2/data", 200),
+            ("admin", "/api/v1/datasets/notes/versions/2/data", 404),
+            ("admin", "/api/v1/datasets/notes/versions/7/data", 404),
+            ("auditor", "/api/v1/datasets/notes/versions/2/data", 403),
+            ("auditor", "/api/v1/datasets/notes/versions/2/data", 403),
+        ]
+    )
     first = browser.get("/ui/datasets/notes/versions/1/changes")
     assert "The first version." in first.text
     assert browser.get("/ui/datasets/notes/versions/9").status_code == 404
@@ -260,33 +297,37 @@ def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(
         assert "held.person@example.org" not in seen.text
         assert "&lt;EMAIL_ADDRESS&gt;" in seen.text
         assert "Replay under the current contract" not in seen.text  # auditors only look
+        looked = watcher.post(f"/ui/quarantine/{batch}/replay", data={"csrf": _csrf(seen.text)})
+        assert looked.status_code == 403  # refused, and audited as the API's refusal is
         reviewer = TestClient(api.app)
         assert sign_in(reviewer, producer.json()["key"]).status_code == 303
         listed = reviewer.get("/ui/quarantine")
         assert f'href="/ui/quarantine/{batch}"' in listed.text
         page = reviewer.get(f"/ui/quarantine/{batch}")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
+        csrf = _csrf(page.text)
         forged = reviewer.post(f"/ui/quarantine/{batch}/discard", data={"csrf": "x", "reason": "r"})
         assert forged.status_code == 403
-        replayed = reviewer.post(f"/ui/quarantine/{batch}/replay", data={"csrf": csrf.group(1)})
+        replayed = reviewer.post(f"/ui/quarantine/{batch}/replay", data={"csrf": csrf})
         assert "Replayed: 0 row(s) released, 1 still held." in replayed.text
         discarded = reviewer.post(
             f"/ui/quarantine/{batch}/discard",
-            data={"csrf": csrf.group(1), "reason": "bad ages, asked held.person@example.org"},
+            data={"csrf": csrf, "reason": "bad ages, asked held.person@example.org"},
         )
         assert "Discarded" in discarded.text
         assert "held.person@example.org" not in discarded.text
         services = api.app.state.services  # type: ignore[attr-defined]
         with Session(services.engine) as session:
             audited = session.exec(
-                select(AuditEntry.action, AuditEntry.outcome).where(
-                    AuditEntry.target.like(f"/api/v1/quarantine/{batch}/%")  # type: ignore[union-attr]
+                select(AuditEntry.role, AuditEntry.action, AuditEntry.outcome).where(
+                    AuditEntry.target.like(f"/api/v1/quarantine/{batch}%")  # type: ignore[union-attr]
                 )
             ).all()
-        assert sorted(audited) == [
-            ("POST /api/v1/quarantine/{batch_id}/discard", 200),
-            ("POST /api/v1/quarantine/{batch_id}/replay", 200),
+        assert sorted(audited) == [  # held rows read in the console are audited like the API's
+            ("auditor", "GET /api/v1/quarantine/{batch_id}", 200),
+            ("auditor", "POST /api/v1/quarantine/{batch_id}/replay", 403),
+            ("producer", "GET /api/v1/quarantine/{batch_id}", 200),
+            ("producer", "POST /api/v1/quarantine/{batch_id}/discard", 200),
+            ("producer", "POST /api/v1/quarantine/{batch_id}/replay", 200),
         ]
 
 
@@ -294,11 +335,10 @@ def test_admins_manage_keys_and_erase_a_subject_dry_run_first(console: TestClien
     browser = TestClient(console.app)
     assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
     page = browser.get("/ui/keys")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None
+    csrf = _csrf(page.text)
     made = browser.post(
         "/ui/keys",
-        data={"csrf": csrf.group(1), "role": "consumer", "name": "reader", "datasets": "notes"},
+        data={"csrf": csrf, "role": "consumer", "name": "reader", "datasets": "notes"},
     )
     assert made.status_code == 200
     secret = re.search(r"<code>(dg_[^<]+)</code>", made.text)
@@ -309,12 +349,15 @@ def test_admins_manage_keys_and_erase_a_subject_dry_run_first(console: TestClien
     assert reader.get("/ui/keys").status_code == 404  # admins only
     key_id = re.search(r"<code>([0-9a-f]{16})</code></td><td>reader</td>", made.text)
     assert key_id is not None
-    revoked = browser.post("/ui/keys", data={"csrf": csrf.group(1), "revoke": key_id.group(1)})
+    revoked = browser.post("/ui/keys", data={"csrf": csrf, "revoke": key_id.group(1)})
     assert "revoked" in revoked.text
+    typed = "<b>ann@example.org"  # what a user typed never lands in the trail
+    unknown = browser.post("/ui/keys", data={"csrf": csrf, "revoke": typed})
+    assert unknown.status_code == 404
     assert reader.get("/ui", follow_redirects=False).status_code == 303  # its session ended
     # Erasure: a dry run by default, the identifiers never shown back.
     subject = "someone.private@example.org"
-    dry = browser.post("/ui/privacy", data={"csrf": csrf.group(1), "identifiers": subject})
+    dry = browser.post("/ui/privacy", data={"csrf": csrf, "identifiers": subject})
     assert dry.status_code == 200
     assert "Would be erased (dry run)" in dry.text
     assert "Nothing stored holds this subject." in dry.text
@@ -333,6 +376,8 @@ def test_admins_manage_keys_and_erase_a_subject_dry_run_first(console: TestClien
             )
         ).all()
     assert ("DELETE /api/v1/keys/{key_id}", f"/api/v1/keys/{key_id.group(1)}") in actions
+    assert ("DELETE /api/v1/keys/{key_id}", "/api/v1/keys/{key_id}") in actions  # the typed one
+    assert not [t for _, t in actions if "ann@" in str(t)]
     erase = [str(t) for a, t in actions if a == "POST /api/v1/privacy/subjects/erase"]
     assert len(erase) == 1
     assert erase[0].startswith("subject:")
@@ -432,9 +477,8 @@ def test_search_health_contract_history_and_the_audit_chain(
         assert "Contract notes: 1.0.0 → 1.1.0" in diff.text
         assert "<td>column_added</td><td>topic</td>" in diff.text
         audit = browser.get("/ui/audit")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', audit.text)
-        assert csrf is not None
-        verified = browser.post("/ui/audit/verify", data={"csrf": csrf.group(1)})
+        csrf = _csrf(audit.text)
+        verified = browser.post("/ui/audit/verify", data={"csrf": csrf})
         assert "Audit trail intact" in verified.text
 
 
@@ -446,11 +490,8 @@ def test_odd_forms_are_refused_never_a_server_error(console: TestClient) -> None
     browser = TestClient(console.app)
     assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
     page = browser.get("/ui/keys")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None
-    made = browser.post(
-        "/ui/keys", data={"csrf": csrf.group(1), "role": "auditor", "name": "nul\x00name"}
-    )
+    csrf = _csrf(page.text)
+    made = browser.post("/ui/keys", data={"csrf": csrf, "role": "auditor", "name": "nul\x00name"})
     assert made.status_code == 200  # the field with a NUL is dropped: the default name
     assert "console-key (auditor)" in made.text
 

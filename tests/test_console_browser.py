@@ -174,6 +174,11 @@ def test_every_page_in_a_real_browser(live: str, browser: Any) -> None:
         assert response.status == 200, (name, response.status)
         if name == "version":
             page.wait_for_selector("text=rows matched by", timeout=10_000)  # htmx loaded it
+            with page.expect_download() as download:  # the session, not a bearer key
+                page.click("a:has-text('CSV')")
+            saved = Path(download.value.path())
+            assert download.value.suggested_filename == "customers-v2.csv"
+            assert saved.read_text().startswith("customer_id,")
         if name == "lineage":
             page.wait_for_function(
                 "() => document.getElementById('graph').explorer.nodes().length > 3"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from sqlmodel import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -22,7 +23,7 @@ from gateway.api.dependencies import (
 from gateway.api.views import dataset_view, version_url, version_view
 from gateway.contracts import Contract
 from gateway.errors import DatagateError, UnreadableUpload, UploadTooLarge
-from gateway.exports import EXPORT_MEDIA_TYPES, export_chunks, joined_parts
+from gateway.exports import EXPORT_MEDIA_TYPES, ExportFormat, export_chunks, joined_parts
 from gateway.jobs import start_queued_run
 from gateway.keys import ROLES, require
 from gateway.pipeline import run_pipeline
@@ -144,12 +145,23 @@ def get_version_data(
     services: ServicesDep,
     session: SessionDep,
     principal: PrincipalDep,
-    format: Literal["parquet", "csv", "ndjson"] = "parquet",
+    format: ExportFormat = "parquet",
 ) -> Response:
     """The stored (redacted) snapshot as Parquet, CSV or NDJSON (consumers and admins); CSV and
     NDJSON are streamed as they are written. A version stored in parts is one Parquet file
     here, its parts joined in order."""
     require(principal, ("consumer",), dataset)
+    return version_data(services, session, dataset, version, format)
+
+
+def version_data(
+    services: Services, session: Session, dataset: str, version: int, format: ExportFormat
+) -> Response:
+    """A live version's stored data as a download (the console's twin sends the same).
+
+    Raises:
+        DatasetNotFound, VersionNotFound, VersionGone: no such version, or its data deleted.
+    """
     row = live_version(session, dataset_by_name(session, dataset), version)
     files = version_files(services.snapshots, row.storage_key)
     filename = f"{dataset}-v{version}.{format}"

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -32,6 +32,7 @@ from gateway.errors import (
     VersionGone,
     VersionNotFound,
 )
+from gateway.exports import EXPORT_MEDIA_TYPES, ExportFormat
 from gateway.graph import (
     lineage_edges,
     model_provenance,
@@ -39,6 +40,8 @@ from gateway.graph import (
     version_impact,
 )
 from gateway.keys import Principal, create_key, list_keys, revoke_key
+from gateway.middleware import PLAIN_TARGET
+from gateway.models import QuarantineBatch
 from gateway.problems import problem_for
 from gateway.services import Services
 from gateway.store import (
@@ -416,6 +419,47 @@ async def version_changes(
     return _page(request, "changes.html", diff=found, previous=version - 1)
 
 
+DATA_READERS = ("consumer", "admin")
+DATA_ROUTE = "GET /api/v1/datasets/{dataset}/versions/{version}/data"
+
+
+@router.get("/datasets/{dataset}/versions/{version}/data")
+async def version_download(
+    dataset: DatasetPath, version: VersionPath, console: ConsoleDep, format: str = "parquet"
+) -> Response:
+    """The version's data for the roles that read data, sent as its API twin sends it (the
+    API needs a bearer key, which a browser's link cannot carry) and audited as it is."""
+    me = console.me
+    answer: Response
+    if me.role not in DATA_READERS or not me.may_use_dataset(dataset):
+        answer = console.missing(dataset)
+        outcome = 403  # what the API answers such a key
+    elif format not in EXPORT_MEDIA_TYPES:
+        answer, outcome = console.missing(f"{dataset} v{version} as {format[:20]}"), 404
+    else:
+        try:
+            answer = await run_in_threadpool(
+                _download, console.services, dataset, version, cast(ExportFormat, format)
+            )
+            outcome = 200
+        except (DatasetNotFound, VersionNotFound):
+            answer, outcome = console.missing(f"{dataset} v{version}"), 404
+        except VersionGone:
+            answer, outcome = console.page("gone.html", 410, what=f"{dataset} v{version}"), 410
+    target = f"/api/v1/datasets/{dataset}/versions/{version}/data"
+    await console.audit(DATA_ROUTE, target, outcome, dataset)
+    return answer
+
+
+def _download(services: Services, dataset: str, version: int, format: ExportFormat) -> Response:
+    from gateway.api.datasets import version_data
+
+    with Session(services.engine) as session:
+        answer = version_data(services, session, dataset, version, format)
+    answer.headers.update(HEADERS)
+    return answer
+
+
 def _changes(services: Services, name: str, number: int) -> dict[str, Any]:
     from gateway.api.versions import diff_of
 
@@ -575,14 +619,19 @@ async def quarantine_page(console: ConsoleDep) -> Response:
     return console.page("quarantine.html", batches=batches)
 
 
+async def _visible_batch(console: Console, batch_id: str) -> QuarantineBatch | None:
+    try:
+        return await run_in_threadpool(_batch, console.services, console.me, batch_id)
+    except NotFound:
+        return None
+
+
 async def _batch_page(
-    console: Console, batch_id: str, status: int = 200, message: str | None = None
+    console: Console, batch: QuarantineBatch | None, status: int = 200, message: str | None = None
 ) -> Response:
     from gateway.review import shown_rows
 
-    try:
-        batch = await run_in_threadpool(_batch, console.services, console.me, batch_id)
-    except NotFound:
+    if batch is None:
         return console.missing("batch")
     rows = await run_in_threadpool(
         partial(shown_rows, console.services, batch, offset=0, limit=100)
@@ -603,24 +652,35 @@ async def _batch_page(
 @router.get("/quarantine/{batch_id}", response_class=HTMLResponse)
 async def batch_page(batch_id: str, console: ConsoleDep) -> Response:
     """A batch: why its rows were held, and its held rows with their failures (personal
-    data as placeholders); replay and discard for those who may act."""
-    return await _batch_page(console, batch_id)
+    data as placeholders); replay and discard for those who may act. Audited as reading
+    held rows through the API is."""
+    batch = await _visible_batch(console, batch_id)
+    await console.audit(
+        "GET /api/v1/quarantine/{batch_id}",
+        f"/api/v1/quarantine/{batch_id}",
+        404 if batch is None else 200,
+        None if batch is None else batch.dataset,
+    )
+    return await _batch_page(console, batch)
 
 
 @router.post("/quarantine/{batch_id}/{action}", response_class=HTMLResponse)
 async def batch_action(batch_id: str, action: str, sent: SubmittedDep) -> Response:
-    """Replay or discard a batch, as its API twin does (and audited as it is)."""
+    """Replay or discard a batch, as its API twin does (and audited as it is, refusals too)."""
     from gateway.review import discard, release
     from gateway.uploads import UploadSpool
 
     console, form = sent.console, sent.form
     me, services = console.me, console.services
-    if action not in ("replay", "discard") or me.role not in ACTORS:
-        return await _batch_page(console, batch_id, 403, "Not allowed.")
-    try:
-        batch = await run_in_threadpool(_batch, services, me, batch_id)
-    except NotFound:
-        return console.missing("batch")
+    if action not in ("replay", "discard"):
+        return console.missing("action")
+    twin = f"POST /api/v1/quarantine/{{batch_id}}/{action}"
+    batch = await _visible_batch(console, batch_id)
+    if me.role not in ACTORS or batch is None:
+        refused = 404 if me.role in ACTORS else 403  # as the API: the role is checked first
+        dataset = None if batch is None else batch.dataset
+        await console.audit(twin, f"/api/v1/quarantine/{batch_id}/{action}", refused, dataset)
+        return await _batch_page(console, batch, refused, "Not allowed." if batch else None)
     request_id = getattr(console.request.state, "request_id", None)
     outcome = 200
     try:
@@ -640,13 +700,8 @@ async def batch_action(batch_id: str, action: str, sent: SubmittedDep) -> Respon
     except DatagateError as error:
         outcome = problem_for(error).status
         message = f"{problem_for(error).title}: {error.detail}"
-    await console.audit(
-        f"POST /api/v1/quarantine/{{batch_id}}/{action}",
-        f"/api/v1/quarantine/{batch.id}/{action}",
-        outcome,
-        batch.dataset,
-    )
-    return await _batch_page(console, batch.id, outcome, message)
+    await console.audit(twin, f"/api/v1/quarantine/{batch.id}/{action}", outcome, batch.dataset)
+    return await _batch_page(console, await _visible_batch(console, batch.id), outcome, message)
 
 
 # -- administration: keys, subject erasure -----------------------------------------------------
@@ -662,14 +717,17 @@ def _audit_twin(
     dataset: str | None = None,
 ) -> None:
     """An audit entry for a console action, named as its API twin's (anonymous refusals are
-    counted, as the API's are)."""
+    counted, as the API's are). A path holding other text than a plain path's is recorded as
+    its route, as the API's are: what a user typed never lands in the trail."""
+    if target.startswith("/") and not PLAIN_TARGET.match(target):
+        target = action.partition(" ")[2]
     services.audit.record(
         AuditRecord(
             actor=me.name if me else "anonymous",
             role=me.role if me else None,
             action=action,
             target=target,
-            dataset=dataset,
+            dataset=dataset if dataset and DATASET_NAME.match(dataset) else None,
             outcome=outcome,
             request_id=getattr(request.state, "request_id", None) or secrets.token_hex(8),
             client=request.client.host[:100] if request.client else None,
