@@ -148,15 +148,24 @@ def authenticate(engine: Engine, header: str | None, admin_key: str | None) -> P
     return _principal(row)
 
 
+ADMIN_KEY_ID = "admin:"
+
+
+def admin_key_id(admin_key: str) -> str:
+    """An id for ``DATAGATE_ADMIN_KEY`` as it is now (a digest: another key, another id)."""
+    return ADMIN_KEY_ID + hash_key(admin_key)[:26]
+
+
 def principal_of_key(engine: Engine, key_id: str | None, admin_key: str | None) -> Principal:
-    """The principal of a key by its id (None: ``DATAGATE_ADMIN_KEY``, while it is set).
+    """The principal of a key by its id (``admin_key_id``: ``DATAGATE_ADMIN_KEY``, while it is
+    set to the same key).
 
     Raises:
-        Unauthorized: the key is gone, revoked or expired (or the admin key unset).
+        Unauthorized: the key is gone, revoked or expired (or the admin key unset or changed).
     """
-    if key_id is None:
-        if not admin_key:
-            raise Unauthorized("the admin key is no longer set")
+    if key_id is None or key_id.startswith(ADMIN_KEY_ID):
+        if not admin_key or key_id != admin_key_id(admin_key):
+            raise Unauthorized("the admin key is no longer set, or was changed")
         return Principal(name=ADMIN_PRINCIPAL, role="admin", key_id=None)
     with Session(engine) as session:
         row = session.get(ApiKey, key_id)

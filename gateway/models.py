@@ -400,7 +400,8 @@ class UiSession(SQLModel, table=True):
     __tablename__ = "ui_session"
 
     id: str = Field(primary_key=True, max_length=64)  # SHA-256 of the cookie's token
-    key_id: str | None = Field(default=None, max_length=32)  # None: DATAGATE_ADMIN_KEY
+    # ``admin:<digest>``: DATAGATE_ADMIN_KEY as it was at sign-in (None: from before that rule).
+    key_id: str | None = Field(default=None, max_length=32)
     csrf: str = Field(max_length=64)
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False, index=True))

@@ -508,3 +508,14 @@ def test_a_key_signing_in_again_and_again_keeps_ten_sessions(engine: Any) -> Non
     assert all(current(engine, t, TEST_ADMIN_KEY) is not None for t in admin)  # another key's
     with Session(engine) as session:
         assert len(session.exec(select(UiSession)).all()) == SESSIONS_PER_KEY + 2
+
+
+def test_changing_the_admin_key_ends_the_sessions_signed_in_with_the_old_one(
+    engine: Any,
+) -> None:
+    from gateway.ui.sessions import current, sign_in
+
+    token, _ = sign_in(engine, TEST_ADMIN_KEY, TEST_ADMIN_KEY, 8)
+    assert current(engine, token, TEST_ADMIN_KEY) is not None
+    assert current(engine, token, "dg_a_new_admin_key_after_a_leak_0123456789") is None
+    assert current(engine, token, None) is None  # unset

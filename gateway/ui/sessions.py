@@ -13,7 +13,7 @@ from sqlmodel import Session, col, delete, select
 
 from gateway.db import unit_of_work
 from gateway.errors import Unauthorized
-from gateway.keys import Principal, authenticate, principal_of_key
+from gateway.keys import Principal, admin_key_id, authenticate, principal_of_key
 from gateway.models import UiSession, as_utc, utcnow
 
 COOKIE = "datagate_session"
@@ -44,11 +44,9 @@ def sign_in(engine: Engine, key: str, admin_key: str | None, hours: float) -> tu
     principal = authenticate(engine, f"Bearer {key.strip()}", admin_key)
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    same_key = (
-        col(UiSession.key_id).is_(None)
-        if principal.key_id is None
-        else col(UiSession.key_id) == principal.key_id
-    )
+    # DATAGATE_ADMIN_KEY's sessions name the key they signed in with: changing it ends them.
+    key_id = principal.key_id or admin_key_id(key.strip())
+    same_key = col(UiSession.key_id) == key_id
     with unit_of_work(engine) as session:
         session.exec(delete(UiSession).where(col(UiSession.expires_at) <= now))
         kept = session.exec(
@@ -61,7 +59,7 @@ def sign_in(engine: Engine, key: str, admin_key: str | None, hours: float) -> tu
         session.add(
             UiSession(
                 id=_digest(token),
-                key_id=principal.key_id,
+                key_id=key_id,
                 csrf=secrets.token_urlsafe(32),
                 created_at=now,
                 expires_at=now + timedelta(hours=hours),
