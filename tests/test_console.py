@@ -104,6 +104,7 @@ def test_a_browser_signs_in_with_a_key_for_a_session(console: TestClient) -> Non
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     assert "Path=/ui" in cookie
+    assert "Max-Age=28800" in cookie  # DATAGATE_UI_SESSION_HOURS, 8 by default
     assert "secure" not in cookie.lower()  # plain http in development (production: below)
     assert TEST_ADMIN_KEY not in cookie
     services = console.app.state.services  # type: ignore[attr-defined]
@@ -482,6 +483,26 @@ def test_search_health_contract_history_and_the_audit_chain(
         assert "Audit trail intact" in verified.text
 
 
+def test_every_console_form_needs_the_sessions_csrf_token(console: TestClient) -> None:
+    from fastapi.routing import APIRoute
+
+    from gateway.ui import router
+
+    browser = TestClient(console.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    forms = [
+        r.path.replace("{batch_id}", "b").replace("{action}", "replay")
+        for r in router.routes
+        if isinstance(r, APIRoute) and "POST" in r.methods and r.path != "/ui/signin"
+    ]
+    assert len(forms) >= 5
+    for path in forms:
+        for data in ({"csrf": "forged"}, {}):
+            answer = browser.post(path, data=data, follow_redirects=False)
+            assert answer.status_code == 403, path
+    assert browser.get("/ui").status_code == 200  # still signed in: nothing was done
+
+
 def test_odd_forms_are_refused_never_a_server_error(console: TestClient) -> None:
     crowded = {f"f{i}": "x" for i in range(20)}
     assert console.post("/ui/signin", data=crowded, follow_redirects=False).status_code == 403
@@ -510,12 +531,14 @@ def test_a_key_signing_in_again_and_again_keeps_ten_sessions(engine: Any) -> Non
         assert len(session.exec(select(UiSession)).all()) == SESSIONS_PER_KEY + 2
 
 
-def test_changing_the_admin_key_ends_the_sessions_signed_in_with_the_old_one(
+def test_a_session_ends_when_it_expires_or_the_admin_key_changes(
     engine: Any,
 ) -> None:
     from gateway.ui.sessions import current, sign_in
 
     token, _ = sign_in(engine, TEST_ADMIN_KEY, TEST_ADMIN_KEY, 8)
     assert current(engine, token, TEST_ADMIN_KEY) is not None
+    brief, _ = sign_in(engine, TEST_ADMIN_KEY, TEST_ADMIN_KEY, 1e-9)
+    assert current(engine, brief, TEST_ADMIN_KEY) is None  # expired
     assert current(engine, token, "dg_a_new_admin_key_after_a_leak_0123456789") is None
     assert current(engine, token, None) is None  # unset
