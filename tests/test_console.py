@@ -260,6 +260,12 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
     impact = browser.get("/ui/datasets/notes/versions/1/impact")
     assert impact.status_code == 200
     assert 'href="/ui/models/triage?version=4"' in impact.text
+    exported = browser.get("/ui/datasets/notes/versions/1/impact.md")
+    assert exported.headers["content-type"].startswith("text/markdown")
+    expected = console.get("/api/v1/audit/datasets/notes/versions/1/impact?format=md").text
+    assert exported.text == expected  # the API's Markdown
+    assert "triage" in exported.text
+    assert browser.get("/ui/datasets/notes/versions/9/impact.md").status_code == 404
     provenance = browser.get("/ui/models/triage", params={"version": "4"})
     assert provenance.status_code == 200
     assert "<td>notes</td><td>1</td>" in provenance.text
@@ -275,6 +281,7 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
     assert sign_in(other, producer.json()["key"]).status_code == 303
     assert other.get("/ui/audit").status_code == 404
     assert other.get("/ui/models/triage", params={"version": "4"}).status_code == 404
+    assert other.get("/ui/datasets/notes/versions/1/impact.md").status_code == 404
 
 
 def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(

@@ -193,6 +193,14 @@ def test_every_page_in_a_real_browser(live: str, browser: Any) -> None:
             assert after >= before
             assert page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        if name == "provenance":  # printable: the report alone, kept as a PDF too
+            page.emulate_media(media="print")
+            assert (
+                page.evaluate("() => getComputedStyle(document.querySelector('header')).display")
+                == "none"
+            )
+            page.pdf(path=str(shots / "provenance.pdf"))
+            page.emulate_media(media="screen")
     # Nothing others wrote ran or rendered as markup, and nothing broke the CSP.
     assert page.evaluate("() => window.__pwned === undefined")
     assert not [p for p in page.problems if "Content Security Policy" in p or "dialog" in p], (

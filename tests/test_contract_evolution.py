@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.contracts import load_contract_path
+from gateway.db import unit_of_work
 from gateway.evolution import judge
 from privacy import PiiEngine
 from tests.conftest import admin_client, settings_for
@@ -339,17 +340,16 @@ def test_weaker_undeclared_pii_handling_is_flagged_in_every_mode(tmp_path: Path)
 def test_without_its_recorded_code_the_old_version_cannot_serve(
     tmp_path: Path, contracts_home: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
-    from sqlmodel import Session, select
+    from sqlmodel import select
 
     from gateway.models import ContractVersion
 
     contract(contracts_home, "orders")
     first = _start(tmp_path, contracts_home, database_url, pii_engine)
-    with Session(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
+    with unit_of_work(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
         for row in session.exec(select(ContractVersion)):
             row.source = None  # as recorded before the history kept code
             session.add(row)
-        session.commit()
     first.__exit__(None, None, None)
     contract(contracts_home, "orders", ('isin=["US", "DE"]', 'isin=["US"]'), version="1.1.0")
     client = _start(tmp_path, contracts_home, database_url, pii_engine)
@@ -438,9 +438,8 @@ def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]])
             ).all()
         assert [j.args for j in jobs] == [{"revalidation_id": revalidation_id}]
         run_revalidation(services, revalidation_id)  # what `datagate worker` does
-        with Session(services.engine) as session:
+        with unit_of_work(services.engine) as session:
             session.execute(text("UPDATE procrastinate_jobs SET status = 'succeeded'"))
-            session.commit()
 
     asked = client.post(
         "/api/v1/contracts/orders/revalidate", json={}, headers={"Prefer": "respond-async"}
@@ -458,15 +457,14 @@ def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]])
     elsewhere = client.get(f"/api/v1/contracts/customers/revalidations/{job['id']}")
     assert elsewhere.status_code == 404
     # Its process died mid-way: recovery queues it again, and it finishes.
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         row = session.get(Revalidation, job["id"])
         assert row is not None
         row.status, row.instance, row.result = "running", "gone-instance", None
         row.started_at = utcnow() - timedelta(hours=2)  # a process nobody has seen for long
         session.add(row)
-        session.commit()
     if on_postgres:  # the dead worker's job is still "doing"
-        with Session(services.engine) as session:
+        with unit_of_work(services.engine) as session:
             session.execute(
                 text(
                     "UPDATE procrastinate_jobs SET status = 'doing' "
@@ -474,7 +472,6 @@ def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]])
                 ),
                 {"id": job["id"]},
             )
-            session.commit()
     report = Recovery(services).run(orphans=False)
     assert report.requeued_revalidations == [job["id"]]
     worker_runs(job["id"])
@@ -491,14 +488,13 @@ def _revalidated_by_a_worker(client: TestClient, expected: list[dict[str, Any]])
     # No key fills the queue: a few may wait per dataset, more are refused until one ends.
     from gateway.revalidation import MAX_PENDING
 
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         template = session.get(Revalidation, job["id"])
         assert template is not None
         for n in range(MAX_PENDING):  # as if no worker had taken these yet
             session.add(
                 Revalidation(**{**template.model_dump(), "id": f"waiting-{n}", "status": "queued"})
             )
-        session.commit()
     busy = client.post(
         "/api/v1/contracts/orders/revalidate", json={}, headers={"Prefer": "respond-async"}
     )
@@ -589,19 +585,18 @@ def test_recorded_code_changed_in_the_database_is_never_run(
 ) -> None:
     """Someone who can write the database cannot make the gateway run code of their own: the
     recorded code is run again only if its keyed MAC (key never in the database) holds."""
-    from sqlmodel import Session, select
+    from sqlmodel import select
 
     from gateway.models import ContractVersion
 
     marker = tmp_path / "ran"
     contract(contracts_home, "orders")
     first = _start(tmp_path, contracts_home, database_url, pii_engine)
-    with Session(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
+    with unit_of_work(first.app.state.services.engine) as session:  # type: ignore[attr-defined]
         (row,) = session.exec(select(ContractVersion)).all()
         assert row.source_mac
         row.source = f"open({str(marker)!r}, 'w').write('x')\n" + (row.source or "")
         session.add(row)
-        session.commit()
     versions = first.get("/api/v1/contracts/orders/versions").json()["versions"]
     tampered = first.post(
         "/api/v1/contracts/orders/revalidate", json={"contract": versions[0]["fingerprint"]}

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from gateway.app import create_app
+from gateway.db import unit_of_work
 from gateway.lifecycle import apply_retention, stored_keys, tombstone
 from gateway.models import AuditEntry, LineageEvent
 from gateway.services import Services
@@ -194,7 +195,7 @@ def test_a_part_a_live_version_shares_is_kept_when_its_first_version_goes(
     upload(gateway, rows(1))
     upload(gateway, rows(10))
     store = services.snapshots
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         dataset = dataset_by_name(session, "events")
         one, two = (version_by_number(session, dataset, n) for n in (1, 2))
         shared = one.storage_key
@@ -209,8 +210,7 @@ def test_a_part_a_live_version_shares_is_kept_when_its_first_version_goes(
         store.put_bytes("events/replayed/manifest.json", json.dumps(manifest).encode())
         two.storage_key = "events/replayed/manifest.json"
         session.add(two)
-        session.commit()
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         dataset = lock_dataset(session, "events")
         doomed = tombstone(
             session,
@@ -221,7 +221,6 @@ def test_a_part_a_live_version_shares_is_kept_when_its_first_version_goes(
             actor="test",
             namespace="datagate",
         )
-        session.commit()
     assert doomed == []  # its only object is a part of version 2
     assert store.get_bytes(shared)
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from gateway.app import create_app
+from gateway.db import unit_of_work
 from gateway.models import LineageEvent, QuarantineBatch, utcnow
 from gateway.quarantine import QUARANTINE_PREFIX
 from gateway.review import expire_due
@@ -341,12 +342,11 @@ def test_expiry_destroys_key_and_data(gateway: Gateway) -> None:
     batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
     services = client.app.state.services  # type: ignore[attr-defined]
     assert expire_due(services) == []  # not due yet
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         row = session.get(QuarantineBatch, batch_id)
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
         session.add(row)
-        session.commit()
     assert expire_due(services, services.audit.record) == [batch_id]
     tomb = client.get(f"/api/v1/quarantine/{batch_id}").json()["batch"]
     assert (tomb["status"], tomb["closed_by"], tomb["rows_discarded"]) == (
@@ -751,12 +751,11 @@ def test_every_gateway_process_expires_due_batches(gateway: Gateway) -> None:
     client = gateway.client
     assert client is not None
     batch_id = upload(client, csv(with_bad_rows(patients()))).json()["quarantine"]["id"]
-    with Session(gateway_engine(gateway)) as session:
+    with unit_of_work(gateway_engine(gateway)) as session:
         row = session.get(QuarantineBatch, batch_id)
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
         session.add(row)
-        session.commit()
     # A restart with a quick heartbeat: its periodic sweep expires the batch, unasked.
     client = gateway.start(heartbeat_seconds=0.2, quarantine_sweep_seconds=0.2)
     deadline = time.monotonic() + 20

@@ -26,6 +26,7 @@ from polars.testing import assert_frame_equal
 from sqlmodel import Session, select
 
 from gateway.app import create_app
+from gateway.db import unit_of_work
 from gateway.jobs import queue_state, run_ingest
 from gateway.models import DatasetVersion, GatewayInstance, IngestPart, IngestRun, utcnow
 from gateway.recovery import Recovery
@@ -278,9 +279,8 @@ def test_parts_are_taken_once_and_those_of_dead_workers_are_queued_again(
             started_at=utcnow() - timedelta(hours=1),
             heartbeat_at=utcnow() - timedelta(hours=1),
         )
-        with Session(services.engine) as session:
+        with unit_of_work(services.engine) as session:
             session.add(dead)
-            session.commit()
         report = Recovery(services).run(orphans=False)
         assert report.requeued_parts == [f"{run_id}/0"]
         assert counted.parts == [run_id, run_id]  # with a part job, as at first
@@ -410,19 +410,17 @@ def _set_part(
     instance: str | None,
     updated_at: datetime | None = None,
 ) -> None:
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         row = session.get(IngestPart, (part.run_id, part.attempt, part.index))
         assert row is not None
         row.status, row.instance = status, instance
         row.updated_at = updated_at or utcnow()
         session.add(row)
-        session.commit()
 
 
 def _set_run(services: Services, run_id: str, status: str) -> None:
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         run = session.get(IngestRun, run_id)
         assert run is not None
         run.status = status
         session.add(run)
-        session.commit()

@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
+from gateway.db import unit_of_work
 from gateway.models import QuarantineBatch, utcnow
 from gateway.schemas import TrainingRunOut, UploadOut
 from tests.conftest import csv_bytes
@@ -59,7 +59,7 @@ def test_every_route_gives_times_with_their_utc_offset(
     # A closed quarantine batch (the default contracts reject instead), for its routes' times.
     services = client.app.state.services  # type: ignore[attr-defined]
     now = utcnow()
-    with Session(services.engine) as session:
+    with unit_of_work(services.engine) as session:
         session.add(
             QuarantineBatch(
                 id=BATCH,
@@ -83,7 +83,6 @@ def test_every_route_gives_times_with_their_utc_offset(
                 close_reason="test",
             )
         )
-        session.commit()
     loaded = client.get("/api/v1/contracts/customers").json()["version"]
     revalidation = client.post(
         "/api/v1/contracts/customers/revalidate", json={}, headers={"Prefer": "respond-async"}

@@ -34,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.exports import EXPORT_MEDIA_TYPES, ExportFormat
 from gateway.graph import (
+    impact_markdown,
     lineage_edges,
     model_provenance,
     provenance_markdown,
@@ -537,8 +538,14 @@ async def provenance_markdown_export(
     try:
         report = await run_in_threadpool(_provenance, console.services, model, version)
     except NotFound:
+        return _markdown(None)
+    return _markdown(provenance_markdown(report))
+
+
+def _markdown(text: str | None) -> Response:
+    if text is None:
         return Response("not found\n", status_code=404, media_type="text/plain", headers=HEADERS)
-    return Response(provenance_markdown(report), media_type="text/markdown", headers=HEADERS)
+    return Response(text, media_type="text/markdown", headers=HEADERS)
 
 
 def _provenance(services: Services, model: str, version: str) -> dict[str, Any]:
@@ -556,6 +563,19 @@ async def impact_page(dataset: DatasetPath, version: VersionPath, console: Conso
     except (DatasetNotFound, VersionNotFound):
         return console.missing(f"{dataset} v{version}")
     return console.page("impact.html", report=report)
+
+
+@router.get("/datasets/{dataset}/versions/{version}/impact.md")
+async def impact_markdown_export(
+    dataset: DatasetPath, version: VersionPath, console: ConsoleDep
+) -> Response:
+    """The impact as Markdown, for a ticket."""
+    console.need(AUDITORS, what=dataset)
+    try:
+        report = await run_in_threadpool(_impact, console.services, dataset, version)
+    except (DatasetNotFound, VersionNotFound):
+        return _markdown(None)
+    return _markdown(impact_markdown(report))
 
 
 def _impact(services: Services, dataset: str, version: int) -> dict[str, Any]:
