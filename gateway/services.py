@@ -95,7 +95,7 @@ def build_services(settings: Settings, pii_engine: PiiEngine | None = None) -> S
     hold_back_incompatible(engine, catalog, redaction_key)
     log.info("contracts loaded: %s", ", ".join(sorted(catalog.contracts)) or "none")
     sync_contracts(engine, catalog, redaction_key)
-    engine_for_pii = pii_engine or PiiEngine(settings.spacy_model or None)
+    engine_for_pii = pii_engine or PiiEngine(settings.spacy_model or None, settings.pii_workers)
     status = engine_for_pii.status
     if engine_for_pii.has_model:
         log.info("PII engine: %s, model %s", status["mode"], status["model"])

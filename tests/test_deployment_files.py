@@ -291,3 +291,11 @@ def test_the_wheel_the_image_installs_carries_migrations_and_lineage_schemas(
         "gateway/static/redoc/LICENSE",
     } <= names
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
+
+
+def test_every_setting_is_in_the_readmes_table() -> None:
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("## Settings") :].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields - named == set()

@@ -52,6 +52,7 @@ def test_sigkill_leaves_no_orphan_and_state_files_are_private(tmp_path: Path, wo
         home,
         f"sqlite:///{home / 'datagate.db'}",
         tmp_path / "serve.log",
+        env={"DATAGATE_PII_WORKERS": "1"},
         args=("--workers", str(workers)),
     ).wait_ready()
     assert upload_csv(server.base, csv_bytes(customers(50, seed=4))).status_code == 201
