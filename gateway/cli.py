@@ -590,7 +590,8 @@ def contracts_test(
         raise _fail(f"{reason} in {folder}", 2)
     if not file.is_file():
         raise _fail(f"no file at {file}", 2)
-    engine = PiiEngine(Settings().spacy_model or None)
+    settings = Settings()
+    engine = PiiEngine(settings.spacy_model or None, settings.pii_workers)
     try:
         outcome = check_file(file, contract, engine, format)
     finally:

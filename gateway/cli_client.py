@@ -579,7 +579,7 @@ def register(app: typer.Typer) -> None:
         if dataset is not None and dataset not in catalog.contracts:
             _fail(f"{candidates} defines no loadable contract {dataset!r}", USAGE)
         settings = Settings()
-        engine = PiiEngine(settings.spacy_model or None)
+        engine = PiiEngine(settings.spacy_model or None, settings.pii_workers)
         try:
             with _client(against, key, profile) as client:
                 outcome = check_candidates(
