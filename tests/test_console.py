@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from gateway.app import create_app
+from gateway.db import unit_of_work
 from gateway.models import AuditEntry, UiSession
 from privacy import PiiEngine
 from tests.conftest import (
@@ -221,6 +222,29 @@ def test_a_version_page_shows_its_story_and_loads_its_changes(console: TestClien
             ("auditor", "/api/v1/datasets/notes/versions/2/data", 403),
         ]
     )
+    # A deleted version's data is gone (410); its page still tells its story.
+    from gateway.lifecycle import tombstone
+    from gateway.store import lock_dataset, version_by_number
+
+    with unit_of_work(services.engine) as session:
+        notes = lock_dataset(session, "notes")
+        objects = tombstone(
+            session,
+            services.snapshots,
+            notes,
+            [version_by_number(session, notes, 1)],
+            reason="retention",
+            actor="test",
+            namespace="datagate",
+        )
+    for key in objects:
+        services.snapshots.delete(key)
+    gone = admin.get("/ui/datasets/notes/versions/1/data", params={"format": "csv"})
+    assert gone.status_code == 410
+    assert "was deleted" in gone.text
+    story = admin.get("/ui/datasets/notes/versions/1")
+    assert "The data of this version was deleted (retention" in story.text
+    assert "/versions/1/data" not in story.text  # no download link
     first = browser.get("/ui/datasets/notes/versions/1/changes")
     assert "The first version." in first.text
     assert browser.get("/ui/datasets/notes/versions/9").status_code == 404

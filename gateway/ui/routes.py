@@ -320,6 +320,7 @@ async def datasets_page(console: ConsoleDep, q: str = "") -> Response:
 
 
 VERSIONS_PER_PAGE = 50
+DATA_READERS = ("consumer", "admin")  # the roles that may download a version's data
 
 
 def _dataset(services: Services, name: str, page: int) -> dict[str, Any]:
@@ -399,7 +400,7 @@ async def version_page(dataset: DatasetPath, version: VersionPath, console: Cons
         found = await run_in_threadpool(_version, console.services, dataset, version)
     except (DatasetNotFound, VersionNotFound):
         return console.missing(f"{dataset} v{version}")
-    reads_data = console.me.role in ("admin", "consumer")
+    reads_data = console.me.role in DATA_READERS
     return console.page("version.html", dataset=dataset, reads_data=reads_data, **found)
 
 
@@ -420,7 +421,6 @@ async def version_changes(
     return _page(request, "changes.html", diff=found, previous=version - 1)
 
 
-DATA_READERS = ("consumer", "admin")
 DATA_ROUTE = "GET /api/v1/datasets/{dataset}/versions/{version}/data"
 
 
