@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any
 
@@ -326,15 +327,25 @@ def version_impact(session: Session, namespace: str, dataset: str, version: int)
     }
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>|!#~])")
+
+
+def _md(value: Any) -> str:
+    """Text anyone could have written (names, sources, uploaders), as Markdown shows it: each
+    character that could start a link, image, HTML, emphasis or a table cell escaped, on one
+    line."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
+
+
 def provenance_markdown(report: dict[str, Any]) -> str:
-    """The provenance report as Markdown for a ticket."""
+    """The provenance report as Markdown for a ticket (what others wrote escaped)."""
     model = report["model"]
-    lines = [f"# Provenance of model {model['name']} version {model['version']}", ""]
+    lines = [f"# Provenance of model {_md(model['name'])} version {_md(model['version'])}", ""]
     for flag in report.get("needs_retraining", []):
-        inputs = ", ".join(f"{i['dataset']} v{i['version']}" for i in flag["inputs"])
-        lines += [f"**Needs retraining**: {flag['reason']} at {flag['at']} ({inputs}).", ""]
+        inputs = ", ".join(f"{_md(i['dataset'])} v{_md(i['version'])}" for i in flag["inputs"])
+        lines += [f"**Needs retraining**: {_md(flag['reason'])} at {flag['at']} ({inputs}).", ""]
     for run in report["training_runs"]:
-        lines += [f"## Training run {run['run_id']} ({run['job']})", ""]
+        lines += [f"## Training run {_md(run['run_id'])} ({_md(run['job'])})", ""]
         lines += [
             "| input | version | uploader | uploaded at | source | contract | fingerprint "
             "| valid |",
@@ -346,9 +357,10 @@ def provenance_markdown(report: dict[str, Any]) -> str:
             validation = upload.get("validation") or {}
             gone = " (deleted)" if upload.get("state") == "deleted" else ""
             lines.append(
-                f"| {item['dataset']} | {item['version']}{gone} | {upload.get('uploader', '')} "
-                f"| {upload.get('uploaded_at', '')} | {upload.get('source', '')} "
-                f"| {contract.get('name', '')} {contract.get('version', '')} "
+                f"| {_md(item['dataset'])} | {_md(item['version'])}{gone} "
+                f"| {_md(upload.get('uploader', ''))} | {upload.get('uploaded_at', '')} "
+                f"| {_md(upload.get('source') or '')} "
+                f"| {_md(contract.get('name', ''))} {_md(contract.get('version', ''))} "
                 f"| {str(contract.get('fingerprint', ''))[:12]} | {validation.get('valid', '')} |"
             )
         lines.append("")
@@ -356,10 +368,10 @@ def provenance_markdown(report: dict[str, Any]) -> str:
             columns = ((item.get("upload") or {}).get("pii") or {}).get("columns") or []
             redacted = [c for c in columns if c.get("action") not in (None, "none")]
             if redacted:
-                lines.append(f"PII handling of {item['dataset']} v{item['version']}:")
+                lines.append(f"PII handling of {_md(item['dataset'])} v{_md(item['version'])}:")
                 lines += [
-                    f"- {c['column']}: {c.get('entity') or '-'} → {c['action']} "
-                    f"({c['method']}, {c['values_redacted']} values)"
+                    f"- {_md(c['column'])}: {_md(c.get('entity') or '-')} → {_md(c['action'])} "
+                    f"({_md(c['method'])}, {c['values_redacted']} values)"
                     for c in redacted
                 ]
                 lines.append("")
@@ -368,18 +380,19 @@ def provenance_markdown(report: dict[str, Any]) -> str:
             if not story:
                 continue
             why = ", ".join(
-                f"{f['column'] or '(row)'} {f['check']}: {f['rows']}" for f in story["held_because"]
+                f"{_md(f['column'] or '(row)')} {_md(f['check'])}: {f['rows']}"
+                for f in story["held_because"]
             )
             lines.append(
-                f"Quarantine of {item['dataset']} v{item['version']}: batch {story['batch']} "
-                f"held {story['rows_held_at_upload']} row(s) ({why}); {story['rows_held_now']} "
-                f"still held ({story['status']})."
+                f"Quarantine of {_md(item['dataset'])} v{_md(item['version'])}: batch "
+                f"{story['batch']} held {story['rows_held_at_upload']} row(s) ({why}); "
+                f"{story['rows_held_now']} still held ({story['status']})."
             )
             for release in story["releases"]:
                 rows = release["rows"]
                 shown = ", ".join(str(r) for r in rows[:20]) + (" …" if len(rows) > 20 else "")
                 lines.append(
-                    f"- v{release['version']}: {release['kind']} by {release['released_by']} "
+                    f"- v{release['version']}: {release['kind']} by {_md(release['released_by'])} "
                     f"at {release['released_at']} released {len(rows)} row(s): {shown}"
                 )
             lines.append("")
@@ -387,19 +400,25 @@ def provenance_markdown(report: dict[str, Any]) -> str:
 
 
 def impact_markdown(report: dict[str, Any]) -> str:
-    """The impact report as Markdown for a ticket."""
+    """The impact report as Markdown for a ticket (what others wrote escaped)."""
     origin = report["dataset"]
-    lines = [f"# Impact of {origin['name']} version {origin['version']}", "", "## Models", ""]
+    lines = [
+        f"# Impact of {_md(origin['name'])} version {_md(origin['version'])}",
+        "",
+        "## Models",
+        "",
+    ]
     lines += [
-        f"- {m['model']} v{m['version']}"
+        f"- {_md(m['model'])} v{_md(m['version'])}"
         + (" (**needs retraining**)" if m.get("needs_retraining") else "")
-        + f": {' → '.join(m['path'])}"
+        + f": {' → '.join(_md(step) for step in m['path'])}"
         for m in report["models"]
     ] or ["- none"]
     lines += ["", "## Downstream datasets", ""]
     lines += [
-        f"- {d['dataset']} v{d['version']}: {' → '.join(d['path'])}" for d in report["datasets"]
+        f"- {_md(d['dataset'])} v{_md(d['version'])}: {' → '.join(_md(s) for s in d['path'])}"
+        for d in report["datasets"]
     ] or ["- none"]
     lines += ["", "## Jobs", ""]
-    lines += [f"- {j['job']}" for j in report["jobs"]] or ["- none"]
+    lines += [f"- {_md(j['job'])}" for j in report["jobs"]] or ["- none"]
     return "\n".join(lines) + "\n"

@@ -150,3 +150,49 @@ def test_subject_search_lists_the_models_trained_on_the_versions_found(
         ("customers", 2),
     ]
     assert [(m["model"], m["version"]) for m in body["models"]] == [("churn", "1"), ("fraud", "3")]
+
+
+def test_markdown_exports_show_what_others_wrote_as_text() -> None:
+    """Job, dataset, model and uploader names come from anyone who posts lineage or trains:
+    in a ticket they must render as the text they are, never as a link, image, HTML or an
+    extra table cell."""
+    from markdown_it import MarkdownIt
+
+    from gateway.graph import impact_markdown, provenance_markdown
+
+    hostile = "a|b <img src=x onerror=alert(1)> ![t](http://evil.example/p.png) [c](javascript:x)"
+    impact = impact_markdown(
+        {
+            "dataset": {"name": "notes", "version": 1},
+            "models": [{"model": hostile, "version": "1", "path": [f"job:etl:{hostile}"]}],
+            "datasets": [{"dataset": hostile, "version": "2", "path": [hostile]}],
+            "jobs": [{"job": hostile}],
+        }
+    )
+    provenance = provenance_markdown(
+        {
+            "model": {"name": hostile, "version": "1"},
+            "training_runs": [
+                {
+                    "run_id": "r1",
+                    "job": hostile,
+                    "inputs": [
+                        {
+                            "dataset": hostile,
+                            "name": hostile,
+                            "version": "1",
+                            "upload": {"uploader": hostile, "source": hostile},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    renderer = MarkdownIt("commonmark").enable("table")
+    for text in (impact, provenance):
+        html = renderer.render(text)
+        assert "<img" not in html
+        assert "<a " not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown, as text
+    # One row of eight cells: the '|' in the names split nothing.
+    assert renderer.render(provenance).count("<td>") == 8
