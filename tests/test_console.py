@@ -292,7 +292,9 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
     assert browser.get("/ui/datasets/notes/versions/9/impact.md").status_code == 404
     provenance = browser.get("/ui/models/triage", params={"version": "4"})
     assert provenance.status_code == 200
-    assert "<td>notes</td><td>1</td>" in provenance.text
+    assert '<a href="/ui/datasets/notes/versions/1">notes</a></td><td>1</td>' in provenance.text
+    digest = console.get("/api/v1/datasets/notes/versions/1").json()["content_hash"]
+    assert f"<code>{digest[:12]}</code>" in provenance.text
     markdown = browser.get("/ui/models/triage/provenance.md", params={"version": "4"})
     assert markdown.headers["content-type"].startswith("text/markdown")
     assert "# Provenance of model triage version 4" in markdown.text

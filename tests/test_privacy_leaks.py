@@ -147,7 +147,15 @@ def test_planted_pii_appears_nowhere(
             response = client.get(path)
             assert response.status_code == 200, path
             bodies.append(response.text)
-        # The console's pages, as an admin sees them (the most any key sees).
+        # Every console page, as an admin sees them (the most any key sees).
+        trained = client.post(
+            "/api/v1/training-runs",
+            json={
+                "model": {"name": "triage", "version": "1"},
+                "inputs": [{"dataset": "support_tickets", "version": 1}],
+            },
+        )
+        assert trained.status_code == 201, trained.text
         browser = TestClient(client.app)
         assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
         for page in [
@@ -156,9 +164,19 @@ def test_planted_pii_appears_nowhere(
             "/ui/datasets/support_tickets/versions/1",
             "/ui/datasets/support_tickets/versions/2",
             "/ui/datasets/support_tickets/versions/2/changes",
+            "/ui/datasets/support_tickets/versions/1/data?format=csv",
+            "/ui/datasets/support_tickets/versions/1/impact",
+            "/ui/datasets/support_tickets/versions/1/impact.md",
+            "/ui/models/triage?version=1",
+            "/ui/models/triage/provenance.md?version=1",
             "/ui/runs",
+            "/ui/runs?status=rejected",
             "/ui/audit",
+            "/ui/quarantine",
+            "/ui/keys",
+            "/ui/privacy",
             "/ui/lineage?node=dataset:datagate:support_tickets",
+            "/ui/lineage/graph.json?node=dataset:datagate:support_tickets",
         ]:
             shown = browser.get(page)
             assert shown.status_code == 200, page
