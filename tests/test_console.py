@@ -425,22 +425,34 @@ def test_the_lineage_explorer_escapes_what_producers_wrote(console: TestClient) 
         json=producer_event(hostile_job, "notes", HOSTILE, "01900000-0000-7000-8000-0000000000aa"),
     )
     assert posted.status_code in (200, 201), posted.text
+    # A file name is anyone's text too.
+    named = console.post(
+        "/api/v1/datasets/notes/uploads",
+        files={"file": (f"{HOSTILE}.csv", b"note_id\n1\n2\n", "text/csv")},
+    )
+    assert named.status_code == 201, named.text
     trained = console.post(
         "/api/v1/training-runs",
         json={
             "model": {"name": "ranker", "version": "2"},
-            "inputs": [{"dataset": "notes", "version": 1}],
+            "inputs": [
+                {"dataset": "notes", "version": 1},
+                {"dataset": "notes", "version": named.json()["version"]["version"]},
+            ],
         },
     )
     assert trained.status_code == 201
     browser = TestClient(console.app)
     assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    provenance = browser.get("/ui/models/ranker", params={"version": "2"})
+    assert HOSTILE not in provenance.text
+    assert "&lt;img src=x onerror=" in provenance.text
     page = browser.get("/ui/lineage", params={"node": "dataset:datagate:notes", "depth": 2})
     assert page.status_code == 200
     assert hostile_job not in page.text
     assert HOSTILE not in page.text
     assert "&lt;script&gt;alert(&#39;job&#39;)&lt;/script&gt;" in page.text
-    assert "<td>1</td>" in page.text  # the version an edge carried
+    assert "<td>1, 2</td>" in page.text  # the versions an edge carried
     for asset in ("/static/cytoscape/cytoscape.min.js", "/static/ui/lineage.js"):
         assert f'src="{asset}"' in page.text
         assert browser.get(asset).status_code == 200
