@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=64,
-        description="Processes that detect PII, each holding the spaCy model (about 150 MB); "
+        description="Processes that detect PII, each holding its own copy of the spaCy model; "
         "0 detects in the serving process itself; unset: one per usable CPU.",
     )
     admin_key: SecretStr | None = None
