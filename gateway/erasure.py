@@ -1,11 +1,12 @@
-"""Subject erasure (GDPR art. 17): every stored version holding a person's pseudonyms loses its
+"""Subject erasure (GDPR art. 17): every stored version holding a person's identifiers loses its
 data, each affected dataset gets a version without the person's rows, and the models trained
 on any affected version are flagged for retraining.
 
-The identifiers are turned into the keyed pseudonyms ``hash`` redaction stores (as subject
-search does) and into one keyed digest that stands for the request in the audit trail and the
-erasure record; the raw identifiers are never stored or logged. Running the same erasure again
-finds nothing more to erase and changes nothing (idempotent).
+The identifiers are turned into the forms their columns store them in (``hash`` pseudonyms,
+``encrypt`` tokens, ``keep`` values, nested text values included; as subject search does) and
+into one keyed digest that stands for the request in the audit trail and the erasure record;
+the raw identifiers are never stored or logged. Running the same erasure again finds nothing
+more to erase and changes nothing (idempotent).
 
 Per affected dataset, in one transaction under its lock: the replacement version (the
 dataset's latest version without the subject's rows, when that version holds any; otherwise
@@ -42,7 +43,13 @@ from gateway.review import erase_held, held_subject_rows
 from gateway.snapshots import StagedVersion, publish_version, version_files
 from gateway.stages import version_drift
 from gateway.store import dataset_by_name, lock_dataset, version_by_hash
-from gateway.subjects import identifier_variants, pseudonyms, search_subjects
+from gateway.subjects import (
+    SubjectForms,
+    identifier_variants,
+    search_subjects,
+    searchable_columns,
+    subject_forms,
+)
 from privacy import RedactionKey
 
 if TYPE_CHECKING:
@@ -165,9 +172,9 @@ def erase_subject(
                     )
                     entry["inputs"].append({"dataset": affected.dataset, "version": number})
         outcome.models = [models[k] for k in sorted(models, key=lambda k: (k[0], str(k[1])))]
-    wanted = pl.Series(pseudonyms(identifiers, key), dtype=pl.String)
+    forms = subject_forms(identifiers, key)
     # Rows held for review are raw: the subject's are found (and removed) there too.
-    held_rows = held_subject_rows(services, wanted)
+    held_rows = held_subject_rows(services, forms)
     outcome.quarantine = [
         {"batch": batch.id, "dataset": batch.dataset, "rows": int(marked.sum())}
         for batch, _, marked in held_rows
@@ -182,7 +189,7 @@ def erase_subject(
     if dry_run:
         return outcome
     for affected in outcome.datasets:
-        _erase_in(services, affected, wanted, actor, outcome, override_holds)
+        _erase_in(services, affected, forms, actor, outcome, override_holds)
     for batch, rows_held, marked in held_rows:
         erase_held(services, batch, rows_held, marked, outcome.id)
     with unit_of_work(services.engine) as session:
@@ -236,15 +243,10 @@ def _flag_models(session: Session, outcome: ErasureOutcome, dataset: str) -> Non
         )
 
 
-def _hashed_columns(version: DatasetVersion) -> list[str]:
-    summary: dict[str, Any] = version.pii_summary or {}
-    return [c["column"] for c in summary.get("columns", []) if c.get("action") == "hash"]
-
-
 def _erase_in(
     services: IngestContext,
     affected: DatasetErasure,
-    wanted: pl.Series,
+    forms: SubjectForms,
     actor: str,
     outcome: ErasureOutcome,
     override_holds: bool,
@@ -266,11 +268,9 @@ def _erase_in(
     kept = 0
     drift: dict[str, Any] | None = None
     if latest.number in affected.versions:
-        columns = _hashed_columns(latest)
-        keep = ~pl.any_horizontal(
-            pl.col(c).is_in(wanted.implode()).fill_null(False) for c in columns
-        )
-        plan = pl.scan_parquet(version_files(store, latest.storage_key)).filter(keep)
+        stored = pl.scan_parquet(version_files(store, latest.storage_key))
+        subject = forms.held_in_any(searchable_columns(latest), stored.collect_schema())
+        plan = stored.filter(~subject)
         staged = StagedVersion((store.stage(plan),))
         key = staged.key(affected.dataset, run_id)
         kept = int(pl.scan_parquet(staged.parts[0].path).select(pl.len()).collect().item())

@@ -69,6 +69,7 @@ from gateway.store import (
     lock_running_run,
     version_by_hash,
 )
+from gateway.subjects import SubjectForms
 from gateway.uploads import ReceivedUpload, UploadSpool
 from gateway.validation import (
     HELD_FAILURE_TYPE,
@@ -92,7 +93,6 @@ from lineage import (
     version_input,
 )
 from privacy import DetectionMemo, merge_outcomes, scan_texts, scrub_column_names
-from privacy.actions import keyed_pseudonym
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 500
@@ -946,11 +946,11 @@ def read_corrections(
 
 
 def held_subject_rows(
-    services: IngestContext, wanted: pl.Series
+    services: IngestContext, forms: SubjectForms
 ) -> list[tuple[QuarantineBatch, pl.DataFrame, pl.Series]]:
-    """Open batches holding rows whose ``hash`` columns (as the contract declares them now)
-    hold one of the ``wanted`` pseudonyms: each batch, its held rows, and which of them. The
-    held rows are raw, so they are pseudonymised here as an ingest would have stored them."""
+    """Open batches holding rows where a column with a PII policy (as the contract declares
+    it now) holds one of the subject's identifiers: each batch, its held rows, and which of
+    them. Held rows are raw, so every such column is compared as it arrived."""
     with Session(services.engine) as session:
         batches = session.exec(
             select(QuarantineBatch).where(QuarantineBatch.status == "open")
@@ -958,26 +958,16 @@ def held_subject_rows(
     found = []
     for batch in batches:
         contract = services.catalog.get(batch.dataset)
-        if contract is None:
+        if contract is None or batch.storage_key is None:
             continue
-        hashed = [p.column for p in contract.policies if p.action == "hash"]
-        if not hashed or batch.storage_key is None:
-            continue
+        declared = {p.column: "keep" for p in contract.policies}  # raw: as given
         held = open_held(services.snapshots, batch, services.redaction_key)
-        columns = [c for c in hashed if c in held.columns]
-        if not columns or held.is_empty():
+        if held.is_empty() or not declared.keys() & set(held.columns):
             continue
-        key = services.redaction_key
-        matches = held.select(
-            pl.any_horizontal(
-                keyed_pseudonym(pl.col(c).cast(pl.String), key)
-                .is_in(wanted.implode())
-                .fill_null(False)
-                for c in columns
-            ).alias("match")
-        ).get_column("match")
-        if matches.any():
-            found.append((batch, held, matches))
+        matches = held.select(forms.held_in_any(declared, held.schema).alias("match"))
+        marked = matches.get_column("match")
+        if marked.any():
+            found.append((batch, held, marked))
     return found
 
 

@@ -672,7 +672,7 @@ class SubjectMatchLinks(_Out):
 
 
 class SubjectVersionMatch(_Out):
-    """A dataset version whose pseudonymised column holds a searched identifier."""
+    """A dataset version whose column (hashed, encrypted or kept) holds a searched identifier."""
 
     dataset: str
     version: int

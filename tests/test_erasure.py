@@ -297,3 +297,60 @@ def test_an_erasure_stopped_half_way_has_flagged_what_it_erased(
     for model in ("readmission", "cost"):
         provenance = gateway.get(f"/api/v1/audit/models/{model}/provenance?version=1").json()
         assert len(provenance["needs_retraining"]) == 1
+
+
+EVERY_FORM = """
+import pandera.polars as pa
+import polars as pl
+
+
+class Members(pa.DataFrameModel):
+    member_id: int = pa.Field(unique=True)
+    email: str = pa.Field(metadata={"pii": "EMAIL_ADDRESS", "redact": "encrypt"})
+    login: str = pa.Field(
+        metadata={"pii": "EMAIL_ADDRESS", "redact": "keep", "justification": "signs them in"}
+    )
+    contacts: pl.List(pl.String) = pa.Field(
+        nullable=True, metadata={"pii": "EMAIL_ADDRESS", "redact": "hash"}
+    )
+
+    class Config:
+        name = "members"
+        metadata = {"version": "1.0.0"}
+"""
+
+
+def test_a_subject_is_found_and_erased_however_its_columns_store_it(
+    tmp_path: Path, database_url: str, pii_engine: PiiEngine
+) -> None:
+    """Encrypted (deterministic tokens), kept (justified) and nested hashed values identify a
+    subject as surely as a flat ``hash`` column does: search and erasure find them all."""
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "members.py").write_text(EVERY_FORM)
+    settings = settings_for(tmp_path / "home", folder, database_url=database_url)
+    subject = SUBJECT.lower()
+    rows = [
+        {"member_id": 1, "email": subject, "login": "m1", "contacts": None},  # encrypted
+        {"member_id": 2, "email": "a@example.com", "login": subject, "contacts": []},  # kept
+        {"member_id": 3, "email": "b@example.com", "login": "m3", "contacts": ["x@y.org", subject]},
+        {"member_id": 4, "email": "c@example.com", "login": f"{subject}x", "contacts": ["z@y.org"]},
+    ]
+    body = "\n".join(json.dumps(r) for r in rows) + "\n"
+    with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
+        stored = client.post("/api/v1/datasets/members/uploads?format=ndjson", content=body)
+        assert stored.status_code == 201, stored.text
+        found = client.post("/api/v1/privacy/subjects/search", json={"identifiers": [SUBJECT]})
+        assert found.status_code == 200, found.text
+        columns = {(m["column"], m["rows"]) for m in found.json()["matches"]}
+        assert columns == {("email", 1), ("login", 1), ("contacts", 1)}
+        erased = client.post(
+            "/api/v1/privacy/subjects/erase", json={"identifiers": [SUBJECT], "dry_run": False}
+        )
+        assert erased.status_code == 200, erased.text
+        clean = erased.json()["datasets"][0]["replaced_by"]
+        data = client.get(f"/api/v1/datasets/members/versions/{clean}/data?format=parquet")
+        left = pl.read_parquet(io.BytesIO(data.content))
+        assert left["member_id"].to_list() == [4]  # a longer value that merely contains it stays
+        again = client.post("/api/v1/privacy/subjects/search", json={"identifiers": [SUBJECT]})
+        assert again.json()["matches"] == []

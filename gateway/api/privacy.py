@@ -34,11 +34,13 @@ class SubjectSearch(BaseModel):
 async def subjects_search(
     http: Request, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """The dataset versions whose pseudonymised (``hash``) columns hold these identifiers, and
-    the models trained on them (directly or through downstream datasets).
+    """The dataset versions whose columns hold these identifiers as they store them (``hash``:
+    the keyed HMAC; ``encrypt``: the deterministic token; a justified ``keep``: the value;
+    nested text values included), and the models trained on them (directly or through
+    downstream datasets).
 
-    The identifiers are pseudonymised with the same keyed HMAC as uploads and never stored,
-    logged or echoed back. Auditors and admins.
+    The identifiers are turned into those forms in memory only, never stored, logged or echoed
+    back. Auditors and admins.
     """
     require(principal, ("auditor",))
     request = await json_body(http, SubjectSearch, services.settings.max_json_bytes)
@@ -94,7 +96,7 @@ class SubjectErase(BaseModel):
 async def subjects_erase(
     http: Request, services: ServicesDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Erase one data subject (admins): every version holding the subject's pseudonyms (as
+    """Erase one data subject (admins): every version holding the subject's identifiers (as
     search finds them) loses its data (a tombstone stays, reason ``erasure``); each affected
     dataset's latest version is written again without the subject's rows; the models trained
     on an affected version are flagged for retraining. ``dry_run`` (the default) only says
