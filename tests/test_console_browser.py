@@ -206,13 +206,17 @@ def test_every_page_in_a_real_browser(live: str, browser: Any) -> None:
     assert not [p for p in page.problems if "Content Security Policy" in p or "dialog" in p], (
         page.problems
     )
-    # A contract's changes between two of its versions (here one against itself: none).
-    with httpx.Client(base_url=live, headers=ADMIN_HEADERS, timeout=30) as api:
-        fingerprint = api.get("/api/v1/contracts/customers").json()["fingerprint"]
-    page.goto(f"/ui/contracts/customers/diff?old={fingerprint}&new={fingerprint}")
+    page.goto(_contract_diff_url(live))
     page.wait_for_selector("h1")
     page.screenshot(path=str(shots / "contract_diff.png"), full_page=True)
     assert len(list(shots.glob("*.png"))) == len(PAGES) + 1
+
+
+def _contract_diff_url(base: str) -> str:
+    """A contract's changes between two of its versions (one against itself: none)."""
+    with httpx.Client(base_url=base, headers=ADMIN_HEADERS, timeout=30) as api:
+        fingerprint = api.get("/api/v1/contracts/customers").json()["fingerprint"]
+    return f"/ui/contracts/customers/diff?old={fingerprint}&new={fingerprint}"
 
 
 def _batch_url(base: str) -> str:
@@ -230,7 +234,7 @@ def test_pages_pass_axe_at_desktop_and_phone_width(live: str, browser: Any) -> N
             bypass_csp=True,
             viewport={"width": width, "height": height},
         )
-        for path in [*PAGES.values(), _batch_url(live)]:
+        for path in [*PAGES.values(), _batch_url(live), _contract_diff_url(live)]:
             page.goto(path)
             assert _axe(page) == [], (width, path)
             overflow = page.evaluate("() => document.documentElement.scrollWidth")
