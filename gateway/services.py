@@ -17,6 +17,7 @@ from gateway.contracts import ContractCatalog, load_contracts
 from gateway.db import make_engine, migrate
 from gateway.jobs import LocalQueue, build_queue, queue_state, resume_local_jobs
 from gateway.lifecycle import apply_retention, purge_cached
+from gateway.limits import PerKeyLimit
 from gateway.metrics import build_registry
 from gateway.models import utcnow
 from gateway.outbox import LineageDelivery
@@ -48,6 +49,8 @@ class Services:
     audit: AuditTrail
     heartbeat: Heartbeat | None = field(default=None)
     queue: JobQueue | None = field(default=None)
+    # Diffs read two whole versions: a key runs at most two at once in each process.
+    diffs: PerKeyLimit = field(default_factory=lambda: PerKeyLimit(2, "diffs"))
 
     @property
     def work_dir(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import polars as pl
@@ -13,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.diff import Side, diff_versions
+from gateway.keys import ADMIN_PRINCIPAL
 from privacy import PiiEngine, RedactionKey
-from tests.conftest import TEST_PII_KEY, admin_client, settings_for
+from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, settings_for
+from tests.test_console import sign_in
 
 SECRET = RedactionKey(TEST_PII_KEY.encode())
 
@@ -128,3 +131,21 @@ def test_the_diff_route_on_stored_versions(gateway: TestClient) -> None:
         gateway.get("/api/v1/datasets/orders/versions/1/diff/2", headers=outsider).status_code
         == 403
     )
+    # A key runs at most two diffs at once (each reads two whole versions); the next is a 429
+    # for it alone, in the API and in the console's fragment.
+    services = gateway.app.state.services  # type: ignore[attr-defined]
+    reader = gateway.post("/api/v1/keys", json={"role": "consumer", "datasets": ["orders"]})
+    other = {"Authorization": f"Bearer {reader.json()['key']}"}
+    browser = TestClient(gateway.app)
+    assert sign_in(browser, TEST_ADMIN_KEY).status_code == 303
+    with ExitStack() as running:
+        for _ in range(2):
+            running.enter_context(services.diffs.slot(ADMIN_PRINCIPAL))
+        busy = gateway.get("/api/v1/datasets/orders/versions/1/diff/2")
+        assert busy.status_code == 429
+        assert busy.headers["retry-after"] == "5"
+        assert busy.json()["type"].endswith("/too-busy")
+        fragment = browser.get("/ui/datasets/orders/versions/2/changes")
+        assert "already has two diffs running" in fragment.text
+        assert gateway.get("/api/v1/datasets/orders/versions/1/diff/2", headers=other).is_success
+    assert gateway.get("/api/v1/datasets/orders/versions/1/diff/2").status_code == 200

@@ -98,7 +98,10 @@ async def release_version(
 @router.get(
     "/datasets/{dataset}/versions/{version}/diff/{other}",
     response_model=VersionDiffOut,
-    responses={410: {"description": "A version's data was deleted."}},
+    responses={
+        410: {"description": "A version's data was deleted."},
+        429: {"description": "This key already has two diffs running (Retry-After)."},
+    },
 )
 def diff(
     dataset: DatasetPath,
@@ -112,7 +115,8 @@ def diff(
     (matched by the contract's primary_key, else by whole-row hashes), changed cells per
     column, and a sample of keys as keyed pseudonyms. Computed on the stored data."""
     require(principal, ROLES, dataset)
-    return diff_of(services, session, dataset, version, other)
+    with services.diffs.slot(principal.key_id or principal.name):
+        return diff_of(services, session, dataset, version, other)
 
 
 def diff_of(

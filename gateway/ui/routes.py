@@ -28,6 +28,7 @@ from gateway.errors import (
     DatagateError,
     DatasetNotFound,
     NotFound,
+    TooBusy,
     Unauthorized,
     VersionGone,
     VersionNotFound,
@@ -414,10 +415,15 @@ async def version_changes(
         return _page(request, "fragment_missing.html", 404)
     if version <= 1:
         return _page(request, "changes.html", diff=None, previous=None)
+    me = signed_in.principal
     try:
-        found = await run_in_threadpool(_changes, services, dataset, version)
+        with services.diffs.slot(me.key_id or me.name):
+            found = await run_in_threadpool(_changes, services, dataset, version)
     except (DatasetNotFound, VersionNotFound, VersionGone):
         return _page(request, "changes.html", diff=None, previous=version - 1)
+    except TooBusy:
+        # htmx swaps only a 2xx answer in: the fragment says why, and the page stays whole.
+        return _page(request, "changes.html", diff=None, previous=version - 1, busy=True)
     return _page(request, "changes.html", diff=found, previous=version - 1)
 
 
