@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -154,6 +155,15 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+def contract_folder(tmp_path: Path, **contracts: str) -> Path:
+    """``tmp_path/contracts`` holding ``<name>.py`` with each contract's text (dedented)."""
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    for name, text in contracts.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    return folder
 
 
 def settings_for(home: Path, contracts_dir: Path = CONTRACTS, **extra: Any) -> Settings:

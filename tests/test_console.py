@@ -23,6 +23,7 @@ from tests.conftest import (
     QUARANTINING_SIGNUPS,
     TEST_ADMIN_KEY,
     admin_client,
+    contract_folder,
     producer_event,
     settings_for,
 )
@@ -46,12 +47,8 @@ class Notes(pa.DataFrameModel):
 
 @pytest.fixture
 def console(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterator[TestClient]:
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "notes.py").write_text(textwrap.dedent(CONTRACT))
-    (folder / "other.py").write_text(
-        textwrap.dedent(CONTRACT).replace("Notes", "Other").replace('"notes"', '"other"')
-    )
+    other = CONTRACT.replace("Notes", "Other").replace('"notes"', '"other"')
+    folder = contract_folder(tmp_path, notes=CONTRACT, other=other)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         for dataset in ("notes", "other"):
@@ -313,9 +310,7 @@ def test_auditors_walk_from_a_version_to_its_models_and_back(console: TestClient
 def test_held_rows_are_reviewed_replayed_and_discarded_in_the_console(
     tmp_path: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING_SIGNUPS))
+    folder = contract_folder(tmp_path, signups=QUARANTINING_SIGNUPS)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     body = "signup_id,email,age\n1,ann@example.com,30\n2,held.person@example.org,-1\n"
     with admin_client(create_app(settings, pii_engine=pii_engine)) as api:
@@ -487,9 +482,7 @@ def test_a_long_history_is_paged(console: TestClient) -> None:
 def test_search_health_contract_history_and_the_audit_chain(
     tmp_path: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "notes.py").write_text(textwrap.dedent(CONTRACT))
+    folder = contract_folder(tmp_path, notes=CONTRACT)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     with admin_client(create_app(settings, pii_engine=pii_engine)) as first:
         assert (

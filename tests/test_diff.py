@@ -3,7 +3,6 @@ sample keys; the route on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,7 +15,7 @@ from gateway.app import create_app
 from gateway.diff import Side, diff_versions
 from gateway.keys import ADMIN_PRINCIPAL
 from privacy import PiiEngine, RedactionKey
-from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, settings_for
+from tests.conftest import TEST_ADMIN_KEY, TEST_PII_KEY, admin_client, contract_folder, settings_for
 from tests.test_console import sign_in
 
 SECRET = RedactionKey(TEST_PII_KEY.encode())
@@ -103,9 +102,7 @@ class Orders(pa.DataFrameModel):
 
 @pytest.fixture
 def gateway(tmp_path: Path, database_url: str, pii_engine: PiiEngine) -> Iterator[TestClient]:
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "orders.py").write_text(textwrap.dedent(CONTRACT))
+    folder = contract_folder(tmp_path, orders=CONTRACT)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     with admin_client(create_app(settings, pii_engine=pii_engine)) as client:
         yield client

@@ -23,7 +23,13 @@ from gateway.services import Services
 from gateway.store import dataset_by_name, version_by_number
 from gateway.subjects import pseudonyms
 from privacy import PiiEngine, RedactionKey
-from tests.conftest import QUARANTINING_SIGNUPS, TEST_PII_KEY, admin_client, settings_for
+from tests.conftest import (
+    QUARANTINING_SIGNUPS,
+    TEST_PII_KEY,
+    admin_client,
+    contract_folder,
+    settings_for,
+)
 
 CONTRACT = """
 import pandera.polars as pa
@@ -235,9 +241,7 @@ def test_only_admins_erase(gateway: TestClient) -> None:
 def test_the_subjects_rows_held_for_review_are_erased_too(
     tmp_path: Path, database_url: str, pii_engine: PiiEngine
 ) -> None:
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "signups.py").write_text(textwrap.dedent(QUARANTINING_SIGNUPS))
+    folder = contract_folder(tmp_path, signups=QUARANTINING_SIGNUPS)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     rows = "signup_id,email,age\n1,ann@example.com,30\n2,bob@example.com,-1\n"
     rows += f"3,{SUBJECT.lower()},-5\n4,cy@example.com,41\n"
@@ -325,9 +329,7 @@ def test_a_subject_is_found_and_erased_however_its_columns_store_it(
 ) -> None:
     """Encrypted (deterministic tokens), kept (justified) and nested hashed values identify a
     subject as surely as a flat ``hash`` column does: search and erasure find them all."""
-    folder = tmp_path / "contracts"
-    folder.mkdir()
-    (folder / "members.py").write_text(EVERY_FORM)
+    folder = contract_folder(tmp_path, members=EVERY_FORM)
     settings = settings_for(tmp_path / "home", folder, database_url=database_url)
     subject = SUBJECT.lower()
     rows = [
